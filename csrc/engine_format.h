@@ -1,0 +1,165 @@
+/*
+ * engine_format.h — the on-disk formats shared by the C core and Python.
+ *
+ * This header is the C mirror of engine/formats.py; docs/FORMAT.md is the
+ * prose specification. A change here changes all three, and bumps a format
+ * version. All integers are little-endian unless stated otherwise. Every
+ * decoder bounds-checks before it reads: hostile input yields an error code,
+ * never an out-of-bounds access.
+ */
+#ifndef ENGINE_FORMAT_H
+#define ENGINE_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- errors */
+/* Decoders return 0 on success or one of these (negative) codes. */
+#define ENG_OK              0
+#define ENG_E_TRUNCATED    -1  /* buffer shorter than the fixed header+trailer */
+#define ENG_E_BAD_MAGIC    -2  /* first 4 bytes are not the format's magic */
+#define ENG_E_VERSION      -3  /* format version this build cannot read */
+#define ENG_E_CHECKSUM     -4  /* trailing xxh64 does not match the bytes */
+#define ENG_E_OVERRUN      -5  /* declared lengths run past the buffer end */
+#define ENG_E_NAMES        -6  /* name column: wrong NUL count or empty name */
+#define ENG_E_LENGTHS      -7  /* length column does not sum to its region */
+#define ENG_E_TRAILING     -8  /* bytes left over between columns and checksum */
+#define ENG_E_FIELD        -9  /* a header field is out of range (e.g. count 0) */
+#define ENG_E_ARG         -10  /* encoder: caller passed inconsistent arguments */
+
+/* ------------------------------------------------------- transaction record
+ * One LMDB value per transaction (key: 8-byte big-endian tx_id).
+ *
+ *  off  size  field
+ *    0     4  magic "ETXR"
+ *    4     2  format version (ENG_TX_VERSION)
+ *    6     2  flags (0; reserved)
+ *    8     8  tx_id
+ *   16     8  epoch
+ *   24     8  ts_ns (commit time, ns since the Unix epoch)
+ *   32     8  first_position (global position of the first event)
+ *   40     4  event_count n (>= 1)
+ *   44     4  streams_len (bytes of the stream-name column)
+ *   48     4  types_len   (bytes of the type-name column)
+ *   52     4  data_len    (bytes of the data column)
+ *   56   8*n  version[i]  (per-stream version of event i, >= 1)
+ *    .   8*n  prev_tx[i]  (tx holding version[i]-1 of the same stream; 0 if version 1)
+ *    .   4*n  data_lens[i]
+ *    .   streams_len  n UTF-8 names, each terminated by one NUL byte
+ *    .   types_len    n UTF-8 names, each terminated by one NUL byte
+ *    .   data_len     the n payloads back to back
+ *  end-8   8  xxh64(all bytes before it, seed 0)
+ */
+#define ENG_TX_MAGIC        "ETXR"
+#define ENG_TX_VERSION      1
+#define ENG_TX_HEADER_SIZE  56
+#define ENG_TX_TRAILER_SIZE 8
+
+/* Where the columns of a decoded record start, as offsets into the buffer
+ * the caller passed. The view borrows nothing: it holds only integers. */
+typedef struct {
+    uint16_t format_version;
+    uint16_t flags;
+    uint64_t tx_id;
+    uint64_t epoch;
+    uint64_t ts_ns;
+    uint64_t first_position;
+    uint32_t event_count;
+    uint32_t streams_len;
+    uint32_t types_len;
+    uint32_t data_len;
+    size_t versions_off;
+    size_t prev_off;
+    size_t data_lens_off;
+    size_t streams_off;
+    size_t types_off;
+    size_t data_off;
+} eng_tx_view;
+
+/* Bytes an encoded record takes; 0 if the sizes overflow size_t. */
+size_t eng_tx_encoded_size(uint32_t n, uint32_t streams_len,
+                           uint32_t types_len, uint32_t data_len);
+
+/* Encodes one record into out[0..out_cap). Column arrays hold n entries each
+ * (host-order integers; written little-endian). The caller owns every buffer.
+ * Returns the bytes written (> 0) or ENG_E_ARG if out_cap is too small, n is
+ * 0, or the data_lens do not sum to data_len. Names are copied as given: the
+ * caller guarantees the NUL terminators (the decoder checks them). */
+int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
+                      uint64_t first_position, uint32_t n,
+                      const uint64_t *versions, const uint64_t *prev_tx,
+                      const uint32_t *data_lens,
+                      const uint8_t *streams, uint32_t streams_len,
+                      const uint8_t *types, uint32_t types_len,
+                      const uint8_t *data, uint32_t data_len,
+                      uint8_t *out, size_t out_cap);
+
+/* Validates buf[0..len) as a record and fills *view. Checks, in order:
+ * size >= header+trailer (TRUNCATED), magic, version, checksum, header fields
+ * (event_count >= 1), column sizes (OVERRUN / TRAILING), NUL counts and
+ * non-empty names in both name columns (NAMES), data_lens sum (LENGTHS),
+ * version[i] >= 1 (FIELD). Returns ENG_OK or a negative ENG_E_* code. */
+int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view);
+
+/* -------------------------------------------------------- snapshot block
+ * The decompressed snapshot body is a sequence of blocks, each:
+ *
+ *  off  size  field
+ *    0     4  magic "SBLK"
+ *    4     4  entry_count n (>= 1)
+ *    8     4  none_count m (entries whose value is None; m <= n)
+ *   12     4  names_len (bytes of the name column)
+ *   16     4  values_len (bytes of the value column)
+ *   20     4  reserved (0)
+ *   24   8*n  version[i]   (>= 1)
+ *    .   8*n  last_tx[i]   (tx holding version[i]; >= 1)
+ *    .   4*n  value_lens[i] (0 for a None value)
+ *    .   4*m  none_idx[j]  (strictly increasing entry indexes < n whose value is None)
+ *    .   names_len   n UTF-8 names, each terminated by one NUL byte
+ *    .   values_len  the values back to back
+ *  end-8   8  xxh64(all bytes of the block before it, seed 0)
+ */
+#define ENG_BLOCK_MAGIC        "SBLK"
+#define ENG_BLOCK_HEADER_SIZE  24
+#define ENG_BLOCK_TRAILER_SIZE 8
+
+typedef struct {
+    uint32_t entry_count;
+    uint32_t none_count;
+    uint32_t names_len;
+    uint32_t values_len;
+    size_t versions_off;
+    size_t last_tx_off;
+    size_t value_lens_off;
+    size_t none_idx_off;
+    size_t names_off;
+    size_t values_off;
+    size_t block_len;   /* total bytes of this block, trailer included */
+} eng_block_view;
+
+/* Bytes an encoded block takes; 0 if the sizes overflow size_t. */
+size_t eng_block_encoded_size(uint32_t n, uint32_t m, uint32_t names_len,
+                              uint32_t values_len);
+
+/* Encodes one block into out[0..out_cap). Returns bytes written or ENG_E_ARG
+ * (n == 0, m > n, out_cap too small, value_lens do not sum to values_len,
+ * a none_idx out of order/range or pointing at a non-zero length). */
+int64_t eng_block_encode(uint32_t n, const uint64_t *versions,
+                         const uint64_t *last_tx, const uint32_t *value_lens,
+                         uint32_t m, const uint32_t *none_idx,
+                         const uint8_t *names, uint32_t names_len,
+                         const uint8_t *values, uint32_t values_len,
+                         uint8_t *out, size_t out_cap);
+
+/* Validates the block that starts at buf[0] (buf holds len bytes; the block
+ * may be followed by others) and fills *view, including view->block_len so
+ * the caller can step to the next block. Checks: TRUNCATED, BAD_MAGIC,
+ * OVERRUN, CHECKSUM, FIELD (n == 0, m > n, version or last_tx 0, none_idx
+ * out of order or range or its length non-zero), NAMES, LENGTHS. */
+int eng_block_decode(const uint8_t *buf, size_t len, eng_block_view *view);
+
+/* ---------------------------------------------------------------- xxh64 */
+/* XXH64 of p[0..n), equal to the reference xxHash implementation. */
+uint64_t eng_xxh64(const void *p, size_t n, uint64_t seed);
+
+#endif /* ENGINE_FORMAT_H */

@@ -1,0 +1,66 @@
+"""On-disk format constants: the Python mirror of ``csrc/engine_format.h``.
+
+``docs/FORMAT.md`` is the prose specification. A change here changes the header
+and the doc too, and bumps a format version.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ---- decoder error codes (engine_format.h ENG_E_*) -----------------------
+ENG_OK: Final = 0
+DECODE_ERRORS: Final[dict[int, str]] = {
+    -1: "truncated",
+    -2: "bad magic",
+    -3: "unknown format version",
+    -4: "checksum mismatch",
+    -5: "declared lengths overrun the buffer",
+    -6: "malformed name column",
+    -7: "length column does not match its region",
+    -8: "trailing bytes after the columns",
+    -9: "header field out of range",
+    -10: "inconsistent encoder arguments",
+}
+
+# ---- transaction record (one LMDB value per tx) ---------------------------
+TX_MAGIC: Final = b"ETXR"
+TX_VERSION: Final = 1
+TX_HEADER_SIZE: Final = 56
+TX_TRAILER_SIZE: Final = 8
+
+# ---- snapshot file --------------------------------------------------------
+SNAP_MAGIC: Final = b"ENGSNAP1"       # file header magic
+SNAP_END_MAGIC: Final = b"ENGSEND1"   # last 8 bytes of the file
+SNAP_VERSION: Final = 1
+SNAP_SUFFIX: Final = ".snap"
+SNAP_TMP_SUFFIX: Final = ".snap.tmp"
+BLOCK_MAGIC: Final = b"SBLK"
+BLOCK_HEADER_SIZE: Final = 24
+BLOCK_TRAILER_SIZE: Final = 8
+BLOCK_MAX_ENTRIES: Final = 16384          # entries per snapshot block
+BLOCK_TARGET_BYTES: Final = 4 << 20       # a block is cut once its values pass this
+
+# ---- LMDB log meta keys ---------------------------------------------------
+META_DB_ID: Final = b"db_id"              # 36-byte ASCII UUID
+META_FORMAT: Final = b"format"            # u16 LE: LOG_FORMAT
+META_EPOCH: Final = b"epoch"              # u64 LE: the log's epoch
+META_BASE_TX: Final = b"base_tx"          # u64 LE: tx before the first record
+META_BASE_POSITION: Final = b"base_position"  # u64 LE: event position before it
+META_HISTORY: Final = b"epoch_history"    # JSON list of EpochRecord dicts
+LOG_FORMAT: Final = 1
+LOG_SUBDIR: Final = "log"
+SNAP_SUBDIR: Final = "snapshots"
+ASIDE_SUBDIR: Final = "aside"
+LOCK_FILE: Final = "LOCK"
+
+# ---- input limits (documented in README/FORMAT) ---------------------------
+MAX_NAME_BYTES: Final = 1024              # stream name, UTF-8
+MAX_TYPE_BYTES: Final = 256               # event type, UTF-8
+MAX_EVENT_BYTES: Final = 16 << 20         # one event's data
+MAX_TX_EVENTS: Final = 1_000_000          # events in one transaction
+MAX_TX_BYTES: Final = 256 << 20           # one encoded transaction record
+MAX_REASON_BYTES: Final = 512             # epoch-history reason text
+
+# A None value's marker in the reference encoders of the tests (never on disk).
+U64_MAX: Final = (1 << 64) - 1

@@ -1,0 +1,306 @@
+"""The transaction log: an LMDB environment in ``DIR/log``.
+
+This is the only module that talks to LMDB; lmdb's exceptions are translated
+here into the engine's (``StorageError``, ``CorruptLogError``).
+
+Layout (see docs/FORMAT.md): named database ``tx`` maps an 8-byte big-endian
+tx_id to one encoded transaction record; named database ``meta`` holds the
+db_id, the log format, the log's epoch, ``base_tx``/``base_position`` (what
+precedes the first record: 0 for a database's first epoch, the snapshot's
+position for an epoch rebuilt from one) and the epoch history.
+
+Invariants: records are only ever appended with increasing keys (MDB_APPEND);
+a log holds exactly one epoch, so every record's epoch equals the meta epoch.
+The map is grown only while no transaction of this process is open
+(py-lmdb#379): readers take short transactions through :meth:`_reading`, and
+growth waits for them to finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+
+from . import formats
+from .errors import CorruptLogError, StorageError
+from .model import EpochRecord
+
+_U64 = struct.Struct("<Q")
+_KEY = struct.Struct(">Q")
+DEFAULT_MAP_SIZE = 256 << 20
+READ_CHUNK = 256  # records fetched per short read transaction
+
+
+def tx_key(tx_id: int) -> bytes:
+    """The LMDB key of a transaction: 8-byte big-endian, so keys sort by tx_id."""
+    return _KEY.pack(tx_id)
+
+
+@dataclass(frozen=True)
+class LogInfo:
+    """What a log directory holds, as found on open (read without changing it)."""
+
+    path: str
+    exists: bool                     # an LMDB environment with our meta is there
+    db_id: str | None = None
+    epoch: int = 0
+    base_tx: int = 0
+    base_position: int = 0
+    first_tx: int | None = None      # first record's tx_id, None if no records
+    last_tx: int = 0                 # last record's tx_id, or base_tx if none
+    last_position: int = 0           # position of the last event (base_position if none)
+    history: tuple[EpochRecord, ...] = field(default_factory=tuple)
+
+    @property
+    def empty(self) -> bool:
+        """No records, and nothing before them either: a fresh or blank log."""
+        return self.first_tx is None and self.base_tx == 0
+
+    def describe(self) -> str:
+        if not self.exists:
+            return "no log"
+        if self.first_tx is None:
+            if self.base_tx:
+                return f"an empty log of epoch {self.epoch} starting after tx {self.base_tx}"
+            return "an empty log"
+        return f"a log of epoch {self.epoch} holding txs {self.first_tx}..{self.last_tx}"
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    """Turn an lmdb or OS error into the engine's tree, keeping the cause."""
+    if isinstance(exc, lmdb.CorruptedError | lmdb.InvalidError | lmdb.PageNotFoundError):
+        return CorruptLogError(
+            f"{what}: the LMDB environment is damaged ({exc}). Run `engine-admin verify DIR`; "
+            "if the log cannot be read, `engine-admin recover --new-epoch DIR` rebuilds from "
+            "the newest snapshot."
+        )
+    if isinstance(exc, lmdb.DiskError) or isinstance(exc, OSError):
+        return StorageError(f"{what}: {exc}. Check free disk space and permissions.")
+    return StorageError(f"{what}: LMDB error {exc}")
+
+
+def _env_present(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "data.mdb"))
+
+
+class LogStore:
+    """An open log. Not thread-safe for writers: the database serialises commits."""
+
+    def __init__(self, path: str, *, sync: str = "commit", map_size: int = DEFAULT_MAP_SIZE,
+                 readonly: bool = False) -> None:
+        self.path = path
+        self.sync_mode = sync
+        self.readonly = readonly
+        self._gate = threading.Condition()
+        self._readers = 0
+        self._growing = False
+        try:
+            if not readonly:
+                os.makedirs(path, exist_ok=True)
+            size = max(map_size, _file_size(path) * 2)
+            self._env = lmdb.open(
+                path, map_size=size, max_dbs=4, subdir=True, readonly=readonly,
+                sync=(sync == "commit"), metasync=(sync == "commit"), readahead=False,
+                max_readers=256, lock=not readonly,
+            )  # fmt: skip
+            self._tx_db = self._env.open_db(b"tx", create=not readonly)
+            self._meta_db = self._env.open_db(b"meta", create=not readonly)
+        except lmdb.Error as exc:
+            raise _translate(exc, f"cannot open the log at {path}") from exc
+        except OSError as exc:
+            raise _translate(exc, f"cannot open the log at {path}") from exc
+
+    # ---------------------------------------------------------------- probing
+    @staticmethod
+    def probe(path: str) -> LogInfo:
+        """Describe the log at ``path`` without creating or changing anything."""
+        if not _env_present(path):
+            return LogInfo(path=path, exists=False)
+        store = LogStore(path, readonly=True)
+        try:
+            return store.info()
+        finally:
+            store.close()
+
+    def info(self) -> LogInfo:
+        meta = self.read_meta()
+        if meta.get(formats.META_DB_ID) is None:
+            return LogInfo(path=self.path, exists=False)
+        first, last = self.bounds()
+        base_tx = _U64.unpack(meta[formats.META_BASE_TX])[0]
+        base_pos = _U64.unpack(meta[formats.META_BASE_POSITION])[0]
+        last_pos = base_pos
+        if last is not None:
+            from .native import peek_tx_header
+
+            rec = self.get(last)
+            assert rec is not None
+            try:
+                _, _, _, first_pos, count = peek_tx_header(rec)
+            except CorruptLogError as exc:
+                raise CorruptLogError(
+                    f"the last log record (tx {last}) is damaged: {exc}. "
+                    "Run `engine-admin verify DIR` to see the extent."
+                ) from exc
+            last_pos = first_pos + count - 1
+        return LogInfo(
+            path=self.path, exists=True, db_id=meta[formats.META_DB_ID].decode("ascii"),
+            epoch=_U64.unpack(meta[formats.META_EPOCH])[0], base_tx=base_tx,
+            base_position=base_pos, first_tx=first,
+            last_tx=last if last is not None else base_tx, last_position=last_pos,
+            history=tuple(EpochRecord.from_json(d) for d in json.loads(meta[formats.META_HISTORY])),
+        )  # fmt: skip
+
+    def read_meta(self) -> dict[bytes, bytes]:
+        with self._reading() as txn:
+            return dict(txn.cursor(db=self._meta_db).iternext())
+
+    def initialise(self, db_id: str, epoch: int, base_tx: int, base_position: int,
+                   history: Sequence[EpochRecord]) -> None:
+        """Write the meta of a new log (fresh database or a new epoch). Durable on return."""
+        meta = {
+            formats.META_DB_ID: db_id.encode("ascii"),
+            formats.META_FORMAT: struct.pack("<H", formats.LOG_FORMAT),
+            formats.META_EPOCH: _U64.pack(epoch),
+            formats.META_BASE_TX: _U64.pack(base_tx),
+            formats.META_BASE_POSITION: _U64.pack(base_position),
+            formats.META_HISTORY: json.dumps([h.to_json() for h in history]).encode(),
+        }
+        def put(txn: Any) -> None:
+            for k, v in meta.items():
+                txn.put(k, v, db=self._meta_db)
+        self._write(put)
+        self.sync()
+
+    # ---------------------------------------------------------------- writing
+    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Append ``(tx_id, record)`` pairs in one LMDB write transaction.
+
+        Durable on return when sync is "commit"; "group" callers follow with
+        :meth:`sync`. Keys must be greater than every key already present.
+        """
+        def put(txn: Any) -> None:
+            for tx_id, rec in records:
+                if not txn.put(_KEY.pack(tx_id), rec, db=self._tx_db, append=True, overwrite=False):
+                    raise CorruptLogError(f"tx {tx_id} already exists in the log")
+        self._write(put)
+
+    def _write(self, body: Any) -> None:
+        for _attempt in range(32):
+            try:
+                with self._env.begin(write=True) as txn:
+                    body(txn)
+                return
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.KeyExistsError as exc:
+                raise CorruptLogError(f"a tx id was written twice: {exc}") from exc
+            except lmdb.Error as exc:
+                raise _translate(exc, "cannot write the log") from exc
+        raise StorageError("the log map could not be grown enough to hold the write")
+
+    def _grow(self) -> None:
+        """Double the map size, waiting until no read transaction is open."""
+        with self._gate:
+            self._growing = True
+            try:
+                while self._readers:
+                    self._gate.wait()
+                new_size = self._env.info()["map_size"] * 2
+                try:
+                    self._env.set_mapsize(new_size)
+                except lmdb.Error as exc:
+                    raise _translate(exc, f"cannot grow the log map to {new_size} bytes") from exc
+            finally:
+                self._growing = False
+                self._gate.notify_all()
+
+    def sync(self) -> None:
+        """fsync the environment (the "group" commit's one shared flush)."""
+        try:
+            self._env.sync(True)
+        except lmdb.Error as exc:
+            raise _translate(exc, "cannot fsync the log") from exc
+
+    # ---------------------------------------------------------------- reading
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        with self._gate:
+            while self._growing:
+                self._gate.wait()
+            self._readers += 1
+        try:
+            with self._env.begin(write=False) as txn:
+                yield txn
+        except lmdb.Error as exc:
+            raise _translate(exc, "cannot read the log") from exc
+        finally:
+            with self._gate:
+                self._readers -= 1
+                if not self._readers:
+                    self._gate.notify_all()
+
+    def get(self, tx_id: int) -> bytes | None:
+        with self._reading() as txn:
+            v = txn.get(_KEY.pack(tx_id), db=self._tx_db)
+        return None if v is None else bytes(v)
+
+    def bounds(self) -> tuple[int | None, int | None]:
+        """``(first_tx, last_tx)`` of the records, ``(None, None)`` if there are none."""
+        with self._reading() as txn:
+            cur = txn.cursor(db=self._tx_db)
+            if not cur.first():
+                return None, None
+            first = _KEY.unpack(cur.key())[0]
+            cur.last()
+            return first, _KEY.unpack(cur.key())[0]
+
+    def count(self) -> int:
+        with self._reading() as txn:
+            return int(txn.stat(self._tx_db)["entries"])
+
+    def iter_range(self, from_tx: int, to_tx: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """``(tx_id, record)`` for from_tx <= tx_id <= to_tx, in short read transactions."""
+        nxt = from_tx
+        while True:
+            chunk: list[tuple[int, bytes]] = []
+            with self._reading() as txn:
+                cur = txn.cursor(db=self._tx_db)
+                if not cur.set_range(_KEY.pack(nxt)):
+                    return
+                for k, v in cur.iternext():
+                    t = _KEY.unpack(k)[0]
+                    if to_tx is not None and t > to_tx:
+                        break
+                    chunk.append((t, v))
+                    if len(chunk) >= READ_CHUNK:
+                        break
+            if not chunk:
+                return
+            yield from chunk
+            if to_tx is not None and chunk[-1][0] >= to_tx:
+                return
+            if len(chunk) < READ_CHUNK:
+                return
+            nxt = chunk[-1][0] + 1
+
+    def close(self) -> None:
+        try:
+            self._env.close()
+        except lmdb.Error:  # closing twice or a broken env: nothing left to do
+            pass
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(os.path.join(path, "data.mdb"))
+    except OSError:
+        return 0

@@ -1,0 +1,238 @@
+"""The one module that calls the C core (``engine._ccore``, built by build_ffi.py).
+
+It turns raw ``lib`` calls into Python values and C error codes into the engine's
+exceptions, in one place. The C core allocates nothing: every buffer it reads or
+writes is owned by Python objects created here, kept alive for the call.
+
+Column arrays cross the boundary in host byte order (``array('Q')``/``array('I')``);
+the C side reads and writes little-endian on disk.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from itertools import accumulate
+from typing import NamedTuple
+
+from . import formats
+from .errors import CorruptLogError, CorruptSnapshotError, EngineError
+
+try:
+    from ._ccore import ffi, lib
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "engine's C core (engine._ccore) is not built. Reinstall with "
+        "`pip install .` (or `pip install -e .`) on a machine with a C compiler."
+    ) from exc
+
+_BIG_ENDIAN = sys.byteorder == "big"
+_U32_MAX = 0xFFFFFFFF
+
+
+def xxh64(data: bytes | bytearray | memoryview, seed: int = 0) -> int:
+    """XXH64 of ``data`` computed by the C core; equal to ``xxhash.xxh64_intdigest``."""
+    if not 0 <= seed <= formats.U64_MAX:
+        raise ValueError(f"seed must be in 0..2**64-1, got {seed}")
+    return int(lib.eng_xxh64(ffi.from_buffer(data), len(data), seed))
+
+
+def _code_message(rc: int) -> str:
+    return formats.DECODE_ERRORS.get(rc, f"error code {rc}")
+
+
+def _u64_list(buf: bytes, off: int, n: int) -> list[int]:
+    if _BIG_ENDIAN:  # pragma: no cover - no big-endian CI host
+        a = array("Q", buf[off : off + 8 * n])
+        a.byteswap()
+        return a.tolist()
+    return memoryview(buf)[off : off + 8 * n].cast("Q").tolist()
+
+
+def _u32_list(buf: bytes, off: int, n: int) -> list[int]:
+    if _BIG_ENDIAN:  # pragma: no cover
+        a = array("I", buf[off : off + 4 * n])
+        a.byteswap()
+        return a.tolist()
+    return memoryview(buf)[off : off + 4 * n].cast("I").tolist()
+
+
+def _slices(buf: bytes, start: int, lens: Sequence[int]) -> list[bytes]:
+    """Cut ``buf`` from ``start`` into consecutive pieces of the given lengths."""
+    ends = list(accumulate(lens, initial=start))
+    return list(map(buf.__getitem__, map(slice, ends[:-1], ends[1:])))
+
+
+def _names(buf: bytes, off: int, length: int) -> list[str]:
+    """A NUL-terminated name column (validated by C: n NULs, none empty)."""
+    return buf[off : off + length - 1].decode("utf-8").split("\0")
+
+
+# --------------------------------------------------------------- tx records
+
+
+class TxColumns(NamedTuple):
+    """A decoded transaction record, column-wise."""
+
+    tx_id: int
+    epoch: int
+    ts_ns: int
+    first_position: int
+    streams: list[str]
+    types: list[str]
+    versions: list[int]
+    prev_tx: list[int]
+    datas: list[bytes]
+
+
+def encode_tx(
+    tx_id: int,
+    epoch: int,
+    ts_ns: int,
+    first_position: int,
+    versions: Sequence[int],
+    prev_tx: Sequence[int],
+    streams_col: bytes,
+    types_col: bytes,
+    datas: Sequence[bytes],
+) -> bytes:
+    """One checksummed record for a whole batch of events, in one C call.
+
+    ``streams_col``/``types_col`` are the NUL-terminated UTF-8 name columns. The
+    caller has validated sizes against the limits in :mod:`engine.formats`.
+    """
+    n = len(versions)
+    data = b"".join(datas)
+    lens = array("I", map(len, datas))
+    va = array("Q", versions)
+    pa = array("Q", prev_tx)
+    size = lib.eng_tx_encoded_size(n, len(streams_col), len(types_col), len(data))
+    if size == 0 or size > formats.MAX_TX_BYTES:
+        raise EngineError(f"transaction record of {n} events is too large to encode")
+    out = bytearray(size)
+    rc = lib.eng_tx_encode(
+        tx_id, epoch, ts_ns, first_position, n,
+        ffi.from_buffer("uint64_t[]", va), ffi.from_buffer("uint64_t[]", pa),
+        ffi.from_buffer("uint32_t[]", lens),
+        streams_col, len(streams_col), types_col, len(types_col), data, len(data),
+        ffi.from_buffer(out), size,
+    )  # fmt: skip
+    if rc != size:
+        raise EngineError(f"C encoder refused the record: {_code_message(int(rc))}")
+    return bytes(out)
+
+
+def decode_tx(buf: bytes) -> TxColumns:
+    """Validate and decode one record. Raises :class:`CorruptLogError` (``.code``)."""
+    view = ffi.new("eng_tx_view *")
+    rc = lib.eng_tx_decode(ffi.from_buffer(buf), len(buf), view)
+    if rc != 0:
+        err = CorruptLogError(_code_message(rc))
+        err.code = rc  # type: ignore[attr-defined]
+        raise err
+    n = view.event_count
+    try:
+        streams = _names(buf, view.streams_off, view.streams_len)
+        types = _names(buf, view.types_off, view.types_len)
+    except UnicodeDecodeError as exc:
+        err = CorruptLogError(f"name column is not valid UTF-8 ({exc.reason})")
+        err.code = -6  # type: ignore[attr-defined]
+        raise err from None
+    return TxColumns(
+        view.tx_id, view.epoch, view.ts_ns, view.first_position, streams, types,
+        _u64_list(buf, view.versions_off, n), _u64_list(buf, view.prev_off, n),
+        _slices(buf, view.data_off, _u32_list(buf, view.data_lens_off, n)),
+    )  # fmt: skip
+
+
+def peek_tx_header(buf: bytes) -> tuple[int, int, int, int, int]:
+    """``(tx_id, epoch, ts_ns, first_position, event_count)`` of a validated record."""
+    view = ffi.new("eng_tx_view *")
+    rc = lib.eng_tx_decode(ffi.from_buffer(buf), len(buf), view)
+    if rc != 0:
+        err = CorruptLogError(_code_message(rc))
+        err.code = rc  # type: ignore[attr-defined]
+        raise err
+    return view.tx_id, view.epoch, view.ts_ns, view.first_position, view.event_count
+
+
+# ---------------------------------------------------------- snapshot blocks
+
+
+class BlockColumns(NamedTuple):
+    names: list[str]
+    versions: list[int]
+    last_tx: list[int]
+    values: list[bytes | None]
+
+
+def encode_block(
+    names: Sequence[str],
+    versions: Sequence[int],
+    last_tx: Sequence[int],
+    values: Sequence[bytes | None],
+) -> bytes:
+    """One checksummed snapshot block of ``len(names)`` state entries."""
+    n = len(names)
+    names_col = ("\0".join(names) + "\0").encode("utf-8")
+    none_idx = array("I", [i for i, v in enumerate(values) if v is None])
+    if none_idx:
+        present: list[bytes] = [b"" if v is None else v for v in values]
+    else:
+        present = values  # type: ignore[assignment]
+    vals = b"".join(present)
+    lens = array("I", map(len, present))
+    va = array("Q", versions)
+    la = array("Q", last_tx)
+    size = lib.eng_block_encoded_size(n, len(none_idx), len(names_col), len(vals))
+    if size == 0:
+        raise EngineError("snapshot block too large to encode")
+    out = bytearray(size)
+    rc = lib.eng_block_encode(
+        n, ffi.from_buffer("uint64_t[]", va), ffi.from_buffer("uint64_t[]", la),
+        ffi.from_buffer("uint32_t[]", lens), len(none_idx),
+        ffi.from_buffer("uint32_t[]", none_idx),
+        names_col, len(names_col), vals, len(vals), ffi.from_buffer(out), size,
+    )  # fmt: skip
+    if rc != size:
+        raise EngineError(f"C encoder refused the block: {_code_message(int(rc))}")
+    return bytes(out)
+
+
+def decode_blocks(body: bytes) -> Iterator[BlockColumns]:
+    """Decode every block of a decompressed snapshot body, in order.
+
+    Raises :class:`CorruptSnapshotError` naming the block and byte offset.
+    """
+    view = ffi.new("eng_block_view *")
+    cbuf = ffi.from_buffer(body)
+    off = 0
+    index = 0
+    total = len(body)
+    while off < total:
+        rc = lib.eng_block_decode(cbuf + off, total - off, view)
+        if rc != 0:
+            err = CorruptSnapshotError(f"block {index} at body offset {off}: {_code_message(rc)}")
+            err.code = rc  # type: ignore[attr-defined]
+            raise err
+        n = view.entry_count
+        blk = body[off : off + view.block_len]
+        base = 0  # offsets in view are relative to the block start
+        try:
+            names = _names(blk, base + view.names_off, view.names_len)
+        except UnicodeDecodeError as exc:
+            err = CorruptSnapshotError(f"block {index}: name column is not valid UTF-8")
+            err.code = -6  # type: ignore[attr-defined]
+            raise err from exc
+        values: list[bytes | None] = _slices(  # type: ignore[assignment]
+            blk, view.values_off, _u32_list(blk, view.value_lens_off, n)
+        )
+        if view.none_count:
+            for i in _u32_list(blk, view.none_idx_off, view.none_count):
+                values[i] = None
+        yield BlockColumns(
+            names, _u64_list(blk, view.versions_off, n), _u64_list(blk, view.last_tx_off, n), values
+        )
+        off += view.block_len
+        index += 1

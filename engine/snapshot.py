@@ -1,0 +1,281 @@
+"""Snapshot files: the whole state at one position, zstd-compressed.
+
+``DIR/snapshots/<epoch>-<tx_id>.snap``, written to ``.snap.tmp``, fsynced,
+renamed, and the directory fsynced, so a snapshot is either whole or absent.
+Layout in docs/FORMAT.md: an uncompressed header (magic, version, db_id,
+position, counts, epoch history, header checksum), a zstd frame holding
+checksummed state blocks (encoded and validated by the C core), and a footer
+checksum over every byte before it.
+
+This module reads and writes files only; it knows nothing of the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import zstandard
+
+from . import formats
+from .errors import CorruptSnapshotError, StorageError
+from .model import EpochRecord, Position, SnapshotInfo
+from .native import decode_blocks, encode_block, xxh64
+
+# magic, version, flags, header_len, db_id(36), reserved, epoch, tx_id, last_position,
+# stream_count, block_count, body_raw_len, body_compressed_len, created_ns, history_len, reserved
+_HEADER = struct.Struct("<8sHHI36sIQQQQQQQQII")
+assert _HEADER.size == 128
+_U64 = struct.Struct("<Q")
+_FOOTER_SIZE = 16
+_NAME_RE = re.compile(r"^(\d+)-(\d+)\.snap$")
+
+StateEntry = tuple[int, bytes | None, int]  # (version, value, last_tx)
+
+
+@dataclass(frozen=True)
+class SnapshotHeader:
+    path: str
+    db_id: str
+    epoch: int
+    tx_id: int
+    last_position: int
+    stream_count: int
+    block_count: int
+    body_raw_len: int
+    body_compressed_len: int
+    created: float
+    history: tuple[EpochRecord, ...]
+    file_bytes: int
+
+    @property
+    def position(self) -> Position:
+        return Position(self.epoch, self.tx_id)
+
+
+@dataclass(frozen=True)
+class LoadedSnapshot:
+    header: SnapshotHeader
+    state: dict[str, StateEntry]
+
+
+def snapshot_name(epoch: int, tx_id: int) -> str:
+    return f"{epoch}-{tx_id}{formats.SNAP_SUFFIX}"
+
+
+def list_snapshots(snap_dir: str) -> list[tuple[Position, str]]:
+    """Snapshot files in ``snap_dir``, newest ``(epoch, tx_id)`` first."""
+    try:
+        names = os.listdir(snap_dir)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StorageError(f"cannot list {snap_dir}: {exc}") from exc
+    found = []
+    for name in names:
+        m = _NAME_RE.match(name)
+        if m:
+            found.append((Position(int(m.group(1)), int(m.group(2))), os.path.join(snap_dir, name)))
+    found.sort(reverse=True)
+    return found
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory so a rename or unlink inside it is durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(
+    snap_dir: str,
+    *,
+    db_id: str,
+    epoch: int,
+    tx_id: int,
+    last_position: int,
+    history: Iterable[EpochRecord],
+    state: dict[str, StateEntry],
+    level: int = 3,
+) -> SnapshotInfo:
+    """Write ``state`` (a private copy the caller will not mutate) as a snapshot.
+
+    Returns once the file and its directory entry are durable.
+    """
+    os.makedirs(snap_dir, exist_ok=True)
+    cctx = zstandard.ZstdCompressor(level=level)
+    comp = cctx.compressobj()
+    chunks: list[bytes] = []
+    raw_len = 0
+    blocks = 0
+    items = iter(state.items())
+    while True:
+        part = list(islice(items, formats.BLOCK_MAX_ENTRIES))
+        if not part:
+            break
+        names = [k for k, _ in part]
+        versions, values, last_tx = zip(*(v for _, v in part), strict=True)
+        blk = encode_block(names, versions, last_tx, values)
+        raw_len += len(blk)
+        blocks += 1
+        chunks.append(comp.compress(blk))
+    chunks.append(comp.flush())
+    body = b"".join(chunks)
+    history_json = json.dumps([h.to_json() for h in history]).encode()
+    header_len = _HEADER.size + len(history_json) + 8
+    head = _HEADER.pack(
+        formats.SNAP_MAGIC, formats.SNAP_VERSION, 0, header_len, db_id.encode("ascii"), 0,
+        epoch, tx_id, last_position, len(state), blocks, raw_len, len(body), time.time_ns(),
+        len(history_json), 0,
+    ) + history_json  # fmt: skip
+    head += _U64.pack(xxh64(head))
+    payload = head + body
+    payload += _U64.pack(xxh64(payload)) + formats.SNAP_END_MAGIC
+
+    final = os.path.join(snap_dir, snapshot_name(epoch, tx_id))
+    tmp = final[: -len(formats.SNAP_SUFFIX)] + formats.SNAP_TMP_SUFFIX
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        fsync_dir(snap_dir)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise StorageError(f"cannot write snapshot {final}: {exc}. Check free disk space.") from exc
+    return SnapshotInfo(path=final, epoch=epoch, tx_id=tx_id, streams=len(state), bytes=len(payload))
+
+
+def _corrupt(path: str, why: str) -> CorruptSnapshotError:
+    return CorruptSnapshotError(
+        f"snapshot {path} is corrupt: {why}. The engine falls back to an older snapshot "
+        "when one is usable; `engine-admin verify DIR` lists every damaged file."
+    )
+
+
+def _parse_header(path: str, data: bytes) -> SnapshotHeader:
+    if len(data) < _HEADER.size + 8 + _FOOTER_SIZE:
+        raise _corrupt(path, f"file is {len(data)} bytes, shorter than a header (truncated)")
+    (magic, version, _flags, header_len, db_id, _r1, epoch, tx_id, last_position, streams, blocks,
+     raw_len, comp_len, created_ns, history_len, _r2) = _HEADER.unpack_from(data)  # fmt: skip
+    if magic != formats.SNAP_MAGIC:
+        raise _corrupt(path, f"bad magic {magic!r}")
+    if version != formats.SNAP_VERSION:
+        raise _corrupt(path, f"format version {version} is not readable by this build "
+                             f"(reads {formats.SNAP_VERSION})")
+    if header_len != _HEADER.size + history_len + 8 or header_len > len(data) - _FOOTER_SIZE:
+        raise _corrupt(path, "header length field is out of range")
+    (stored,) = _U64.unpack_from(data, header_len - 8)
+    if xxh64(data[: header_len - 8]) != stored:
+        raise _corrupt(path, "header checksum mismatch")
+    try:
+        history = tuple(
+            EpochRecord.from_json(d)
+            for d in json.loads(data[_HEADER.size : _HEADER.size + history_len])
+        )
+        db_id_s = db_id.decode("ascii")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _corrupt(path, f"epoch history is unreadable ({exc})") from exc
+    return SnapshotHeader(
+        path=path, db_id=db_id_s, epoch=epoch, tx_id=tx_id, last_position=last_position,
+        stream_count=streams, block_count=blocks, body_raw_len=raw_len,
+        body_compressed_len=comp_len, created=created_ns / 1e9, history=history,
+        file_bytes=len(data),
+    )  # fmt: skip
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise StorageError(f"cannot read snapshot {path}: {exc}") from exc
+
+
+def read_header(path: str) -> SnapshotHeader:
+    """Parse and checksum only the header (cheap: for listings and ``inspect``)."""
+    return _parse_header(path, _read(path))
+
+
+def load_snapshot(path: str) -> LoadedSnapshot:
+    """Read, verify every checksum, and decode a snapshot into a state dict.
+
+    Raises :class:`CorruptSnapshotError` naming the file and the failed check.
+    """
+    data = _read(path)
+    header = _parse_header(path, data)
+    body_start = len(data) - _FOOTER_SIZE - header.body_compressed_len
+    if data[-8:] != formats.SNAP_END_MAGIC:
+        raise _corrupt(path, "end magic missing (file truncated?)")
+    if body_start != header_len_of(data):
+        raise _corrupt(path, "body length does not match the file size (truncated or extended)")
+    (stored,) = _U64.unpack_from(data, len(data) - _FOOTER_SIZE)
+    if xxh64(memoryview(data)[: len(data) - _FOOTER_SIZE]) != stored:
+        raise _corrupt(path, "file checksum mismatch")
+    try:
+        body = zstandard.ZstdDecompressor().decompress(
+            data[body_start : body_start + header.body_compressed_len],
+            max_output_size=header.body_raw_len,
+        )
+    except zstandard.ZstdError as exc:
+        raise _corrupt(path, f"body does not decompress ({exc})") from exc
+    if len(body) != header.body_raw_len:
+        raise _corrupt(path, "decompressed body has the wrong length")
+    state: dict[str, StateEntry] = {}
+    blocks = 0
+    try:
+        for cols in decode_blocks(body):
+            state.update(zip(cols.names, zip(cols.versions, cols.values, cols.last_tx,
+                                             strict=True), strict=True))
+            blocks += 1
+    except CorruptSnapshotError as exc:
+        raise _corrupt(path, str(exc)) from exc
+    if blocks != header.block_count or len(state) != header.stream_count:
+        raise _corrupt(path, f"holds {len(state)} streams in {blocks} blocks, header says "
+                             f"{header.stream_count} in {header.block_count}")
+    return LoadedSnapshot(header=header, state=state)
+
+
+def header_len_of(data: bytes) -> int:
+    return int(struct.unpack_from("<I", data, 12)[0])
+
+
+def iter_headers(snap_dir: str) -> Iterator[tuple[Position, str]]:
+    yield from list_snapshots(snap_dir)
+
+
+def prune(snap_dir: str, keep: int) -> list[str]:
+    """Delete all but the ``keep`` newest snapshots (and stale temp files).
+
+    Called only after a new snapshot is durable. Returns the removed paths.
+    """
+    removed: list[str] = []
+    for _pos, path in list_snapshots(snap_dir)[max(keep, 1):]:
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot remove old snapshot {path}: {exc}") from exc
+    for name in os.listdir(snap_dir):
+        if name.endswith(formats.SNAP_TMP_SUFFIX):
+            try:
+                os.unlink(os.path.join(snap_dir, name))
+            except OSError:
+                pass
+    if removed:
+        fsync_dir(snap_dir)
+    return removed

@@ -1,0 +1,144 @@
+"""The memory image: ``stream -> (version, value, last_tx)``.
+
+``last_tx`` is the tx holding the stream's newest event; together with each log
+event's ``prev_tx`` it threads a per-stream chain through the log, so reading one
+stream visits only the transactions that hold it (no scan, no extra index to write).
+
+The state is written only by the database's commit leader (one thread at a time)
+and by replay on open; readers on other threads see each committed batch appear at
+once because it is merged with one ``dict.update`` under the GIL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import repeat
+
+from .errors import ConcurrencyError
+from .model import Event, Reducer
+from .native import TxColumns
+
+StateEntry = tuple[int, bytes | None, int]  # (version, value, last_tx)
+
+
+class Plan:
+    """What one transaction will do: per-event versions and prev_tx, and state changes."""
+
+    __slots__ = ("changes", "prev_tx", "versions")
+
+    def __init__(self, versions: list[int], prev_tx: list[int],
+                 changes: dict[str, StateEntry]) -> None:
+        self.versions = versions
+        self.prev_tx = prev_tx
+        self.changes = changes
+
+
+class State:
+    """The current state of every stream, with the reducer that folds events into it."""
+
+    def __init__(self, entries: dict[str, StateEntry] | None = None,
+                 reducer: Reducer | None = None) -> None:
+        self.entries: dict[str, StateEntry] = entries if entries is not None else {}
+        # None selects the built-in default reducer's fast path (no Event objects made).
+        self.reducer = reducer
+
+    def get(self, stream: str) -> bytes | None:
+        e = self.entries.get(stream)
+        return None if e is None else e[1]
+
+    def version(self, stream: str) -> int:
+        e = self.entries.get(stream)
+        return 0 if e is None else e[0]
+
+    # ------------------------------------------------------------------ commit
+    def plan(
+        self,
+        tx_id: int,
+        streams: Sequence[str],
+        types: Sequence[str],
+        datas: Sequence[bytes],
+        expects: Sequence[tuple[int, int]],
+        overlay: dict[str, StateEntry],
+        *,
+        epoch: int,
+        ts: float,
+        first_position: int,
+    ) -> Plan:
+        """Assign versions, check ``expected_version``s and fold the events.
+
+        ``overlay`` holds changes of earlier transactions in the same commit batch
+        (not yet merged into ``entries``). Raises :class:`ConcurrencyError`, or
+        whatever a custom reducer raises; either way nothing has changed.
+        """
+        entries = self.entries
+        local: dict[str, int] = {}
+        versions: list[int] = []
+        prev: list[int] = []
+        va = versions.append
+        pa = prev.append
+        for s in streams:
+            v = local.get(s)
+            if v is None:
+                e = overlay.get(s) or entries.get(s)
+                if e is None:
+                    va(1)
+                    pa(0)
+                    local[s] = 1
+                else:
+                    v = e[0] + 1
+                    va(v)
+                    pa(e[2])
+                    local[s] = v
+            else:
+                v += 1
+                va(v)
+                pa(tx_id)
+                local[s] = v
+        for i, expected in expects:
+            actual = versions[i] - 1
+            if actual != expected:
+                raise ConcurrencyError(streams[i], expected, actual)
+        return Plan(versions, prev, self._fold(tx_id, streams, types, datas, versions, overlay,
+                                               epoch, ts, first_position))
+
+    def _fold(
+        self,
+        tx_id: int,
+        streams: Sequence[str],
+        types: Sequence[str],
+        datas: Sequence[bytes],
+        versions: Sequence[int],
+        overlay: dict[str, StateEntry],
+        epoch: int,
+        ts: float,
+        first_position: int,
+    ) -> dict[str, StateEntry]:
+        """The state entries after this transaction's events, for its streams only."""
+        reducer = self.reducer
+        if reducer is None:
+            if "delete" not in types:
+                # Later events of a stream overwrite earlier ones in dict order.
+                return dict(zip(streams, zip(versions, datas, repeat(tx_id))))
+            out: dict[str, StateEntry] = {}
+            for s, t, d, v in zip(streams, types, datas, versions, strict=True):
+                out[s] = (v, None if t == "delete" else d, tx_id)
+            return out
+        entries = self.entries
+        out = {}
+        for i, (s, t, d, v) in enumerate(zip(streams, types, datas, versions, strict=True)):
+            cur = out.get(s) or overlay.get(s) or entries.get(s)
+            value = None if cur is None else cur[1]
+            ev = Event(s, v, t, d, first_position + i, tx_id, epoch, ts)
+            new = reducer(value, ev)
+            if new is not None and type(new) is not bytes:
+                raise TypeError(f"reducer returned {type(new).__name__} for stream {s!r}; "
+                                "it must return bytes or None")
+            out[s] = (v, new, tx_id)
+        return out
+
+    # ------------------------------------------------------------------ replay
+    def replay(self, cols: TxColumns) -> None:
+        """Fold one decoded log record into the state (open and recovery)."""
+        changes = self._fold(cols.tx_id, cols.streams, cols.types, cols.datas, cols.versions,
+                             {}, cols.epoch, cols.ts_ns / 1e9, cols.first_position)
+        self.entries.update(changes)
