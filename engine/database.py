@@ -206,7 +206,8 @@ class Database:
 
     def __init__(self, path: str, *, create: bool = True, sync: str = "commit",
                  reducer: Reducer | None = None, snapshot_every: int | None = None,
-                 keep_snapshots: int = 3, _map_size: int | None = None) -> None:
+                 keep_snapshots: int = 3, _map_size: int | None = None,
+                 _held_lock: DirLock | None = None) -> None:
         if sync not in SYNC_MODES:
             raise EngineError(f"sync must be one of {', '.join(SYNC_MODES)}; got {sync!r}")
         if snapshot_every is not None and (type(snapshot_every) is not int or snapshot_every < 1):
@@ -229,11 +230,15 @@ class Database:
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
         self._closed = True
-        self._lock = DirLock(path)
+        # A caller that already holds the directory lock (engine-admin recover) lends it;
+        # then close() leaves it held.
+        self._owns_lock = _held_lock is None
+        self._lock = DirLock(path) if _held_lock is None else _held_lock
         try:
             self._open(create, reducer, _map_size)
         except BaseException:
-            self._lock.release()
+            if self._owns_lock:
+                self._lock.release()
             raise
         self._closed = False
 
@@ -560,7 +565,8 @@ class Database:
             self._snap_wake.set()
             self._snap_thread.join()
         self._log.close()
-        self._lock.release()
+        if self._owns_lock:
+            self._lock.release()
 
     def __enter__(self) -> Database:
         return self

@@ -104,7 +104,8 @@ def _refusal(cls: type[RecoveryRequired], path: str, snap: LoadedSnapshot, info:
     h = snap.header
     err = cls(
         f"cannot open {path}: the newest snapshot is at epoch {h.epoch}, tx {h.tx_id} "
-        f"({os.path.basename(h.path)}), but the log has {info.describe()}: {what}\n"
+        f"({os.path.basename(h.path)}), but {what}.\n"
+        f"Log found: {info.describe()}.\n"
         f"Recovering keeps the state at epoch {h.epoch}, tx {h.tx_id}; lost: {lost}.\n"
         + _advice(path)
     )
@@ -159,10 +160,11 @@ def plan_open(path: str, *, create: bool = True) -> OpenPlan:
                                   "to create one.")
             plan.create = not info.exists
             return plan
-        if info.base_tx > 0:
+        if info.base_tx > 0 or (info.first_tx or 1) > 1:
             raise LogGapError(
                 f"cannot open {path}: the log (epoch {info.epoch}) starts after tx "
-                f"{info.base_tx} but no valid snapshot covers txs 1..{info.base_tx}"
+                f"{max(info.base_tx, (info.first_tx or 1) - 1)} but no valid snapshot covers "
+                f"the txs before it"
                 + (f" (corrupt: {', '.join(os.path.basename(p) for p, _ in plan.corrupt)})"
                    if plan.corrupt else "") +
                 ". Restore the snapshot files from a backup; the log alone cannot rebuild "
@@ -177,26 +179,26 @@ def plan_open(path: str, *, create: bool = True) -> OpenPlan:
             plan.create = not info.exists
             return plan
         raise _refusal(LogMissingError, path, snap, info,
-                       "no log was found" if not info.exists else "it holds no transactions",
+                       "no log was found" if not info.exists else "the log holds no transactions",
                        f"transactions after tx {h.tx_id}, if any were committed")
     if info.db_id != h.db_id:  # pragma: no cover - caught in the loop above
         raise DatabaseMismatchError(f"log and snapshot of {path} belong to different databases")
     if info.epoch < h.epoch:
         raise _refusal(LogGapError, path, snap, info,
-                       f"its epoch {info.epoch} is older than the snapshot's epoch {h.epoch}; "
-                       "an older timeline is never replayed onto a newer one",
+                       f"the log's epoch {info.epoch} is older than the snapshot's epoch {h.epoch} "
+                       "(an older timeline is never replayed onto a newer one)",
                        f"transactions after tx {h.tx_id} of epoch {h.epoch}, if any were "
                        f"committed (the epoch-{info.epoch} log is moved aside, not deleted)")
-    if info.base_tx > h.tx_id:
-        first = info.first_tx if info.first_tx is not None else info.base_tx + 1
+    first = info.first_tx if info.first_tx is not None else info.base_tx + 1
+    if first > h.tx_id + 1:
         raise _refusal(LogGapError, path, snap, info,
-                       f"it starts at tx {first}, so txs {h.tx_id + 1}..{first - 1} are missing",
+                       f"the log starts at tx {first}, so txs {h.tx_id + 1}..{first - 1} are missing",
                        f"txs {h.tx_id + 1}..{info.last_tx} ({h.tx_id + 1}..{first - 1} are "
                        f"missing; {first}..{info.last_tx} cannot be applied without them and "
                        "are moved aside)")
     if info.last_tx < h.tx_id:
         raise _refusal(LogGapError, path, snap, info,
-                       f"it ends at tx {info.last_tx}, before the snapshot: it is a stale copy",
+                       f"the log ends at tx {info.last_tx}, before the snapshot: it is a stale copy",
                        f"transactions after tx {h.tx_id}, if any were committed (the stale log "
                        "is moved aside, not deleted)")
     return plan
