@@ -153,9 +153,10 @@ int64_t eng_block_encode(uint32_t n, const uint64_t *versions,
 
 /* Validates the block that starts at buf[0] (buf holds len bytes; the block
  * may be followed by others) and fills *view, including view->block_len so
- * the caller can step to the next block. Checks: TRUNCATED, BAD_MAGIC,
- * OVERRUN, CHECKSUM, FIELD (n == 0, m > n, version or last_tx 0, none_idx
- * out of order or range or its length non-zero), NAMES, LENGTHS. */
+ * the caller can step to the next block. Checks, in order: TRUNCATED,
+ * BAD_MAGIC, FIELD (n == 0, m > n, reserved != 0), OVERRUN, CHECKSUM, FIELD
+ * (version or last_tx 0, none_idx out of order or range or its length
+ * non-zero), NAMES, LENGTHS. */
 int eng_block_decode(const uint8_t *buf, size_t len, eng_block_view *view);
 
 /* ---------------------------------------------------------------- xxh64 */

@@ -134,6 +134,11 @@ class LogStore:
         meta = self.read_meta()
         if meta.get(formats.META_DB_ID) is None:
             return LogInfo(path=self.path, exists=False)
+        fmt = struct.unpack("<H", meta.get(formats.META_FORMAT, b"\0\0"))[0]
+        if fmt != formats.LOG_FORMAT:
+            raise CorruptLogError(
+                f"the log at {self.path} has format {fmt}; this build reads format "
+                f"{formats.LOG_FORMAT}. Open it with the engine version that wrote it.")
         first, last = self.bounds()
         base_tx = _U64.unpack(meta[formats.META_BASE_TX])[0]
         base_pos = _U64.unpack(meta[formats.META_BASE_POSITION])[0]

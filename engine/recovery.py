@@ -348,7 +348,8 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         history = [r for r in history if r.epoch < new_epoch]
         history.append(EpochRecord(epoch=new_epoch, first_tx=h.tx_id + 1,
                                    first_position=h.last_position + 1, time=time.time(),
-                                   reason=reason[: formats.MAX_REASON_BYTES]))
+                                   reason=reason.encode()[: formats.MAX_REASON_BYTES]
+                                   .decode("utf-8", "ignore")))
         store = LogStore(staging, sync="commit")
         try:
             store.initialise(h.db_id, new_epoch, h.tx_id, h.last_position, history)

@@ -95,6 +95,26 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _blocks_of(state: dict[str, StateEntry]) -> Iterator[list[tuple[str, StateEntry]]]:
+    """Cut the state into blocks of at most BLOCK_MAX_ENTRIES entries whose values
+    pass BLOCK_TARGET_BYTES by at most one value (so a block's u32 lengths never
+    overflow: one value is at most MAX_EVENT_BYTES)."""
+    items = iter(state.items())
+    while True:
+        part = list(islice(items, formats.BLOCK_MAX_ENTRIES))
+        if not part:
+            return
+        start = 0
+        size = 0
+        for i, (_k, (_v, value, _t)) in enumerate(part):
+            size += len(value) if value is not None else 0
+            if size >= formats.BLOCK_TARGET_BYTES:
+                yield part[start : i + 1]
+                start, size = i + 1, 0
+        if start < len(part):
+            yield part[start:]
+
+
 def write_snapshot(
     snap_dir: str,
     *,
@@ -116,11 +136,7 @@ def write_snapshot(
     chunks: list[bytes] = []
     raw_len = 0
     blocks = 0
-    items = iter(state.items())
-    while True:
-        part = list(islice(items, formats.BLOCK_MAX_ENTRIES))
-        if not part:
-            break
+    for part in _blocks_of(state):
         names = [k for k, _ in part]
         versions, values, last_tx = zip(*(v for _, v in part), strict=True)
         blk = encode_block(names, versions, last_tx, values)
@@ -242,6 +258,10 @@ def load_snapshot(path: str) -> LoadedSnapshot:
             blocks += 1
     except CorruptSnapshotError as exc:
         raise _corrupt(path, str(exc)) from exc
+    m = _NAME_RE.match(os.path.basename(path))
+    if m and (int(m.group(1)), int(m.group(2))) != (header.epoch, header.tx_id):
+        raise _corrupt(path, f"its name says epoch {m.group(1)}, tx {m.group(2)} but its header "
+                             f"says epoch {header.epoch}, tx {header.tx_id}")
     if blocks != header.block_count or len(state) != header.stream_count:
         raise _corrupt(path, f"holds {len(state)} streams in {blocks} blocks, header says "
                              f"{header.stream_count} in {header.block_count}")
@@ -250,10 +270,6 @@ def load_snapshot(path: str) -> LoadedSnapshot:
 
 def header_len_of(data: bytes) -> int:
     return int(struct.unpack_from("<I", data, 12)[0])
-
-
-def iter_headers(snap_dir: str) -> Iterator[tuple[Position, str]]:
-    yield from list_snapshots(snap_dir)
 
 
 def prune(snap_dir: str, keep: int) -> list[str]:

@@ -199,6 +199,20 @@ def test_snapshot_past_the_fork_is_set_aside(tmp_path):
     assert "1-10.snap" in moved            # set aside, never deleted
 
 
+def test_snapshot_whose_name_disagrees_with_its_header_is_skipped(tmp_path):
+    path = str(tmp_path / "db")
+    with engine.open(path) as db:
+        write_txs(db, 3)
+        snap = db.snapshot()
+        write_txs(db, 2)
+        expected = state_of(db)
+    os.replace(snap.path, os.path.join(path, "snapshots", "1-4.snap"))  # renamed by hand
+    with pytest.warns(engine.EngineWarning, match="name says epoch 1, tx 4"):
+        db = engine.open(path)
+    with db:
+        assert state_of(db) == expected  # replayed from the log instead
+
+
 def test_corrupt_newest_snapshot_falls_back_with_warning(tmp_path):
     path = str(tmp_path / "db")
     with engine.open(path, keep_snapshots=5) as db:
@@ -234,8 +248,8 @@ def test_other_databases_snapshot_is_refused(tmp_path):
     path, _, _ = _snapshotted(tmp_path)
     other = str(tmp_path / "other")
     with engine.open(other) as db:
-        write_txs(db, 2)
-        snap = db.snapshot()
-    shutil.copy(snap.path, os.path.join(path, "snapshots", "1-99.snap"))
+        write_txs(db, 9)
+        snap = db.snapshot()  # 1-9: newer than the database's own 1-6
+    shutil.copy(snap.path, os.path.join(path, "snapshots", "1-9.snap"))
     with pytest.raises(engine.DatabaseMismatchError):
         engine.open(path)
