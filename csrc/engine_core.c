@@ -1,0 +1,475 @@
+/*
+ * engine_core.c — the C core of the storage engine: XXH64 plus the encoders
+ * and validating decoders of the transaction record and the snapshot block
+ * whose byte layouts are declared in engine_format.h.
+ *
+ * Ground rules for everything in this file:
+ *  - No allocation. The caller owns every buffer; nothing here keeps a pointer
+ *    past the call.
+ *  - Every integer on disk is little-endian and is read/written byte by byte
+ *    through memcpy, so the code works on big-endian hosts and on unaligned
+ *    buffers.
+ *  - Decoders treat their input as hostile: every size is computed with
+ *    overflow checks before any byte it covers is read, and nothing past
+ *    buf[len - 1] is ever touched. On failure *view is left unchanged.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "engine_format.h"
+
+/* -------------------------- Byte-order helpers -------------------------- */
+
+/* Little-endian u16 at p (p may be unaligned). */
+static uint16_t ld16(const uint8_t *p) {
+    uint8_t b[2];
+    memcpy(b, p, 2);
+    return (uint16_t)(b[0] | ((uint16_t)b[1] << 8));
+}
+
+/* Little-endian u32 at p (p may be unaligned). */
+static uint32_t ld32(const uint8_t *p) {
+    uint8_t b[4];
+    memcpy(b, p, 4);
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
+           ((uint32_t)b[3] << 24);
+}
+
+/* Little-endian u64 at p (p may be unaligned). */
+static uint64_t ld64(const uint8_t *p) {
+    uint8_t b[8];
+    uint64_t v = 0;
+    int i;
+    memcpy(b, p, 8);
+    for (i = 7; i >= 0; i--) v = (v << 8) | b[i];
+    return v;
+}
+
+/* Writes v little-endian at p[0..2). */
+static void st16(uint8_t *p, uint16_t v) {
+    uint8_t b[2];
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+    memcpy(p, b, 2);
+}
+
+/* Writes v little-endian at p[0..4). */
+static void st32(uint8_t *p, uint32_t v) {
+    uint8_t b[4];
+    int i;
+    for (i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+    memcpy(p, b, 4);
+}
+
+/* Writes v little-endian at p[0..8). */
+static void st64(uint8_t *p, uint64_t v) {
+    uint8_t b[8];
+    int i;
+    for (i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+    memcpy(p, b, 8);
+}
+
+/* memcpy that tolerates (NULL, 0): memcpy itself must not get NULL even for 0. */
+static void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n) {
+    if (n) memcpy(dst, src, n);
+}
+
+/* --------------------------- Size arithmetic ---------------------------- */
+
+/* *acc += x; returns 0, or -1 (with *acc unchanged) if the sum overflows size_t. */
+static int sz_add(size_t *acc, uint64_t x) {
+    if (x > (uint64_t)(SIZE_MAX - *acc)) return -1;
+    *acc += (size_t)x;
+    return 0;
+}
+
+/* -------------------------------- XXH64 --------------------------------- */
+
+#define P64_1 0x9E3779B185EBCA87ULL
+#define P64_2 0xC2B2AE3D27D4EB4FULL
+#define P64_3 0x165667B19E3779F9ULL
+#define P64_4 0x85EBCA77C2B2AE63ULL
+#define P64_5 0x27D4EB2F165667C5ULL
+
+/* v rotated left by r bits (0 < r < 64). */
+static uint64_t rotl64(uint64_t v, unsigned r) {
+    return (v << r) | (v >> (64u - r));
+}
+
+/* One lane step: folds an 8-byte lane into an accumulator. */
+static uint64_t xxh_round(uint64_t acc, uint64_t lane) {
+    acc += lane * P64_2;
+    acc = rotl64(acc, 31);
+    return acc * P64_1;
+}
+
+/* Folds one of the four lane accumulators into the converged hash. */
+static uint64_t xxh_merge(uint64_t h, uint64_t v) {
+    h ^= xxh_round(0, v);
+    return h * P64_1 + P64_4;
+}
+
+/* Returns XXH64(p[0..n), seed). p may be NULL when n == 0. */
+uint64_t eng_xxh64(const void *p, size_t n, uint64_t seed) {
+    const uint8_t *s = (const uint8_t *)p;
+    size_t left = n;
+    uint64_t h;
+
+    if (left >= 32) {
+        uint64_t v1 = seed + P64_1 + P64_2;
+        uint64_t v2 = seed + P64_2;
+        uint64_t v3 = seed;
+        uint64_t v4 = seed - P64_1;
+        do {
+            v1 = xxh_round(v1, ld64(s));
+            v2 = xxh_round(v2, ld64(s + 8));
+            v3 = xxh_round(v3, ld64(s + 16));
+            v4 = xxh_round(v4, ld64(s + 24));
+            s += 32;
+            left -= 32;
+        } while (left >= 32);
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        h = xxh_merge(h, v1);
+        h = xxh_merge(h, v2);
+        h = xxh_merge(h, v3);
+        h = xxh_merge(h, v4);
+    } else {
+        h = seed + P64_5;
+    }
+    h += (uint64_t)n;
+
+    while (left >= 8) {
+        h ^= xxh_round(0, ld64(s));
+        h = rotl64(h, 27) * P64_1 + P64_4;
+        s += 8;
+        left -= 8;
+    }
+    if (left >= 4) {
+        h ^= (uint64_t)ld32(s) * P64_1;
+        h = rotl64(h, 23) * P64_2 + P64_3;
+        s += 4;
+        left -= 4;
+    }
+    while (left > 0) {
+        h ^= (uint64_t)(*s) * P64_5;
+        h = rotl64(h, 11) * P64_1;
+        s++;
+        left--;
+    }
+
+    h ^= h >> 33;
+    h *= P64_2;
+    h ^= h >> 29;
+    h *= P64_3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* ------------------------- Shared column checks ------------------------- */
+
+/* Returns 0 if col[0..len) is exactly n non-empty names, each ended by one
+ * NUL (so: n NULs, last byte NUL, no NUL at the start or after a NUL);
+ * ENG_E_NAMES otherwise. Reads only col[0..len). */
+static int check_names(const uint8_t *col, size_t len, uint32_t n) {
+    size_t pos = 0;
+    uint32_t k;
+    for (k = 0; k < n; k++) {
+        const uint8_t *nul;
+        if (pos >= len) return ENG_E_NAMES;          /* fewer than n names */
+        nul = (const uint8_t *)memchr(col + pos, 0, len - pos);
+        if (nul == NULL) return ENG_E_NAMES;         /* unterminated name */
+        if (nul == col + pos) return ENG_E_NAMES;    /* empty name */
+        pos = (size_t)(nul - col) + 1;
+    }
+    return pos == len ? 0 : ENG_E_NAMES;             /* extra bytes or NULs */
+}
+
+/* Returns the sum of the n little-endian u32s at p (cannot overflow u64). */
+static uint64_t sum_u32(const uint8_t *p, uint32_t n) {
+    uint64_t s = 0;
+    uint32_t i;
+    for (i = 0; i < n; i++) s += ld32(p + 4 * (size_t)i);
+    return s;
+}
+
+/* Returns 1 if any of the n little-endian u64s at p is zero, else 0. */
+static int any_zero_u64(const uint8_t *p, uint32_t n) {
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        if (ld64(p + 8 * (size_t)i) == 0) return 1;
+    return 0;
+}
+
+/* Returns the sum of the n host-order u32s in a (cannot overflow u64). */
+static uint64_t sum_host_u32(const uint32_t *a, uint32_t n) {
+    uint64_t s = 0;
+    uint32_t i;
+    for (i = 0; i < n; i++) s += a[i];
+    return s;
+}
+
+/* -------------------------- Transaction record -------------------------- */
+
+/* Column offsets of a record; end is where the trailer starts. */
+typedef struct {
+    size_t versions, prev, data_lens, streams, types, data, end, total;
+} tx_layout;
+
+/* Fills *o for the given sizes; returns 0, or -1 if any offset overflows size_t. */
+static int tx_layout_of(uint32_t n, uint32_t sl, uint32_t tl, uint32_t dl,
+                        tx_layout *o) {
+    size_t at = ENG_TX_HEADER_SIZE;
+    o->versions = at;
+    if (sz_add(&at, 8 * (uint64_t)n)) return -1;
+    o->prev = at;
+    if (sz_add(&at, 8 * (uint64_t)n)) return -1;
+    o->data_lens = at;
+    if (sz_add(&at, 4 * (uint64_t)n)) return -1;
+    o->streams = at;
+    if (sz_add(&at, sl)) return -1;
+    o->types = at;
+    if (sz_add(&at, tl)) return -1;
+    o->data = at;
+    if (sz_add(&at, dl)) return -1;
+    o->end = at;
+    if (sz_add(&at, ENG_TX_TRAILER_SIZE)) return -1;
+    o->total = at;
+    return 0;
+}
+
+/* Returns the encoded size of a record with these sizes, or 0 on overflow. */
+size_t eng_tx_encoded_size(uint32_t n, uint32_t streams_len,
+                           uint32_t types_len, uint32_t data_len) {
+    tx_layout o;
+    if (tx_layout_of(n, streams_len, types_len, data_len, &o)) return 0;
+    return o.total;
+}
+
+/* Writes one record into out[0..out_cap); returns its size or ENG_E_ARG
+ * (n == 0, a NULL column with entries, data_lens not summing to data_len,
+ * size overflow, out_cap too small). Writes nothing on ENG_E_ARG. The caller
+ * owns all buffers; names are copied unchecked. */
+int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
+                      uint64_t first_position, uint32_t n,
+                      const uint64_t *versions, const uint64_t *prev_tx,
+                      const uint32_t *data_lens,
+                      const uint8_t *streams, uint32_t streams_len,
+                      const uint8_t *types, uint32_t types_len,
+                      const uint8_t *data, uint32_t data_len,
+                      uint8_t *out, size_t out_cap) {
+    tx_layout o;
+    uint32_t i;
+
+    if (n == 0 || out == NULL || versions == NULL || prev_tx == NULL ||
+        data_lens == NULL)
+        return ENG_E_ARG;
+    if ((streams_len && !streams) || (types_len && !types) || (data_len && !data))
+        return ENG_E_ARG;
+    if (sum_host_u32(data_lens, n) != data_len) return ENG_E_ARG;
+    if (tx_layout_of(n, streams_len, types_len, data_len, &o)) return ENG_E_ARG;
+    if (o.total > out_cap) return ENG_E_ARG;
+
+    memcpy(out, ENG_TX_MAGIC, 4);
+    st16(out + 4, ENG_TX_VERSION);
+    st16(out + 6, 0);
+    st64(out + 8, tx_id);
+    st64(out + 16, epoch);
+    st64(out + 24, ts_ns);
+    st64(out + 32, first_position);
+    st32(out + 40, n);
+    st32(out + 44, streams_len);
+    st32(out + 48, types_len);
+    st32(out + 52, data_len);
+    for (i = 0; i < n; i++) {
+        st64(out + o.versions + 8 * (size_t)i, versions[i]);
+        st64(out + o.prev + 8 * (size_t)i, prev_tx[i]);
+        st32(out + o.data_lens + 4 * (size_t)i, data_lens[i]);
+    }
+    copy_bytes(out + o.streams, streams, streams_len);
+    copy_bytes(out + o.types, types, types_len);
+    copy_bytes(out + o.data, data, data_len);
+    st64(out + o.end, eng_xxh64(out, o.end, 0));
+    return (int64_t)o.total;
+}
+
+/* Validates buf[0..len) as one whole record; returns ENG_OK (and fills *view
+ * with offsets into buf) or the first failing ENG_E_* in the header's order.
+ * ENG_E_ARG if view is NULL or buf is NULL with len > 0. */
+int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
+    tx_layout o;
+    size_t body;
+    uint32_t n, sl, tl, dl;
+    int rc;
+
+    if (view == NULL || (buf == NULL && len != 0)) return ENG_E_ARG;
+    if (len < ENG_TX_HEADER_SIZE + ENG_TX_TRAILER_SIZE) return ENG_E_TRUNCATED;
+    if (memcmp(buf, ENG_TX_MAGIC, 4) != 0) return ENG_E_BAD_MAGIC;
+    if (ld16(buf + 4) != ENG_TX_VERSION) return ENG_E_VERSION;
+    body = len - ENG_TX_TRAILER_SIZE;
+    if (eng_xxh64(buf, body, 0) != ld64(buf + body)) return ENG_E_CHECKSUM;
+
+    n = ld32(buf + 40);
+    sl = ld32(buf + 44);
+    tl = ld32(buf + 48);
+    dl = ld32(buf + 52);
+    if (n == 0) return ENG_E_FIELD;
+    if (tx_layout_of(n, sl, tl, dl, &o)) return ENG_E_OVERRUN;
+    if (o.end > body) return ENG_E_OVERRUN;
+    if (o.end < body) return ENG_E_TRAILING;
+    /* From here on every column lies inside buf[0..body). */
+    if ((rc = check_names(buf + o.streams, sl, n)) != 0) return rc;
+    if ((rc = check_names(buf + o.types, tl, n)) != 0) return rc;
+    if (sum_u32(buf + o.data_lens, n) != dl) return ENG_E_LENGTHS;
+    if (any_zero_u64(buf + o.versions, n)) return ENG_E_FIELD;
+
+    view->format_version = ld16(buf + 4);
+    view->flags = ld16(buf + 6);
+    view->tx_id = ld64(buf + 8);
+    view->epoch = ld64(buf + 16);
+    view->ts_ns = ld64(buf + 24);
+    view->first_position = ld64(buf + 32);
+    view->event_count = n;
+    view->streams_len = sl;
+    view->types_len = tl;
+    view->data_len = dl;
+    view->versions_off = o.versions;
+    view->prev_off = o.prev;
+    view->data_lens_off = o.data_lens;
+    view->streams_off = o.streams;
+    view->types_off = o.types;
+    view->data_off = o.data;
+    return ENG_OK;
+}
+
+/* ---------------------------- Snapshot block ---------------------------- */
+
+/* Column offsets of a block; end is where the trailer starts. */
+typedef struct {
+    size_t versions, last_tx, value_lens, none_idx, names, values, end, total;
+} block_layout;
+
+/* Fills *o for the given sizes; returns 0, or -1 if any offset overflows size_t. */
+static int block_layout_of(uint32_t n, uint32_t m, uint32_t nl, uint32_t vl,
+                           block_layout *o) {
+    size_t at = ENG_BLOCK_HEADER_SIZE;
+    o->versions = at;
+    if (sz_add(&at, 8 * (uint64_t)n)) return -1;
+    o->last_tx = at;
+    if (sz_add(&at, 8 * (uint64_t)n)) return -1;
+    o->value_lens = at;
+    if (sz_add(&at, 4 * (uint64_t)n)) return -1;
+    o->none_idx = at;
+    if (sz_add(&at, 4 * (uint64_t)m)) return -1;
+    o->names = at;
+    if (sz_add(&at, nl)) return -1;
+    o->values = at;
+    if (sz_add(&at, vl)) return -1;
+    o->end = at;
+    if (sz_add(&at, ENG_BLOCK_TRAILER_SIZE)) return -1;
+    o->total = at;
+    return 0;
+}
+
+/* Returns the encoded size of a block with these sizes, or 0 on overflow. */
+size_t eng_block_encoded_size(uint32_t n, uint32_t m, uint32_t names_len,
+                              uint32_t values_len) {
+    block_layout o;
+    if (block_layout_of(n, m, names_len, values_len, &o)) return 0;
+    return o.total;
+}
+
+/* Writes one block into out[0..out_cap); returns its size or ENG_E_ARG
+ * (n == 0, m > n, a NULL column with entries, value_lens not summing to
+ * values_len, a bad none_idx, size overflow, out_cap too small). Writes
+ * nothing on ENG_E_ARG. The caller owns all buffers; names are copied
+ * unchecked. */
+int64_t eng_block_encode(uint32_t n, const uint64_t *versions,
+                         const uint64_t *last_tx, const uint32_t *value_lens,
+                         uint32_t m, const uint32_t *none_idx,
+                         const uint8_t *names, uint32_t names_len,
+                         const uint8_t *values, uint32_t values_len,
+                         uint8_t *out, size_t out_cap) {
+    block_layout o;
+    uint32_t i;
+
+    if (n == 0 || m > n) return ENG_E_ARG;
+    if (out == NULL || versions == NULL || last_tx == NULL || value_lens == NULL)
+        return ENG_E_ARG;
+    if ((m && !none_idx) || (names_len && !names) || (values_len && !values))
+        return ENG_E_ARG;
+    if (sum_host_u32(value_lens, n) != values_len) return ENG_E_ARG;
+    for (i = 0; i < m; i++) {
+        uint32_t idx = none_idx[i];
+        if (idx >= n || (i > 0 && idx <= none_idx[i - 1]) || value_lens[idx] != 0)
+            return ENG_E_ARG;
+    }
+    if (block_layout_of(n, m, names_len, values_len, &o)) return ENG_E_ARG;
+    if (o.total > out_cap) return ENG_E_ARG;
+
+    memcpy(out, ENG_BLOCK_MAGIC, 4);
+    st32(out + 4, n);
+    st32(out + 8, m);
+    st32(out + 12, names_len);
+    st32(out + 16, values_len);
+    st32(out + 20, 0);
+    for (i = 0; i < n; i++) {
+        st64(out + o.versions + 8 * (size_t)i, versions[i]);
+        st64(out + o.last_tx + 8 * (size_t)i, last_tx[i]);
+        st32(out + o.value_lens + 4 * (size_t)i, value_lens[i]);
+    }
+    for (i = 0; i < m; i++) st32(out + o.none_idx + 4 * (size_t)i, none_idx[i]);
+    copy_bytes(out + o.names, names, names_len);
+    copy_bytes(out + o.values, values, values_len);
+    st64(out + o.end, eng_xxh64(out, o.end, 0));
+    return (int64_t)o.total;
+}
+
+/* Validates the block at buf[0] (buf holds len bytes, possibly more blocks
+ * after it); returns ENG_OK (filling *view, offsets relative to buf, and
+ * view->block_len) or the first failing ENG_E_* in this order: TRUNCATED,
+ * BAD_MAGIC, FIELD (header), OVERRUN, CHECKSUM, FIELD (columns), NAMES,
+ * LENGTHS. ENG_E_ARG if view is NULL or buf is NULL with len > 0. */
+int eng_block_decode(const uint8_t *buf, size_t len, eng_block_view *view) {
+    block_layout o;
+    uint32_t n, m, nl, vl, i;
+    int rc;
+
+    if (view == NULL || (buf == NULL && len != 0)) return ENG_E_ARG;
+    if (len < ENG_BLOCK_HEADER_SIZE + ENG_BLOCK_TRAILER_SIZE) return ENG_E_TRUNCATED;
+    if (memcmp(buf, ENG_BLOCK_MAGIC, 4) != 0) return ENG_E_BAD_MAGIC;
+
+    n = ld32(buf + 4);
+    m = ld32(buf + 8);
+    nl = ld32(buf + 12);
+    vl = ld32(buf + 16);
+    if (n == 0 || m > n || ld32(buf + 20) != 0) return ENG_E_FIELD;
+    if (block_layout_of(n, m, nl, vl, &o)) return ENG_E_OVERRUN;
+    if (o.total > len) return ENG_E_OVERRUN;
+    if (eng_xxh64(buf, o.end, 0) != ld64(buf + o.end)) return ENG_E_CHECKSUM;
+    /* From here on every column lies inside buf[0..o.end). */
+
+    if (any_zero_u64(buf + o.versions, n) || any_zero_u64(buf + o.last_tx, n))
+        return ENG_E_FIELD;
+    for (i = 0; i < m; i++) {
+        uint32_t idx = ld32(buf + o.none_idx + 4 * (size_t)i);
+        if (idx >= n) return ENG_E_FIELD;
+        if (i > 0 && idx <= ld32(buf + o.none_idx + 4 * (size_t)(i - 1)))
+            return ENG_E_FIELD;
+        if (ld32(buf + o.value_lens + 4 * (size_t)idx) != 0) return ENG_E_FIELD;
+    }
+    if ((rc = check_names(buf + o.names, nl, n)) != 0) return rc;
+    if (sum_u32(buf + o.value_lens, n) != vl) return ENG_E_LENGTHS;
+
+    view->entry_count = n;
+    view->none_count = m;
+    view->names_len = nl;
+    view->values_len = vl;
+    view->versions_off = o.versions;
+    view->last_tx_off = o.last_tx;
+    view->value_lens_off = o.value_lens;
+    view->none_idx_off = o.none_idx;
+    view->names_off = o.names;
+    view->values_off = o.values;
+    view->block_len = o.total;
+    return ENG_OK;
+}

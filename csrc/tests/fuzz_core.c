@@ -1,0 +1,443 @@
+/*
+ * fuzz_core.c — a standalone mutation fuzzer for the decoders in engine_core.c.
+ *
+ * Usage: fuzz_core [seed] [iterations]      (defaults: 1 100000)
+ *
+ * Each iteration builds a valid transaction record or snapshot block with the
+ * real encoders, applies 1..4 random mutations (bit flips, byte rewrites,
+ * truncation, extension, insertion/deletion, header length-field and column
+ * entry rewrites), re-signs the checksum in most iterations so the deep checks
+ * are reached, and runs BOTH decoders on an exact-size heap copy (so ASan sees
+ * any read past the end). For every result it:
+ *   - compares the return code with an independent, deliberately naive
+ *     reference validator that applies the header's checks in the header's
+ *     order (any difference aborts), and
+ *   - on success, checks that every view offset + length lies inside the
+ *     buffer (abort if not).
+ * At the end it prints a histogram of return codes and fails if a run of at
+ * least 20000 iterations never reached one of the decoders' outcomes.
+ * Meant to run under -fsanitize=address,undefined (see csrc/run_c_tests.sh).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_format.h"
+
+#define CAP 8192
+
+/* ------------------------------------------------------------- PRNG --- */
+
+static uint64_t g_rng;
+
+/* splitmix64: the next pseudo-random u64. */
+static uint64_t rnd(void) {
+    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform-ish integer in [0, n); n > 0. */
+static uint32_t below(uint32_t n) { return (uint32_t)(rnd() % n); }
+
+/* ----------------------------------------------------------- Helpers --- */
+
+static void die(const char *what, uint64_t iter) {
+    fprintf(stderr, "fuzz_core: %s (iteration %llu)\n", what, (unsigned long long)iter);
+    abort();
+}
+
+static uint32_t get32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+    int i;
+    for (i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+    int i;
+    for (i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A random "interesting" u32 near orig. */
+static uint32_t interesting32(uint32_t orig) {
+    switch (below(10)) {
+    case 0: return 0;
+    case 1: return 1;
+    case 2: return orig + 1;
+    case 3: return orig - 1;
+    case 4: return UINT32_MAX;
+    case 5: return 0x80000000u;
+    case 6: return orig + below(64);
+    case 7: return orig - below(64);
+    case 8: return orig ^ (1u << below(32));
+    default: return (uint32_t)rnd();
+    }
+}
+
+/* Fills p[0..n) with a random non-empty-name column of k names (bytes 1..255). */
+static uint32_t random_names(uint8_t *p, uint32_t k, uint32_t room) {
+    uint32_t at = 0, i, j;
+    for (i = 0; i < k; i++) {
+        uint32_t len = 1 + below(below(4) == 0 ? 24 : 6);
+        if (at + len + 1 > room) len = 1;
+        for (j = 0; j < len; j++) {
+            uint8_t c = (uint8_t)(below(4) ? 'a' + below(26) : 1 + below(255));
+            p[at++] = c;
+        }
+        p[at++] = 0;
+    }
+    return at;
+}
+
+/* ---------------------------------------------------- Valid generators --- */
+
+/* Builds a valid record (occasionally with a zero version or a malformed
+ * name column, which the encoder copies unchecked) into out; returns size. */
+static size_t gen_tx(uint8_t *out) {
+    uint64_t vers[64], prev[64];
+    uint32_t dlens[64], i, n, sl, tl, dl = 0;
+    uint8_t streams[2048], types[2048], data[2048];
+    int64_t r;
+
+    n = 1 + below(below(8) == 0 ? 40 : 4);
+    for (i = 0; i < n; i++) {
+        vers[i] = below(20) == 0 ? 0 : 1 + (rnd() % 1000);
+        prev[i] = rnd() % 50;
+        dlens[i] = below(3) == 0 ? 0 : below(40);
+        if (dl + dlens[i] > sizeof data) dlens[i] = 0;
+        dl += dlens[i];
+    }
+    for (i = 0; i < dl; i++) data[i] = (uint8_t)rnd();
+    sl = random_names(streams, n, sizeof streams);
+    tl = random_names(types, n, sizeof types);
+    if (below(20) == 0) streams[below(sl)] ^= (uint8_t)(below(2) ? 0xFF : 0);
+    if (below(20) == 0) types[below(tl)] = 0;
+    r = eng_tx_encode(rnd(), rnd(), rnd(), rnd(), n, vers, prev, dlens, streams, sl,
+                      types, tl, data, dl, out, CAP);
+    if (r <= 0) {
+        fprintf(stderr, "fuzz_core: valid tx encode failed (%lld)\n", (long long)r);
+        abort();
+    }
+    return (size_t)r;
+}
+
+/* Builds a valid block (occasionally with a zero version/last_tx or a bad
+ * name column) into out; returns size. */
+static size_t gen_block(uint8_t *out) {
+    uint64_t vers[64], last[64];
+    uint32_t vlens[64], none[64], i, n, m = 0, nl, vl = 0;
+    uint8_t names[2048], values[2048];
+    int64_t r;
+
+    n = 1 + below(below(8) == 0 ? 40 : 4);
+    for (i = 0; i < n; i++) {
+        vers[i] = below(30) == 0 ? 0 : 1 + (rnd() % 1000);
+        last[i] = below(30) == 0 ? 0 : 1 + (rnd() % 1000);
+        if (below(3) == 0) {
+            vlens[i] = 0;
+            none[m++] = i;
+        } else {
+            vlens[i] = below(3) == 0 ? 0 : below(40);
+            if (vl + vlens[i] > sizeof values) vlens[i] = 0;
+        }
+        vl += vlens[i];
+    }
+    for (i = 0; i < vl; i++) values[i] = (uint8_t)rnd();
+    nl = random_names(names, n, sizeof names);
+    if (below(20) == 0) names[below(nl)] ^= (uint8_t)(below(2) ? 0xFF : 0);
+    r = eng_block_encode(n, vers, last, vlens, m, none, names, nl, values, vl, out, CAP);
+    if (r <= 0) {
+        fprintf(stderr, "fuzz_core: valid block encode failed (%lld)\n", (long long)r);
+        abort();
+    }
+    return (size_t)r;
+}
+
+/* --------------------------------------------------------- Mutations --- */
+
+/* Where the column region of a record/block starts (aim of column-entry
+ * rewrites); 0 if the buffer is too short to have one. */
+static size_t column_start(const uint8_t *b, size_t len, int is_block) {
+    (void)b;
+    if (is_block) return len > 24 ? 24 : 0;
+    return len > 56 ? 56 : 0;
+}
+
+/* Applies one random mutation to b[0..*len) (capacity CAP). */
+static void mutate_once(uint8_t *b, size_t *len, int is_block) {
+    size_t l = *len, pos;
+    switch (below(10)) {
+    case 0: /* bit flip */
+        if (l) b[below((uint32_t)l)] ^= (uint8_t)(1u << below(8));
+        break;
+    case 1: /* byte rewrite */
+        if (l) b[below((uint32_t)l)] = (uint8_t)(below(3) == 0 ? 0 : rnd());
+        break;
+    case 2: /* truncation */
+        *len = below(3) == 0 ? below((uint32_t)l + 1) : (l > 16 ? l - 1 - below(16) : 0);
+        break;
+    case 3: { /* extension */
+        uint32_t k = 1 + below(below(4) == 0 ? 200 : 16), i;
+        if (l + k > CAP) k = (uint32_t)(CAP - l);
+        for (i = 0; i < k; i++) b[l + i] = (uint8_t)(below(2) ? 0 : rnd());
+        *len = l + k;
+        break;
+    }
+    case 4: /* insert a byte */
+        if (l < CAP && l) {
+            pos = below((uint32_t)l);
+            memmove(b + pos + 1, b + pos, l - pos);
+            b[pos] = (uint8_t)(below(2) ? 0 : rnd());
+            *len = l + 1;
+        }
+        break;
+    case 5: /* delete a byte */
+        if (l) {
+            pos = below((uint32_t)l);
+            memmove(b + pos, b + pos + 1, l - pos - 1);
+            *len = l - 1;
+        }
+        break;
+    case 6:
+    case 7: { /* header count/length field rewrite */
+        size_t off;
+        if (is_block) off = 4 + 4 * (size_t)below(5);   /* n, m, names, values, reserved */
+        else off = 40 + 4 * (size_t)below(4);           /* n, streams, types, data */
+        if (off + 4 <= l) put32(b + off, interesting32(get32(b + off)));
+        break;
+    }
+    case 8: { /* column entry rewrite (versions / lens / none_idx region) */
+        size_t start = column_start(b, l, is_block);
+        if (start && l >= start + 12) {
+            pos = start + 4 * (size_t)below((uint32_t)((l - start - 8) / 4));
+            if (below(2)) put32(b + pos, interesting32(get32(b + pos)));
+            else if (pos + 8 <= l) put64(b + pos, below(2) ? 0 : get64(b + pos) + 1);
+        }
+        break;
+    }
+    default: /* magic / version / flags bytes */
+        if (l >= 8) b[below(8)] ^= (uint8_t)(1 + below(255));
+        break;
+    }
+}
+
+/* Re-signs b[0..len) as the decoders would check it: for a block, at the end
+ * its header declares (when that fits); otherwise at len - 8. */
+static void resign(uint8_t *b, size_t len, int is_block) {
+    if (is_block && len >= 24) {
+        uint64_t total = 24 + 20 * (uint64_t)get32(b + 4) + 4 * (uint64_t)get32(b + 8) +
+                         get32(b + 12) + get32(b + 16) + 8;
+        if (total <= len) {
+            put64(b + total - 8, eng_xxh64(b, (size_t)total - 8, 0));
+            return;
+        }
+    }
+    if (len >= 8) put64(b + len - 8, eng_xxh64(b, len - 8, 0));
+}
+
+/* ------------------------------------------------ Reference validators --- */
+
+/* Naive NAMES rule: exactly n NULs, last byte NUL, no empty name. */
+static int ref_names_ok(const uint8_t *c, uint64_t len, uint32_t n) {
+    uint64_t i, nuls = 0;
+    if (len == 0 || c[len - 1] != 0) return 0;
+    for (i = 0; i < len; i++) {
+        if (c[i] == 0) {
+            nuls++;
+            if (i == 0 || c[i - 1] == 0) return 0;
+        }
+    }
+    return nuls == n;
+}
+
+/* The header's tx check order, written with u64 arithmetic and no shortcuts. */
+static int ref_tx(const uint8_t *b, size_t len) {
+    uint32_t n, sl, tl, dl, i;
+    uint64_t need, sum = 0;
+    if (len < 64) return ENG_E_TRUNCATED;
+    if (memcmp(b, "ETXR", 4)) return ENG_E_BAD_MAGIC;
+    if ((b[4] | (b[5] << 8)) != 1) return ENG_E_VERSION;
+    if (eng_xxh64(b, len - 8, 0) != get64(b + len - 8)) return ENG_E_CHECKSUM;
+    n = get32(b + 40);
+    sl = get32(b + 44);
+    tl = get32(b + 48);
+    dl = get32(b + 52);
+    if (n == 0) return ENG_E_FIELD;
+    need = 56 + 20 * (uint64_t)n + sl + tl + dl;
+    if (need > len - 8) return ENG_E_OVERRUN;
+    if (need < len - 8) return ENG_E_TRAILING;
+    if (!ref_names_ok(b + 56 + 20 * (uint64_t)n, sl, n)) return ENG_E_NAMES;
+    if (!ref_names_ok(b + 56 + 20 * (uint64_t)n + sl, tl, n)) return ENG_E_NAMES;
+    for (i = 0; i < n; i++) sum += get32(b + 56 + 16 * (uint64_t)n + 4 * (uint64_t)i);
+    if (sum != dl) return ENG_E_LENGTHS;
+    for (i = 0; i < n; i++)
+        if (get64(b + 56 + 8 * (uint64_t)i) == 0) return ENG_E_FIELD;
+    return ENG_OK;
+}
+
+/* The block check order: TRUNCATED, BAD_MAGIC, FIELD (header), OVERRUN,
+ * CHECKSUM, FIELD (columns), NAMES, LENGTHS. */
+static int ref_block(const uint8_t *b, size_t len) {
+    uint32_t n, m, nl, vl, i;
+    uint64_t total, vo, lo, vlo, no, nmo, sum = 0;
+    if (len < 32) return ENG_E_TRUNCATED;
+    if (memcmp(b, "SBLK", 4)) return ENG_E_BAD_MAGIC;
+    n = get32(b + 4);
+    m = get32(b + 8);
+    nl = get32(b + 12);
+    vl = get32(b + 16);
+    if (n == 0 || m > n || get32(b + 20) != 0) return ENG_E_FIELD;
+    total = 24 + 20 * (uint64_t)n + 4 * (uint64_t)m + nl + vl + 8;
+    if (total > len) return ENG_E_OVERRUN;
+    if (eng_xxh64(b, (size_t)total - 8, 0) != get64(b + total - 8)) return ENG_E_CHECKSUM;
+    vo = 24;
+    lo = vo + 8 * (uint64_t)n;
+    vlo = lo + 8 * (uint64_t)n;
+    no = vlo + 4 * (uint64_t)n;
+    nmo = no + 4 * (uint64_t)m;
+    for (i = 0; i < n; i++)
+        if (get64(b + vo + 8 * (uint64_t)i) == 0 || get64(b + lo + 8 * (uint64_t)i) == 0)
+            return ENG_E_FIELD;
+    for (i = 0; i < m; i++) {
+        uint32_t idx = get32(b + no + 4 * (uint64_t)i);
+        if (idx >= n) return ENG_E_FIELD;
+        if (i > 0 && idx <= get32(b + no + 4 * (uint64_t)(i - 1))) return ENG_E_FIELD;
+        if (get32(b + vlo + 4 * (uint64_t)idx) != 0) return ENG_E_FIELD;
+    }
+    if (!ref_names_ok(b + nmo, nl, n)) return ENG_E_NAMES;
+    for (i = 0; i < n; i++) sum += get32(b + vlo + 4 * (uint64_t)i);
+    if (sum != vl) return ENG_E_LENGTHS;
+    return ENG_OK;
+}
+
+/* --------------------------------------------------- View bound checks --- */
+
+/* 1 if [off, off + n) lies inside [0, end). Overflow-proof in u64. */
+static int inside(uint64_t off, uint64_t n, uint64_t end) {
+    return off <= end && n <= end - off;
+}
+
+static void check_tx_view(const eng_tx_view *v, size_t len, uint64_t iter) {
+    uint64_t n = v->event_count, body = len - 8;
+    if (len < 64) die("tx success on a short buffer", iter);
+    if (!inside(v->versions_off, 8 * n, body) || !inside(v->prev_off, 8 * n, body) ||
+        !inside(v->data_lens_off, 4 * n, body) ||
+        !inside(v->streams_off, v->streams_len, body) ||
+        !inside(v->types_off, v->types_len, body) ||
+        !inside(v->data_off, v->data_len, body))
+        die("tx view offset out of bounds", iter);
+    if (v->data_off + v->data_len != body) die("tx view does not end at the trailer", iter);
+    if (n == 0) die("tx view with zero events", iter);
+}
+
+static void check_block_view(const eng_block_view *v, size_t len, uint64_t iter) {
+    uint64_t n = v->entry_count, end;
+    if (v->block_len > len || v->block_len < 32) die("block_len out of bounds", iter);
+    end = v->block_len - 8;
+    if (!inside(v->versions_off, 8 * n, end) || !inside(v->last_tx_off, 8 * n, end) ||
+        !inside(v->value_lens_off, 4 * n, end) ||
+        !inside(v->none_idx_off, 4 * (uint64_t)v->none_count, end) ||
+        !inside(v->names_off, v->names_len, end) ||
+        !inside(v->values_off, v->values_len, end))
+        die("block view offset out of bounds", iter);
+    if (v->values_off + v->values_len != end) die("block view does not end at trailer", iter);
+    if (n == 0 || v->none_count > n) die("block view counts", iter);
+}
+
+/* ------------------------------------------------------------- Main --- */
+
+#define NCODES 11 /* 0 .. -10 */
+
+int main(int argc, char **argv) {
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+    uint64_t iters = argc > 2 ? strtoull(argv[2], NULL, 0) : 100000;
+    uint64_t it, resigned = 0;
+    unsigned long long tx_hist[NCODES] = {0}, bk_hist[NCODES] = {0};
+    static uint8_t work[CAP];
+    int c, missing = 0;
+
+    g_rng = seed;
+    for (it = 0; it < iters; it++) {
+        int is_block = (int)below(2), k, nmut = 1 + (int)below(4), rc_tx, rc_bk;
+        size_t len = is_block ? gen_block(work) : gen_tx(work);
+        uint8_t *copy;
+        eng_tx_view tv;
+        eng_block_view bv;
+
+        if (below(8) == 0) {
+            /* Sometimes leave the buffer valid (or valid + trailing bytes). */
+            if (below(2)) mutate_once(work, &len, is_block);
+        } else {
+            for (k = 0; k < nmut; k++) mutate_once(work, &len, is_block);
+        }
+        if (below(10) < 7) {
+            resign(work, len, is_block);
+            resigned++;
+        }
+
+        copy = (uint8_t *)malloc(len ? len : 1);
+        if (copy == NULL) die("out of memory", it);
+        if (len) memcpy(copy, work, len);
+
+        rc_tx = eng_tx_decode(copy, len, &tv);
+        rc_bk = eng_block_decode(copy, len, &bv);
+        if (rc_tx > 0 || rc_tx < -10 || rc_bk > 0 || rc_bk < -10) die("unknown code", it);
+        if (rc_tx != ref_tx(copy, len)) {
+            fprintf(stderr, "tx rc %d, reference %d, len %zu\n", rc_tx, ref_tx(copy, len), len);
+            die("tx decoder disagrees with the reference", it);
+        }
+        if (rc_bk != ref_block(copy, len)) {
+            fprintf(stderr, "block rc %d, reference %d, len %zu\n", rc_bk,
+                    ref_block(copy, len), len);
+            die("block decoder disagrees with the reference", it);
+        }
+        if (rc_tx == ENG_OK) check_tx_view(&tv, len, it);
+        if (rc_bk == ENG_OK) check_block_view(&bv, len, it);
+        tx_hist[-rc_tx]++;
+        bk_hist[-rc_bk]++;
+        free(copy);
+    }
+
+    printf("fuzz_core: seed %llu, %llu iterations (%llu re-signed)\n",
+           (unsigned long long)seed, (unsigned long long)iters,
+           (unsigned long long)resigned);
+    printf("  code     tx_decode  block_decode\n");
+    for (c = 0; c < NCODES - 1; c++)
+        printf("  %4d  %10llu  %12llu\n", -c, tx_hist[c], bk_hist[c]);
+
+    if (iters >= 20000) {
+        /* Every outcome a decoder can produce must have been reached. */
+        static const int tx_codes[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+        static const int bk_codes[] = {0, 1, 2, 4, 5, 6, 7, 9};
+        size_t i;
+        for (i = 0; i < sizeof tx_codes / sizeof *tx_codes; i++)
+            if (tx_hist[tx_codes[i]] == 0) {
+                fprintf(stderr, "fuzz_core: tx_decode never returned %d\n", -tx_codes[i]);
+                missing++;
+            }
+        for (i = 0; i < sizeof bk_codes / sizeof *bk_codes; i++)
+            if (bk_hist[bk_codes[i]] == 0) {
+                fprintf(stderr, "fuzz_core: block_decode never returned %d\n", -bk_codes[i]);
+                missing++;
+            }
+    }
+    if (missing) {
+        printf("fuzz_core: FAILED (%d outcomes never reached)\n", missing);
+        return 1;
+    }
+    printf("fuzz_core: ok, 0 failures\n");
+    return 0;
+}

@@ -1,0 +1,815 @@
+/*
+ * test_core.c — standalone unit tests for csrc/engine_core.c.
+ *
+ * Covers XXH64 against known vectors, encode -> decode round trips of the
+ * transaction record and the snapshot block, every decoder error code (a
+ * valid buffer broken in one specific way), the documented check order, and
+ * truncation of valid buffers at every length. Each check counts once; the
+ * program prints "N passed, M failed" and exits non-zero if M > 0.
+ *
+ * Build (see csrc/run_c_tests.sh):
+ *   gcc -std=c11 -Wall -Wextra -Werror -Icsrc csrc/tests/test_core.c \
+ *       csrc/engine_core.c -o test_core
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_format.h"
+
+/* ------------------------------------------------------------ Harness --- */
+
+static int g_pass, g_fail;
+
+#define CHECK(cond, ...)                                          \
+    do {                                                          \
+        if (cond) {                                               \
+            g_pass++;                                             \
+        } else {                                                  \
+            g_fail++;                                             \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
+            fprintf(stderr, __VA_ARGS__);                         \
+            fputc('\n', stderr);                                  \
+        }                                                         \
+    } while (0)
+
+#define CHECK_RC(got, want, what)                                      \
+    do {                                                               \
+        long long got_ = (long long)(got), want_ = (long long)(want);  \
+        CHECK(got_ == want_, "%s: got %lld, want %lld", (what), got_,  \
+              want_);                                                  \
+    } while (0)
+
+/* A malloc'd copy of p[0..n) of exactly n bytes (1 if n == 0), so ASan and
+ * valgrind see any read past the end. Aborts on allocation failure. */
+static uint8_t *dup_exact(const uint8_t *p, size_t n) {
+    uint8_t *q = (uint8_t *)malloc(n ? n : 1);
+    if (q == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    if (n) memcpy(q, p, n);
+    return q;
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+    int i;
+    for (i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+    int i;
+    for (i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* ------------------------------------------------------------- XXH64 --- */
+
+/*
+ * Expected values produced with the reference implementation through the
+ * Python binding (xxhash 4.1.0):
+ *
+ *   import xxhash
+ *   def pat(n): return bytes(((i * 131 + 7) & 0xff) for i in range(n))
+ *   for n in range(101):
+ *       print([xxhash.xxh64_intdigest(pat(n), s) for s in (0, 1, 2**64 - 1)])
+ *
+ * Row n is the pattern of n bytes, columns are seeds 0, 1, 2**64-1.
+ */
+static const uint64_t PATTERN_VECTORS[101][3] = {
+    /*   0 */ {0xEF46DB3751D8E999ULL, 0xD5AFBA1336A3BE4BULL, 0x298F4C84B24F5380ULL},
+    /*   1 */ {0xA96C7F0CE858BBB7ULL, 0x0766883A0A47A96AULL, 0xD7F46261BA7C5B95ULL},
+    /*   2 */ {0xC22C6A70AD56BBA6ULL, 0x7C6CC620A3AF2705ULL, 0xDCDBADEE8AD39708ULL},
+    /*   3 */ {0xBED43740EE6332BBULL, 0x95BA63F005E6E6CAULL, 0x50127E93A7B8310DULL},
+    /*   4 */ {0xFA212AE44B3BB23DULL, 0x319607B5CA9D59D4ULL, 0x7EBCE9BBE6F6EEBDULL},
+    /*   5 */ {0xD339DCC9AC8E6776ULL, 0xE07F25FB3A8E5DE9ULL, 0xCD856D2E5F2C6A31ULL},
+    /*   6 */ {0x71CABDC85DA7FFA0ULL, 0x0D9AF9B31282D277ULL, 0xADB020FF5AC9D69DULL},
+    /*   7 */ {0x2744460DD675D2C0ULL, 0x0047CDCE49D4BC99ULL, 0x6F0993BD5D623D42ULL},
+    /*   8 */ {0x994B676B71CE94DDULL, 0xC14D78E582FE5026ULL, 0x23470C129CFB3DC4ULL},
+    /*   9 */ {0x572B84C18B983AF8ULL, 0xDB001655FE3A4B7AULL, 0x26F26E402D3E77E0ULL},
+    /*  10 */ {0x08283FD40EE4F8C9ULL, 0x2836514074733468ULL, 0xB26605769A451F2BULL},
+    /*  11 */ {0x97F078DA7A1A590CULL, 0x62C2478E2BEB60A5ULL, 0xD7CCBEAAD61169A4ULL},
+    /*  12 */ {0xB92F588CE720786EULL, 0x23EB959821A629A9ULL, 0x612C418A90C4B80DULL},
+    /*  13 */ {0xDADC8A6255B4829BULL, 0x259671871DE445F2ULL, 0xB4070A14F8123476ULL},
+    /*  14 */ {0x574269377227D80AULL, 0x87C802DBB17A6363ULL, 0x540606CC59FFA3B0ULL},
+    /*  15 */ {0x09E6451ED2FF8B1DULL, 0x40A4206CC723CCE4ULL, 0xF4E3F407FEF30B4CULL},
+    /*  16 */ {0x94AD0095E72B24D5ULL, 0x0C9B8F12F2AE6C76ULL, 0x3DAE65FB793758C3ULL},
+    /*  17 */ {0x1464F2EFF23B5FE1ULL, 0x418DF2ECDE29D078ULL, 0xC19621669AA3E9F1ULL},
+    /*  18 */ {0x712C39F6D1ED935EULL, 0xF5F83C906F070D1FULL, 0xFC797C4C43F086A3ULL},
+    /*  19 */ {0x83EF9C758393E89DULL, 0x5BBE88610E6D969AULL, 0x6121F9CDDF2F2C2EULL},
+    /*  20 */ {0x67822FA80E0C8933ULL, 0xEA15F4C173ABD1D5ULL, 0x80F40F7D7F444BE8ULL},
+    /*  21 */ {0xFA6DE19E99FF8D43ULL, 0xE6EDCE78ED3A250AULL, 0xD62CB94F77CE50EEULL},
+    /*  22 */ {0xA8D0AE04D79885F2ULL, 0x08C27FAD7BE08CF8ULL, 0x045AECF4BECAFD44ULL},
+    /*  23 */ {0xCF65B69586B05FABULL, 0x659CEE761195B68AULL, 0x303A9A94F70F475BULL},
+    /*  24 */ {0x0A3B0194F3AFE0B8ULL, 0x7BC87E813BE3B7C8ULL, 0x8BB7E19961E7D5BBULL},
+    /*  25 */ {0xE0FD072FFF811C86ULL, 0x8B2705F6773A1BEEULL, 0xD953E00A58E49975ULL},
+    /*  26 */ {0xC4F7372A7FB8F247ULL, 0xF7C5ECC5E8BEFDA5ULL, 0x10558AD276EB925DULL},
+    /*  27 */ {0xFEE26CAC05AEECF0ULL, 0xF3E3F3C033C10DFEULL, 0xDADC0F916A38058FULL},
+    /*  28 */ {0x01A6F3D224FA7D3BULL, 0xD26DF1663943F44CULL, 0xC9DC4B184508D78CULL},
+    /*  29 */ {0x161A3BC98AFCF092ULL, 0x619101EE2B316452ULL, 0x9D3476A95C0D3A48ULL},
+    /*  30 */ {0x3F8796D7BFAAAA08ULL, 0xB2D7E2E3AE8B7C23ULL, 0xF86C5353B770FB5CULL},
+    /*  31 */ {0x6711D55E306B5D8FULL, 0xE811D10B03941E82ULL, 0x0559625F4E0AFE08ULL},
+    /*  32 */ {0x07F7B8E3BC5D6E25ULL, 0xDF4F0F6EA84EBBCAULL, 0xD5DB58B1A19EEFB2ULL},
+    /*  33 */ {0x09F85EEB4E1CBE9FULL, 0x489F1772049E476CULL, 0x303C4A232C3BD093ULL},
+    /*  34 */ {0x35284E7F91DD1AE5ULL, 0x2373A61CDBBFE11DULL, 0x9E34C9F60E9D6FB3ULL},
+    /*  35 */ {0x25CC31E4544BC8C9ULL, 0xF09941B1088ECC8AULL, 0xC368377E6350B63AULL},
+    /*  36 */ {0xE7AC625222F2B655ULL, 0xF98561C7D7156BB9ULL, 0xB748680CD7EB0370ULL},
+    /*  37 */ {0x1D8C3A2215085739ULL, 0x34ABA417598832E7ULL, 0x708BB52EECB71BF6ULL},
+    /*  38 */ {0x1FB3064ED36C675FULL, 0x57A44530CDDE8FFBULL, 0xB23F6E0014616770ULL},
+    /*  39 */ {0xB13C137A0FB701C3ULL, 0xE14770F2361B5307ULL, 0x2AEEA2A9BC73ADE7ULL},
+    /*  40 */ {0xD25150177BA46490ULL, 0x9B1FD1EC1DB110C1ULL, 0x71263E98354A3147ULL},
+    /*  41 */ {0x3AD8BB2779D9285EULL, 0xF4E87AA17BAE9412ULL, 0xF76B30A446E91A85ULL},
+    /*  42 */ {0xFE4DDAB6E3D75DDCULL, 0x164B94DE116D04A5ULL, 0xC5AEC19DA81428DEULL},
+    /*  43 */ {0x9D340603AA03CC62ULL, 0x482442B5C45FCFC6ULL, 0x5BE1BB13D0D92AD6ULL},
+    /*  44 */ {0xD02B2028C27A5329ULL, 0xEA70FDB66ADDA7BEULL, 0x83C94324A1EBB836ULL},
+    /*  45 */ {0xFF59426B0066066BULL, 0xEDD33D7EF1EAFB7DULL, 0x617317FCF5145073ULL},
+    /*  46 */ {0x713A114207F600E2ULL, 0x2546490B2E265CD9ULL, 0x6DAE42A96112E529ULL},
+    /*  47 */ {0x79BD9D6DD8C15570ULL, 0x50D46FC41711A14AULL, 0x686497DB87A0DAD3ULL},
+    /*  48 */ {0x2947DE5E3A6AFECEULL, 0xB101191636A893EFULL, 0x03306A2A4029BFABULL},
+    /*  49 */ {0x43F1E784039912D3ULL, 0xF0DBB854D2AAFFB9ULL, 0x26650BCCD5C7EA01ULL},
+    /*  50 */ {0x072FA9968401E9C7ULL, 0xE0F2003CFE5335D4ULL, 0x9AF264EF6539475FULL},
+    /*  51 */ {0xC3C4FF0D8F66E206ULL, 0x3D24A8FEA857B300ULL, 0xB01F25FFC02E4E28ULL},
+    /*  52 */ {0x0EFBC3939FA05814ULL, 0xF9E97B0B9BD98310ULL, 0xB64BE18259C8BA18ULL},
+    /*  53 */ {0x42BE842D0902D7A7ULL, 0xE8E2064784BE2D5DULL, 0xD1A557FF209E41DCULL},
+    /*  54 */ {0x8A78B907C424DC46ULL, 0xD64947C8BEA69D17ULL, 0x9F73DC3B5FE5CE80ULL},
+    /*  55 */ {0x8F8DC5B07F6D48EDULL, 0x1FBC90668648BACEULL, 0xAEE4B032DF8AFD42ULL},
+    /*  56 */ {0xA2ACF5B431DB2E52ULL, 0x56571818C8244B16ULL, 0xF1BB4E2559164060ULL},
+    /*  57 */ {0x403200F5D0354116ULL, 0x8D4A3C811F7421F3ULL, 0xD52FEDAFEFAF2BE5ULL},
+    /*  58 */ {0xC326A3D65678339BULL, 0x7F443B76619A0C91ULL, 0x121BD898E76C50FEULL},
+    /*  59 */ {0xA53B8E5BC9FF65A4ULL, 0x072F38CC703D87E7ULL, 0xB4236D0FD74AF2E0ULL},
+    /*  60 */ {0x4CCE586D8ACA19E5ULL, 0x715729A9EAA4C91CULL, 0x403C94633E7561A4ULL},
+    /*  61 */ {0xBD3BD33486AF6DC6ULL, 0x9B1AB2D01A6ABC9AULL, 0x7A672AE5E84BD45AULL},
+    /*  62 */ {0x4149DD403B20A2DCULL, 0xAEE51A787FBC7497ULL, 0xEE8E8E54A5A57331ULL},
+    /*  63 */ {0xB7C9968C066CB6A5ULL, 0xBE65BC64322F219BULL, 0x5B30F335733619ABULL},
+    /*  64 */ {0x50D4159A0411632EULL, 0x8EA281CE694F574DULL, 0xB59713BEE12A76BDULL},
+    /*  65 */ {0xD277176BFF863EFCULL, 0x1B26DDAA63626478ULL, 0x176D96610B7F90D1ULL},
+    /*  66 */ {0x578BA93DAAAA4333ULL, 0x54061F724CF94B16ULL, 0x0630872D7AC3A72FULL},
+    /*  67 */ {0x5C44AB49F377E73FULL, 0x0D099DBCA44002CFULL, 0xBF41A30EFF3C585CULL},
+    /*  68 */ {0x0074FD38E968C15BULL, 0xBAEFF9C7742231C3ULL, 0x44388E3DCF7929E2ULL},
+    /*  69 */ {0xDD2AA690F53212C8ULL, 0x048A5BDD9B90AE5AULL, 0xA13B8C6834795FBBULL},
+    /*  70 */ {0xA4B1256E6FD1D806ULL, 0xA81E322ADD195B03ULL, 0x7DBDA43A72D75920ULL},
+    /*  71 */ {0x363A593DC9D738D1ULL, 0xFB166BF2C85CD64AULL, 0x5C832D000096411FULL},
+    /*  72 */ {0xCD82801D226EB2A5ULL, 0x205CEFBA084D4CD0ULL, 0x7B511102BBE50D3CULL},
+    /*  73 */ {0x5D19A4C3F67B2BEAULL, 0x1F04650804EEDB9FULL, 0x19EE78275AA522A6ULL},
+    /*  74 */ {0xBB7DB43EA46E9A29ULL, 0x3DA326E82962D77FULL, 0xF0275D244C2C1BBBULL},
+    /*  75 */ {0xD608A44E07FE8624ULL, 0x511AAACFCC4B426AULL, 0x272764FAB6958490ULL},
+    /*  76 */ {0x869E11664E92C3B4ULL, 0xE85496A0E50128C0ULL, 0xA3E5045C8904D850ULL},
+    /*  77 */ {0x162CE6431A7EDA2AULL, 0xF08233EFDAC74EB7ULL, 0x77404F5C20A9FC0EULL},
+    /*  78 */ {0xF3CB7538A89612BBULL, 0xD4BC6FEE76EE9698ULL, 0x28E44F90FC297755ULL},
+    /*  79 */ {0xC3F3DC0BF60FD094ULL, 0x8F8129C04DC56599ULL, 0xCFD7D2F421000C7CULL},
+    /*  80 */ {0x16538439A19AB93EULL, 0xACD36355FC91D3A5ULL, 0xDE1FC502D9CFD41AULL},
+    /*  81 */ {0x71BF4A997E4BC698ULL, 0x788924BD1A20A2E8ULL, 0xE5A312BAD03BD6DBULL},
+    /*  82 */ {0x81F5F158A1769C15ULL, 0xB59506520F6A1DC3ULL, 0xEEF006001BACB882ULL},
+    /*  83 */ {0x01F5909A472FEA86ULL, 0x59ECE89C49DAF32AULL, 0xED0EA21949E88A07ULL},
+    /*  84 */ {0x6187BF0BF8DFA176ULL, 0x0FFAE5BD64052D4DULL, 0x343E452924DFDDF8ULL},
+    /*  85 */ {0x411B4022BB181B45ULL, 0xF9ACE306A0616D7CULL, 0xF672D628EA31AF9DULL},
+    /*  86 */ {0x8EB62F30A8FA66A5ULL, 0x7D6C931DE34FACDCULL, 0xEA280878942DD517ULL},
+    /*  87 */ {0xF4B43A97D47F5F98ULL, 0xD2B592CFB8F3DA23ULL, 0x35DED92247D14C4AULL},
+    /*  88 */ {0x91B6179102C221C2ULL, 0x4066B9033349C00BULL, 0xACCB546F1B9AB0ADULL},
+    /*  89 */ {0xE1A6E5A7B8596FDDULL, 0xAE141ADD980A4D81ULL, 0x9ECA0E74FFE6A777ULL},
+    /*  90 */ {0xBDA467AB983B5874ULL, 0x57217780961B2D95ULL, 0xF9E532756C4F352BULL},
+    /*  91 */ {0x81082EEE7357B6B0ULL, 0x2C2DDB83698DB57BULL, 0xDFBAE54BD8C4AF3BULL},
+    /*  92 */ {0xF8F1612FD1C10A43ULL, 0xBF06FC1592483591ULL, 0x0BEDE5EE3119F020ULL},
+    /*  93 */ {0x44B5DC960D90D5BDULL, 0xC0BC78453FE97EC7ULL, 0xC55D23DD78DF0F8FULL},
+    /*  94 */ {0x64904FDD7296CC2EULL, 0xE0D45B477F8BF09EULL, 0x887E42A4E4184B63ULL},
+    /*  95 */ {0x928C35B989D3C594ULL, 0x9E0488742C00C5BCULL, 0xF08BDCBF71489F8AULL},
+    /*  96 */ {0x18C8F362EB735341ULL, 0x8EF95849002329DDULL, 0x0566DCC7F19C5BDDULL},
+    /*  97 */ {0x7683DEFA1456DAB5ULL, 0x81FB2CAC0A1D5E0CULL, 0x6E839DB289759E15ULL},
+    /*  98 */ {0xA4D9F00E9F94203CULL, 0xB06EA2656ADEE344ULL, 0x7055749D0A3DA3E1ULL},
+    /*  99 */ {0x285A4A54A4A84AB4ULL, 0xA71B9BDE10C52C0EULL, 0x984EBAE25B72D227ULL},
+    /* 100 */ {0x9DDADA11D3DC2D8FULL, 0xE6A0D25E6E0A7F2AULL, 0x8B8B9E7C59F840E0ULL},
+};
+
+static const uint64_t PATTERN_SEEDS[3] = {0, 1, UINT64_MAX};
+
+static void pattern(uint8_t *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) p[i] = (uint8_t)((i * 131 + 7) & 0xff);
+}
+
+static void test_xxh64(void) {
+    uint8_t buf[1000];
+    size_t n;
+    int s;
+
+    /* xxhash.xxh64_intdigest(b"", 0), (b"a", 0), (b"abc", 0) */
+    CHECK(eng_xxh64(NULL, 0, 0) == 0xEF46DB3751D8E999ULL, "xxh64(empty, NULL)");
+    CHECK(eng_xxh64("", 0, 0) == 0xEF46DB3751D8E999ULL, "xxh64(empty)");
+    CHECK(eng_xxh64("a", 1, 0) == 0xD24EC4F1A98C6E5BULL, "xxh64(\"a\")");
+    CHECK(eng_xxh64("abc", 3, 0) == 0x44BC2CF5AD770999ULL, "xxh64(\"abc\")");
+
+    for (n = 0; n <= 100; n++) {
+        uint8_t *heap;
+        pattern(buf, n);
+        heap = dup_exact(buf, n);
+        for (s = 0; s < 3; s++) {
+            uint64_t got = eng_xxh64(heap, n, PATTERN_SEEDS[s]);
+            CHECK(got == PATTERN_VECTORS[n][s],
+                  "xxh64(pattern %zu, seed %d): got %016llx want %016llx", n, s,
+                  (unsigned long long)got, (unsigned long long)PATTERN_VECTORS[n][s]);
+        }
+        free(heap);
+    }
+
+    /* 1000-byte pattern: [xxhash.xxh64_intdigest(pat(1000), s) for s in seeds] */
+    pattern(buf, sizeof buf);
+    CHECK(eng_xxh64(buf, 1000, 0) == 0x0BF0BDBCC82EB373ULL, "xxh64(pattern 1000, 0)");
+    CHECK(eng_xxh64(buf, 1000, 1) == 0x82F34486D530BE54ULL, "xxh64(pattern 1000, 1)");
+    CHECK(eng_xxh64(buf, 1000, UINT64_MAX) == 0x2EBD51D295F7EA0BULL,
+          "xxh64(pattern 1000, 2**64-1)");
+
+    /* Unaligned input gives the same hash as aligned input. */
+    {
+        uint8_t shifted[1001];
+        memcpy(shifted + 1, buf, 1000);
+        for (n = 0; n <= 100; n++)
+            CHECK(eng_xxh64(shifted + 1, n, 0) == PATTERN_VECTORS[n][0],
+                  "xxh64 unaligned, length %zu", n);
+    }
+}
+
+/* --------------------------------------------------- Transaction record --- */
+
+/* The sample record: 3 events. */
+static const uint64_t TX_VERSIONS[3] = {1, 2, 7};
+static const uint64_t TX_PREV[3] = {0, 10, 20};
+static const uint32_t TX_DLENS[3] = {3, 0, 5};
+static const uint8_t TX_STREAMS[] = "alpha\0b\0ccc";   /* 12 bytes incl. last NUL */
+static const uint8_t TX_TYPES[] = "T1\0T2\0Type3";     /* 12 bytes */
+static const uint8_t TX_DATA[] = "abcdefgh";           /* 8 bytes used */
+#define TX_N 3u
+#define TX_SL 12u
+#define TX_TL 12u
+#define TX_DL 8u
+
+/* Encodes the sample record with the given name columns into out; returns size. */
+static size_t tx_sample_with(uint8_t *out, size_t cap, const uint8_t *streams,
+                             uint32_t sl, const uint8_t *types, uint32_t tl) {
+    int64_t r = eng_tx_encode(11, 22, 33, 44, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS,
+                              streams, sl, types, tl, TX_DATA, TX_DL, out, cap);
+    if (r <= 0) {
+        fprintf(stderr, "sample tx encode failed: %lld\n", (long long)r);
+        exit(2);
+    }
+    return (size_t)r;
+}
+
+static size_t tx_sample(uint8_t *out, size_t cap) {
+    return tx_sample_with(out, cap, TX_STREAMS, TX_SL, TX_TYPES, TX_TL);
+}
+
+/* Recomputes the record trailer over buf[0..len-8). */
+static void tx_resign(uint8_t *buf, size_t len) {
+    put64(buf + len - 8, eng_xxh64(buf, len - 8, 0));
+}
+
+/* Decodes an exact-size heap copy of buf[0..len). */
+static int tx_decode_copy(const uint8_t *buf, size_t len, eng_tx_view *v) {
+    uint8_t *c = dup_exact(buf, len);
+    int rc = eng_tx_decode(c, len, v);
+    free(c);
+    return rc;
+}
+
+static void test_tx_roundtrip(void) {
+    uint8_t buf[512];
+    eng_tx_view v;
+    size_t len = tx_sample(buf, sizeof buf);
+    size_t want = 56 + 20 * 3 + 12 + 12 + 8 + 8;
+    uint32_t i;
+
+    CHECK(len == want, "tx size: got %zu want %zu", len, want);
+    CHECK(eng_tx_encoded_size(3, 12, 12, 8) == want, "eng_tx_encoded_size");
+    CHECK(eng_tx_encoded_size(UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX) ==
+              (SIZE_MAX > UINT32_MAX ? (size_t)(64 + 23 * (uint64_t)UINT32_MAX) : 0),
+          "eng_tx_encoded_size at u32 limits");
+    CHECK(memcmp(buf, "ETXR", 4) == 0, "tx magic written");
+    CHECK(get64(buf + len - 8) == eng_xxh64(buf, len - 8, 0), "tx trailer");
+
+    CHECK_RC(tx_decode_copy(buf, len, &v), ENG_OK, "tx decode sample");
+    CHECK(v.format_version == 1 && v.flags == 0, "tx version/flags");
+    CHECK(v.tx_id == 11 && v.epoch == 22 && v.ts_ns == 33 && v.first_position == 44,
+          "tx header ints");
+    CHECK(v.event_count == 3 && v.streams_len == 12 && v.types_len == 12 &&
+              v.data_len == 8, "tx sizes");
+    CHECK(v.versions_off == 56 && v.prev_off == 80 && v.data_lens_off == 104 &&
+              v.streams_off == 116 && v.types_off == 128 && v.data_off == 140,
+          "tx offsets");
+    for (i = 0; i < 3; i++) {
+        CHECK(get64(buf + v.versions_off + 8 * i) == TX_VERSIONS[i], "tx version %u", i);
+        CHECK(get64(buf + v.prev_off + 8 * i) == TX_PREV[i], "tx prev %u", i);
+        CHECK(get32(buf + v.data_lens_off + 4 * i) == TX_DLENS[i], "tx dlen %u", i);
+    }
+    CHECK(memcmp(buf + v.streams_off, TX_STREAMS, 12) == 0, "tx streams column");
+    CHECK(memcmp(buf + v.types_off, TX_TYPES, 12) == 0, "tx types column");
+    CHECK(memcmp(buf + v.data_off, TX_DATA, 8) == 0, "tx data column");
+
+    /* One event, empty data, NULL data pointer. */
+    {
+        uint64_t ver = 5, prev = 4;
+        uint32_t dl = 0;
+        int64_t r = eng_tx_encode(1, 0, 0, 0, 1, &ver, &prev, &dl,
+                                  (const uint8_t *)"s", 2, (const uint8_t *)"t", 2,
+                                  NULL, 0, buf, sizeof buf);
+        CHECK_RC(r, 56 + 20 + 2 + 2 + 0 + 8, "tx encode one event");
+        CHECK_RC(tx_decode_copy(buf, (size_t)r, &v), ENG_OK, "tx decode one event");
+        CHECK(v.data_len == 0 && v.data_off + 0 == (size_t)r - 8, "tx one-event view");
+    }
+}
+
+static void test_tx_encode_args(void) {
+    uint8_t buf[512];
+    size_t len = tx_sample(buf, sizeof buf);
+    uint32_t bad_lens[3] = {3, 0, 4};
+    uint8_t guard[512];
+    int64_t r;
+
+    r = eng_tx_encode(1, 2, 3, 4, 0, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "tx encode n == 0");
+
+    memset(guard, 0xA5, sizeof guard);
+    r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, guard, len - 1);
+    CHECK_RC(r, ENG_E_ARG, "tx encode out_cap one short");
+    CHECK(guard[0] == 0xA5 && guard[len - 1] == 0xA5, "tx encode wrote on ENG_E_ARG");
+
+    r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, guard, len);
+    CHECK_RC(r, (int64_t)len, "tx encode out_cap exact");
+
+    r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, bad_lens, TX_STREAMS,
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "tx encode data_lens do not sum to data_len");
+
+    r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "tx encode out == NULL");
+
+    r = eng_tx_encode(1, 2, 3, 4, TX_N, NULL, TX_PREV, TX_DLENS, TX_STREAMS,
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "tx encode versions == NULL");
+
+    r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, NULL,
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "tx encode streams == NULL with streams_len > 0");
+}
+
+/* Copies the sample, applies edit, optionally re-signs, decodes; returns rc. */
+typedef void (*tx_edit)(uint8_t *buf, size_t len);
+
+static void ed_tx_magic(uint8_t *b, size_t l) { (void)l; b[3] = 'S'; }
+static void ed_tx_version2(uint8_t *b, size_t l) { (void)l; b[4] = 2; }
+static void ed_tx_version0(uint8_t *b, size_t l) { (void)l; b[4] = 0; }
+static void ed_tx_data_byte(uint8_t *b, size_t l) { b[l - 9] ^= 0x01; }
+static void ed_tx_trailer(uint8_t *b, size_t l) { b[l - 1] ^= 0x80; }
+static void ed_tx_count0(uint8_t *b, size_t l) { (void)l; put32(b + 40, 0); }
+static void ed_tx_count_max(uint8_t *b, size_t l) { (void)l; put32(b + 40, UINT32_MAX); }
+static void ed_tx_count_up(uint8_t *b, size_t l) { (void)l; put32(b + 40, 4); }
+static void ed_tx_count_down(uint8_t *b, size_t l) { (void)l; put32(b + 40, 2); }
+static void ed_tx_sl_up(uint8_t *b, size_t l) { (void)l; put32(b + 44, TX_SL + 1); }
+static void ed_tx_sl_down(uint8_t *b, size_t l) { (void)l; put32(b + 44, TX_SL - 1); }
+static void ed_tx_dl_max(uint8_t *b, size_t l) { (void)l; put32(b + 52, UINT32_MAX); }
+static void ed_tx_dl_down(uint8_t *b, size_t l) { (void)l; put32(b + 52, TX_DL - 1); }
+/* streams column starts at 116, types at 128. */
+static void ed_tx_s_nul_gone(uint8_t *b, size_t l) { (void)l; b[116 + 5] = 'x'; }
+static void ed_tx_t_last(uint8_t *b, size_t l) { (void)l; b[128 + 11] = 'x'; }
+static void ed_tx_dlen_up(uint8_t *b, size_t l) { (void)l; put32(b + 104, 4); }
+static void ed_tx_dlen_wrap(uint8_t *b, size_t l) {
+    /* lens {2^32-1, 1, 8}: sums to 8 mod 2^32 but not as u64 */
+    (void)l;
+    put32(b + 104, UINT32_MAX);
+    put32(b + 108, 1);
+    put32(b + 112, 8);
+}
+static void ed_tx_ver0_first(uint8_t *b, size_t l) { (void)l; put64(b + 56, 0); }
+static void ed_tx_ver0_last(uint8_t *b, size_t l) { (void)l; put64(b + 56 + 16, 0); }
+/* Several faults at once: the earliest check in the order must win. */
+static void ed_tx_names_and_lengths(uint8_t *b, size_t l) {
+    ed_tx_s_nul_gone(b, l);
+    ed_tx_dlen_up(b, l);
+}
+static void ed_tx_lengths_and_ver0(uint8_t *b, size_t l) {
+    ed_tx_dlen_up(b, l);
+    ed_tx_ver0_first(b, l);
+}
+static void ed_tx_count0_and_sl(uint8_t *b, size_t l) {
+    ed_tx_count0(b, l);
+    ed_tx_sl_up(b, l);
+}
+static void ed_tx_magic_and_version(uint8_t *b, size_t l) {
+    ed_tx_magic(b, l);
+    ed_tx_version2(b, l);
+}
+
+static int tx_run_edit(tx_edit ed, int resign) {
+    uint8_t buf[512];
+    eng_tx_view v;
+    size_t len = tx_sample(buf, sizeof buf);
+    ed(buf, len);
+    if (resign) tx_resign(buf, len);
+    return tx_decode_copy(buf, len, &v);
+}
+
+/* Decodes the sample encoded with other name columns. */
+static int tx_run_names(const char *streams, uint32_t sl, const char *types,
+                        uint32_t tl) {
+    uint8_t buf[512];
+    eng_tx_view v;
+    size_t len = tx_sample_with(buf, sizeof buf, (const uint8_t *)streams, sl,
+                                (const uint8_t *)types, tl);
+    return tx_decode_copy(buf, len, &v);
+}
+
+static void test_tx_errors(void) {
+    uint8_t buf[512];
+    eng_tx_view v, before;
+    size_t len = tx_sample(buf, sizeof buf);
+
+    CHECK_RC(eng_tx_decode(buf, 63, &v), ENG_E_TRUNCATED, "tx TRUNCATED (63 bytes)");
+    CHECK_RC(eng_tx_decode(NULL, 0, &v), ENG_E_TRUNCATED, "tx TRUNCATED (NULL, 0)");
+    CHECK_RC(eng_tx_decode(buf, len, NULL), ENG_E_ARG, "tx decode view == NULL");
+
+    CHECK_RC(tx_run_edit(ed_tx_magic, 1), ENG_E_BAD_MAGIC, "tx BAD_MAGIC");
+    CHECK_RC(tx_run_edit(ed_tx_version2, 1), ENG_E_VERSION, "tx VERSION 2");
+    CHECK_RC(tx_run_edit(ed_tx_version0, 1), ENG_E_VERSION, "tx VERSION 0");
+    CHECK_RC(tx_run_edit(ed_tx_data_byte, 0), ENG_E_CHECKSUM, "tx CHECKSUM (data)");
+    CHECK_RC(tx_run_edit(ed_tx_trailer, 0), ENG_E_CHECKSUM, "tx CHECKSUM (trailer)");
+    CHECK_RC(tx_run_edit(ed_tx_count0, 1), ENG_E_FIELD, "tx FIELD event_count 0");
+    CHECK_RC(tx_run_edit(ed_tx_count_max, 1), ENG_E_OVERRUN, "tx OVERRUN count max");
+    CHECK_RC(tx_run_edit(ed_tx_count_up, 1), ENG_E_OVERRUN, "tx OVERRUN count + 1");
+    CHECK_RC(tx_run_edit(ed_tx_sl_up, 1), ENG_E_OVERRUN, "tx OVERRUN streams_len + 1");
+    CHECK_RC(tx_run_edit(ed_tx_dl_max, 1), ENG_E_OVERRUN, "tx OVERRUN data_len max");
+    CHECK_RC(tx_run_edit(ed_tx_count_down, 1), ENG_E_TRAILING, "tx TRAILING count - 1");
+    CHECK_RC(tx_run_edit(ed_tx_sl_down, 1), ENG_E_TRAILING, "tx TRAILING streams_len - 1");
+    CHECK_RC(tx_run_edit(ed_tx_dl_down, 1), ENG_E_TRAILING, "tx TRAILING data_len - 1");
+    CHECK_RC(tx_run_edit(ed_tx_s_nul_gone, 1), ENG_E_NAMES, "tx NAMES missing NUL");
+    CHECK_RC(tx_run_edit(ed_tx_t_last, 1), ENG_E_NAMES, "tx NAMES types last byte");
+    CHECK_RC(tx_run_edit(ed_tx_dlen_up, 1), ENG_E_LENGTHS, "tx LENGTHS");
+    CHECK_RC(tx_run_edit(ed_tx_dlen_wrap, 1), ENG_E_LENGTHS, "tx LENGTHS u32 wrap");
+    CHECK_RC(tx_run_edit(ed_tx_ver0_first, 1), ENG_E_FIELD, "tx FIELD version[0] 0");
+    CHECK_RC(tx_run_edit(ed_tx_ver0_last, 1), ENG_E_FIELD, "tx FIELD version[2] 0");
+
+    /* Check order. */
+    CHECK_RC(eng_tx_decode((const uint8_t *)"XXXX", 4, &v), ENG_E_TRUNCATED,
+             "tx order: TRUNCATED before BAD_MAGIC");
+    CHECK_RC(tx_run_edit(ed_tx_magic_and_version, 0), ENG_E_BAD_MAGIC,
+             "tx order: BAD_MAGIC before VERSION");
+    CHECK_RC(tx_run_edit(ed_tx_version2, 0), ENG_E_VERSION,
+             "tx order: VERSION before CHECKSUM");
+    CHECK_RC(tx_run_edit(ed_tx_count0, 0), ENG_E_CHECKSUM,
+             "tx order: CHECKSUM before FIELD");
+    CHECK_RC(tx_run_edit(ed_tx_sl_up, 0), ENG_E_CHECKSUM,
+             "tx order: CHECKSUM before OVERRUN");
+    CHECK_RC(tx_run_edit(ed_tx_count0_and_sl, 1), ENG_E_FIELD,
+             "tx order: FIELD (count) before OVERRUN");
+    CHECK_RC(tx_run_edit(ed_tx_names_and_lengths, 1), ENG_E_NAMES,
+             "tx order: NAMES before LENGTHS");
+    CHECK_RC(tx_run_edit(ed_tx_lengths_and_ver0, 1), ENG_E_LENGTHS,
+             "tx order: LENGTHS before FIELD (version)");
+
+    /* Name-column shapes (the encoder copies names unchecked). Each literal's
+     * own terminating NUL is the column's last byte. */
+#define NAMES_RC(s, t) tx_run_names((s), (uint32_t)sizeof(s), (t), (uint32_t)sizeof(t))
+    CHECK_RC(NAMES_RC("alpha\0b\0ccc", "T1\0T2\0Type3"), ENG_OK,
+             "tx names: valid");
+    CHECK_RC(NAMES_RC("\0lpha\0b\0ccc", "T1\0T2\0Type3"), ENG_E_NAMES,
+             "tx names: empty first name");
+    CHECK_RC(NAMES_RC("alpha\0\0\0ccc", "T1\0T2\0Type3"), ENG_E_NAMES,
+             "tx names: empty middle name");
+    CHECK_RC(NAMES_RC("alpha\0b\0cc\0", "T1\0T2\0Type3"), ENG_E_NAMES,
+             "tx names: too many NULs");
+    CHECK_RC(NAMES_RC("alpha\0bcccc", "T1\0T2\0Type3"), ENG_E_NAMES,
+             "tx names: too few NULs");
+    CHECK_RC(tx_run_names("a\0b\0c\0ddddd", 11, "T1\0T2\0Type3", 12), ENG_E_NAMES,
+             "tx names: n NULs but last byte not NUL");
+    CHECK_RC(NAMES_RC("alphabetccc", "T1\0T2\0Type3"), ENG_E_NAMES,
+             "tx names: only the final NUL");
+    CHECK_RC(NAMES_RC("alpha\0b\0ccc", "T1\0\0Type345"), ENG_E_NAMES,
+             "tx names: empty type name");
+    CHECK_RC(tx_run_names("", 0, "T1\0T2\0Type3", 12), ENG_E_NAMES,
+             "tx names: empty (0-byte) streams column");
+    CHECK_RC(NAMES_RC("", "T1\0T2\0Type3"), ENG_E_NAMES,
+             "tx names: streams column of one NUL");
+    CHECK_RC(NAMES_RC("a\0b\0c", "T1\0T2\0Type3\0"), ENG_E_NAMES,
+             "tx names: types NUL after last name");
+    CHECK_RC(NAMES_RC("a\0b\0c", "T1\0T2\0Type3"), ENG_OK,
+             "tx names: one-byte names");
+#undef NAMES_RC
+
+    /* Extension by one byte before the trailer, re-signed: TRAILING. */
+    {
+        uint8_t ext[513];
+        memcpy(ext, buf, len - 8);
+        ext[len - 8] = 0;
+        tx_resign(ext, len + 1);
+        CHECK_RC(tx_decode_copy(ext, len + 1, &v), ENG_E_TRAILING, "tx TRAILING extension");
+    }
+
+    /* A failed decode leaves *view untouched. */
+    memset(&before, 0x5A, sizeof before);
+    memcpy(&v, &before, sizeof v);
+    CHECK(tx_run_edit(ed_tx_dlen_up, 1) == ENG_E_LENGTHS, "tx LENGTHS again");
+    buf[0] = 'X';
+    CHECK_RC(eng_tx_decode(buf, len, &v), ENG_E_BAD_MAGIC, "tx BAD_MAGIC again");
+    CHECK(memcmp(&v, &before, sizeof v) == 0, "tx view untouched on failure");
+}
+
+static void test_tx_truncation(void) {
+    uint8_t buf[512];
+    eng_tx_view v;
+    size_t len = tx_sample(buf, sizeof buf);
+    size_t l;
+    int bad_plain = 0, bad_resigned = 0;
+
+    for (l = 0; l < len; l++) {
+        int rc = tx_decode_copy(buf, l, &v);
+        if (rc == ENG_OK || (l < 64 && rc != ENG_E_TRUNCATED)) bad_plain++;
+        if (l >= 64) {
+            /* Re-sign the truncated prefix so the structural checks run. */
+            uint8_t *c = dup_exact(buf, l);
+            tx_resign(c, l);
+            rc = eng_tx_decode(c, l, &v);
+            if (rc != ENG_E_OVERRUN) bad_resigned++;
+            free(c);
+        }
+    }
+    CHECK(bad_plain == 0, "tx truncation: %d lengths decoded or mis-coded", bad_plain);
+    CHECK(bad_resigned == 0, "tx re-signed truncation: %d lengths not OVERRUN",
+          bad_resigned);
+}
+
+/* ------------------------------------------------------- Snapshot block --- */
+
+/* The sample block: 4 entries, entries 1 and 2 are None. */
+static const uint64_t BK_VERSIONS[4] = {1, 3, 9, UINT64_MAX};
+static const uint64_t BK_LAST[4] = {5, 6, 7, 8};
+static const uint32_t BK_VLENS[4] = {2, 0, 0, 3};
+static const uint32_t BK_NONE[2] = {1, 2};
+static const uint8_t BK_NAMES[] = "k1\0key2\0k3\0z"; /* 13 bytes incl. last NUL */
+static const uint8_t BK_VALUES[] = "hiabc";
+#define BK_N 4u
+#define BK_M 2u
+#define BK_NL 13u
+#define BK_VL 5u
+/* Offsets: versions 24, last_tx 56, value_lens 88, none_idx 104, names 112,
+ * values 125, trailer 130, block_len 138. */
+#define BK_LEN 138u
+
+static size_t bk_sample(uint8_t *out, size_t cap) {
+    int64_t r = eng_block_encode(BK_N, BK_VERSIONS, BK_LAST, BK_VLENS, BK_M, BK_NONE,
+                                 BK_NAMES, BK_NL, BK_VALUES, BK_VL, out, cap);
+    if (r <= 0) {
+        fprintf(stderr, "sample block encode failed: %lld\n", (long long)r);
+        exit(2);
+    }
+    return (size_t)r;
+}
+
+static void bk_resign(uint8_t *b, size_t block_len) {
+    put64(b + block_len - 8, eng_xxh64(b, block_len - 8, 0));
+}
+
+static int bk_decode_copy(const uint8_t *buf, size_t len, eng_block_view *v) {
+    uint8_t *c = dup_exact(buf, len);
+    int rc = eng_block_decode(c, len, v);
+    free(c);
+    return rc;
+}
+
+static void test_block_roundtrip(void) {
+    uint8_t buf[1024];
+    eng_block_view v;
+    size_t len = bk_sample(buf, sizeof buf);
+    uint32_t i;
+
+    CHECK(len == BK_LEN, "block size: got %zu want %u", len, BK_LEN);
+    CHECK(eng_block_encoded_size(4, 2, 13, 5) == BK_LEN, "eng_block_encoded_size");
+    CHECK(memcmp(buf, "SBLK", 4) == 0, "block magic");
+    CHECK(get32(buf + 20) == 0, "block reserved");
+
+    CHECK_RC(bk_decode_copy(buf, len, &v), ENG_OK, "block decode sample");
+    CHECK(v.entry_count == 4 && v.none_count == 2 && v.names_len == 13 &&
+              v.values_len == 5, "block sizes");
+    CHECK(v.versions_off == 24 && v.last_tx_off == 56 && v.value_lens_off == 88 &&
+              v.none_idx_off == 104 && v.names_off == 112 && v.values_off == 125 &&
+              v.block_len == BK_LEN, "block offsets");
+    for (i = 0; i < 4; i++) {
+        CHECK(get64(buf + v.versions_off + 8 * i) == BK_VERSIONS[i], "block version %u", i);
+        CHECK(get64(buf + v.last_tx_off + 8 * i) == BK_LAST[i], "block last_tx %u", i);
+        CHECK(get32(buf + v.value_lens_off + 4 * i) == BK_VLENS[i], "block vlen %u", i);
+    }
+    CHECK(get32(buf + v.none_idx_off) == 1 && get32(buf + v.none_idx_off + 4) == 2,
+          "block none_idx");
+    CHECK(memcmp(buf + v.names_off, BK_NAMES, 13) == 0, "block names column");
+    CHECK(memcmp(buf + v.values_off, BK_VALUES, 5) == 0, "block values column");
+
+    /* Three blocks back to back: step through them with block_len. */
+    {
+        uint64_t ver = 1, last = 1;
+        uint32_t vl = 0, none = 0;
+        size_t off = len, count = 0;
+        int64_t r = eng_block_encode(1, &ver, &last, &vl, 1, &none,
+                                     (const uint8_t *)"x", 2, NULL, 0,
+                                     buf + off, sizeof buf - off);
+        CHECK_RC(r, 24 + 20 + 4 + 2 + 8, "block encode single None entry");
+        off += (size_t)r;
+        memcpy(buf + off, buf, len);
+        off += len;
+        {
+            uint8_t *c = dup_exact(buf, off);
+            size_t at = 0;
+            while (at < off) {
+                int rc = eng_block_decode(c + at, off - at, &v);
+                CHECK_RC(rc, ENG_OK, "block chain decode");
+                if (rc != ENG_OK) break;
+                at += v.block_len;
+                count++;
+            }
+            free(c);
+        }
+        CHECK(count == 3, "block chain: %zu blocks", count);
+    }
+
+    /* No None entries, empty values. */
+    {
+        uint64_t vers[2] = {1, 2}, last[2] = {3, 4};
+        uint32_t vls[2] = {0, 0};
+        int64_t r = eng_block_encode(2, vers, last, vls, 0, NULL,
+                                     (const uint8_t *)"a\0b", 4, NULL, 0, buf, sizeof buf);
+        CHECK_RC(r, 24 + 40 + 4 + 8, "block encode m == 0");
+        CHECK_RC(bk_decode_copy(buf, (size_t)r, &v), ENG_OK, "block decode m == 0");
+        CHECK(v.none_count == 0 && v.none_idx_off == v.names_off, "block m == 0 view");
+    }
+}
+
+static void test_block_encode_args(void) {
+    uint8_t buf[1024], guard[256];
+    uint32_t none_bad_order[2] = {2, 1}, none_dup[2] = {1, 1}, none_range[2] = {1, 4};
+    uint32_t none_nonzero[2] = {0, 1}, vlens_bad[4] = {2, 0, 0, 4};
+    int64_t r;
+
+#define BK_ENC(n, vl, m, none, cap_buf, cap)                                  \
+    eng_block_encode((n), BK_VERSIONS, BK_LAST, (vl), (m), (none), BK_NAMES,  \
+                     BK_NL, BK_VALUES, BK_VL, (cap_buf), (cap))
+    r = BK_ENC(0, BK_VLENS, 0, NULL, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode n == 0");
+    r = BK_ENC(1, BK_VLENS, 2, BK_NONE, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode m > n");
+    memset(guard, 0xA5, sizeof guard);
+    r = BK_ENC(BK_N, BK_VLENS, BK_M, BK_NONE, guard, BK_LEN - 1);
+    CHECK_RC(r, ENG_E_ARG, "block encode out_cap one short");
+    CHECK(guard[0] == 0xA5 && guard[BK_LEN - 1] == 0xA5, "block encode wrote on ENG_E_ARG");
+    r = BK_ENC(BK_N, BK_VLENS, BK_M, BK_NONE, guard, BK_LEN);
+    CHECK_RC(r, BK_LEN, "block encode out_cap exact");
+    r = BK_ENC(BK_N, vlens_bad, BK_M, BK_NONE, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode value_lens do not sum");
+    r = BK_ENC(BK_N, BK_VLENS, 2, none_bad_order, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode none_idx decreasing");
+    r = BK_ENC(BK_N, BK_VLENS, 2, none_dup, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode none_idx repeated");
+    r = BK_ENC(BK_N, BK_VLENS, 2, none_range, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode none_idx >= n");
+    r = BK_ENC(BK_N, BK_VLENS, 2, none_nonzero, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode none_idx at non-zero length");
+    r = BK_ENC(BK_N, BK_VLENS, 2, NULL, buf, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode none_idx NULL with m > 0");
+    r = BK_ENC(BK_N, BK_VLENS, BK_M, BK_NONE, NULL, sizeof buf);
+    CHECK_RC(r, ENG_E_ARG, "block encode out NULL");
+#undef BK_ENC
+}
+
+typedef void (*bk_edit)(uint8_t *b);
+
+static void ed_bk_magic(uint8_t *b) { b[0] = 's'; }
+static void ed_bk_n0(uint8_t *b) { put32(b + 4, 0); }
+static void ed_bk_m_gt_n(uint8_t *b) { put32(b + 8, 5); }
+static void ed_bk_reserved(uint8_t *b) { b[23] = 1; }
+static void ed_bk_nl_up(uint8_t *b) { put32(b + 12, BK_NL + 1); }
+static void ed_bk_vl_max(uint8_t *b) { put32(b + 16, UINT32_MAX); }
+static void ed_bk_n_max(uint8_t *b) { put32(b + 4, UINT32_MAX); put32(b + 8, UINT32_MAX); }
+static void ed_bk_value_byte(uint8_t *b) { b[125] ^= 0x20; }
+static void ed_bk_ver0(uint8_t *b) { put64(b + 24 + 8, 0); }
+static void ed_bk_last0(uint8_t *b) { put64(b + 56 + 24, 0); }
+static void ed_bk_none_order(uint8_t *b) { put32(b + 104, 2); put32(b + 108, 1); }
+static void ed_bk_none_dup(uint8_t *b) { put32(b + 104, 2); }
+static void ed_bk_none_range(uint8_t *b) { put32(b + 108, 4); }
+static void ed_bk_none_huge(uint8_t *b) { put32(b + 108, UINT32_MAX); }
+static void ed_bk_none_nonzero(uint8_t *b) { put32(b + 104, 0); }
+static void ed_bk_name_nul(uint8_t *b) { b[112 + 2] = 'x'; }
+static void ed_bk_name_empty(uint8_t *b) { b[112] = 0; b[112 + 1] = 0; b[112 + 2] = 'q'; }
+static void ed_bk_name_last(uint8_t *b) { b[112 + 12] = 'x'; }
+static void ed_bk_vlens(uint8_t *b) { put32(b + 88, 1); }
+static void ed_bk_ver0_and_names(uint8_t *b) { ed_bk_ver0(b); ed_bk_name_nul(b); }
+static void ed_bk_names_and_lens(uint8_t *b) { ed_bk_name_nul(b); ed_bk_vlens(b); }
+
+/* Edits the sample, optionally re-signs it at its (original) end, decodes. */
+static int bk_run_edit(bk_edit ed, int resign) {
+    uint8_t buf[1024];
+    eng_block_view v;
+    size_t len = bk_sample(buf, sizeof buf);
+    ed(buf);
+    if (resign) bk_resign(buf, len);
+    return bk_decode_copy(buf, len, &v);
+}
+
+static void test_block_errors(void) {
+    uint8_t buf[1024];
+    eng_block_view v, before;
+    size_t len = bk_sample(buf, sizeof buf);
+
+    CHECK_RC(eng_block_decode(buf, 31, &v), ENG_E_TRUNCATED, "block TRUNCATED (31)");
+    CHECK_RC(eng_block_decode(NULL, 0, &v), ENG_E_TRUNCATED, "block TRUNCATED (NULL, 0)");
+    CHECK_RC(eng_block_decode(buf, len, NULL), ENG_E_ARG, "block decode view NULL");
+
+    CHECK_RC(bk_run_edit(ed_bk_magic, 1), ENG_E_BAD_MAGIC, "block BAD_MAGIC");
+    CHECK_RC(bk_run_edit(ed_bk_n0, 0), ENG_E_FIELD, "block FIELD n == 0");
+    CHECK_RC(bk_run_edit(ed_bk_m_gt_n, 0), ENG_E_FIELD, "block FIELD m > n");
+    CHECK_RC(bk_run_edit(ed_bk_reserved, 0), ENG_E_FIELD, "block FIELD reserved");
+    CHECK_RC(bk_run_edit(ed_bk_nl_up, 0), ENG_E_OVERRUN, "block OVERRUN names_len + 1");
+    CHECK_RC(bk_run_edit(ed_bk_vl_max, 0), ENG_E_OVERRUN, "block OVERRUN values_len max");
+    CHECK_RC(bk_run_edit(ed_bk_n_max, 0), ENG_E_OVERRUN, "block OVERRUN n, m max");
+    CHECK_RC(bk_run_edit(ed_bk_value_byte, 0), ENG_E_CHECKSUM, "block CHECKSUM");
+    CHECK_RC(bk_run_edit(ed_bk_ver0, 1), ENG_E_FIELD, "block FIELD version 0");
+    CHECK_RC(bk_run_edit(ed_bk_last0, 1), ENG_E_FIELD, "block FIELD last_tx 0");
+    CHECK_RC(bk_run_edit(ed_bk_none_order, 1), ENG_E_FIELD, "block FIELD none_idx order");
+    CHECK_RC(bk_run_edit(ed_bk_none_dup, 1), ENG_E_FIELD, "block FIELD none_idx repeat");
+    CHECK_RC(bk_run_edit(ed_bk_none_range, 1), ENG_E_FIELD, "block FIELD none_idx == n");
+    CHECK_RC(bk_run_edit(ed_bk_none_huge, 1), ENG_E_FIELD, "block FIELD none_idx max");
+    CHECK_RC(bk_run_edit(ed_bk_none_nonzero, 1), ENG_E_FIELD,
+             "block FIELD none_idx at non-zero length");
+    CHECK_RC(bk_run_edit(ed_bk_name_nul, 1), ENG_E_NAMES, "block NAMES missing NUL");
+    CHECK_RC(bk_run_edit(ed_bk_name_empty, 1), ENG_E_NAMES, "block NAMES empty name");
+    CHECK_RC(bk_run_edit(ed_bk_name_last, 1), ENG_E_NAMES, "block NAMES last byte");
+    CHECK_RC(bk_run_edit(ed_bk_vlens, 1), ENG_E_LENGTHS, "block LENGTHS");
+
+    /* Check order. */
+    CHECK_RC(bk_run_edit(ed_bk_n0, 1), ENG_E_FIELD, "block order: n == 0 re-signed");
+    CHECK_RC(bk_run_edit(ed_bk_ver0, 0), ENG_E_CHECKSUM,
+             "block order: CHECKSUM before FIELD (columns)");
+    CHECK_RC(bk_run_edit(ed_bk_ver0_and_names, 1), ENG_E_FIELD,
+             "block order: FIELD before NAMES");
+    CHECK_RC(bk_run_edit(ed_bk_names_and_lens, 1), ENG_E_NAMES,
+             "block order: NAMES before LENGTHS");
+
+    /* Bytes after the block are another block's business. */
+    {
+        uint8_t ext[1024];
+        memcpy(ext, buf, len);
+        memset(ext + len, 0xEE, 7);
+        CHECK_RC(bk_decode_copy(ext, len + 7, &v), ENG_OK, "block followed by bytes");
+        CHECK(v.block_len == len, "block_len with following bytes");
+    }
+
+    memset(&before, 0x5A, sizeof before);
+    memcpy(&v, &before, sizeof v);
+    buf[5] ^= 1;
+    CHECK(eng_block_decode(buf, len, &v) != ENG_OK, "block broken count");
+    CHECK(memcmp(&v, &before, sizeof v) == 0, "block view untouched on failure");
+}
+
+static void test_block_truncation(void) {
+    uint8_t buf[1024];
+    eng_block_view v;
+    size_t len = bk_sample(buf, sizeof buf);
+    size_t l;
+    int bad = 0;
+
+    for (l = 0; l < len; l++) {
+        int rc = bk_decode_copy(buf, l, &v);
+        int want = l < 32 ? ENG_E_TRUNCATED : ENG_E_OVERRUN;
+        if (rc != want) {
+            bad++;
+            fprintf(stderr, "block truncated to %zu: rc %d want %d\n", l, rc, want);
+        }
+    }
+    CHECK(bad == 0, "block truncation: %d lengths mis-coded", bad);
+}
+
+/* ----------------------------------------------------------------- Main --- */
+
+int main(void) {
+    test_xxh64();
+    test_tx_roundtrip();
+    test_tx_encode_args();
+    test_tx_errors();
+    test_tx_truncation();
+    test_block_roundtrip();
+    test_block_encode_args();
+    test_block_errors();
+    test_block_truncation();
+    printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
+    return g_fail == 0 ? 0 : 1;
+}

@@ -1,0 +1,29 @@
+"""Runs the C core's own test suite (csrc/run_c_tests.sh): the C unit tests and the
+mutation fuzzer under ASan + UBSan, and the unit tests under valgrind when present."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_c_suite_passes() -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not on PATH; csrc/run_c_tests.sh needs a C compiler")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "csrc" / "run_c_tests.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert " passed, 0 failed" in output, output
