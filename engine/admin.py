@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from . import formats
 from .database import Database
 from .errors import CorruptLogError, CorruptSnapshotError, EngineError, RecoveryRequired
 from .lock import DirLock
@@ -145,7 +144,7 @@ def status(directory: str, as_json: bool) -> None:
             out.print(t)
         t = Table("file", "epoch", "tx", "streams", "bytes", "ok", title="snapshots")
         for s in snaps:
-            t.add_row(s["file"], str(s["epoch"]), str(s["tx_id"]), str(s.get("streams", "-")),
+            t.add_row(str(s["file"]), str(s["epoch"]), str(s["tx_id"]), str(s.get("streams", "-")),
                       str(s.get("bytes", "-")), "yes" if s["ok"] else "[red]CORRUPT[/]")
         out.print(t)
         if problem:
@@ -211,10 +210,9 @@ def verify(directory: str, as_json: bool) -> None:
     """Check every snapshot and log checksum; exit 1 naming what is corrupt."""
     path = _require_dir(directory, as_json)
     try:
-        with _locked(path):
-            with Progress(console=err, disable=as_json or not err.is_terminal,
-                          transient=True) as progress:
-                report = verify_directory(path, progress)
+        with _locked(path), Progress(console=err, disable=as_json or not err.is_terminal,
+                      transient=True) as progress:
+            report = verify_directory(path, progress)
     except EngineError as exc:
         _fail(as_json, exc)
 

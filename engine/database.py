@@ -36,7 +36,7 @@ from .lock import DirLock
 from .log import LogStore
 from .model import EpochRecord, Event, Position, Reducer, SnapshotInfo, Transaction
 from .native import TxColumns, decode_tx, encode_tx
-from .recovery import apply_set_aside, log_dir, plan_open, snap_dir
+from .recovery import OpenPlan, apply_set_aside, log_dir, plan_open, snap_dir
 from .snapshot import prune, write_snapshot
 from .state import State, StateEntry
 
@@ -148,11 +148,16 @@ class TransactionBuilder:
         """
         if self._done:
             raise InvalidEventError("this transaction has already finished")
+        if not isinstance(events, list | tuple):
+            try:
+                events = list(events)  # once: a generator cannot be walked twice
+            except TypeError as exc:
+                raise InvalidEventError(f"events must be an iterable of (stream, type, data) "
+                                        f"triples: {exc}") from None
         try:
             streams, types, datas = zip(*events, strict=True)
         except ValueError:
             streams = types = datas = ()
-            events = list(events) if not isinstance(events, list) else events
             for i, ev in enumerate(events):
                 if not isinstance(ev, tuple | list) or len(ev) != 3:
                     raise InvalidEventError(
@@ -168,8 +173,8 @@ class TransactionBuilder:
             set(map(builtins_type, streams)) == {str} and set(map(builtins_type, types)) == {str}
             and set(map(builtins_type, datas)) == {bytes}
             and all(map(str.isascii, streams)) and all(map(str.isascii, types))
-            and 0 < min(map(len, streams)) and max(map(len, streams)) <= _ASCII_NAME_MAX
-            and 0 < min(map(len, types)) and max(map(len, types)) <= _ASCII_TYPE_MAX
+            and min(map(len, streams)) > 0 and max(map(len, streams)) <= _ASCII_NAME_MAX
+            and min(map(len, types)) > 0 and max(map(len, types)) <= _ASCII_TYPE_MAX
             and max(map(len, datas)) <= formats.MAX_EVENT_BYTES
             and not any("\0" in s for s in set(streams)) and not any("\0" in t for t in set(types))
         ):
@@ -269,7 +274,7 @@ class Database:
                                                  name=f"engine-snapshot:{self.path}", daemon=True)
             self._snap_thread.start()
 
-    def _load(self, plan: Any, reducer: Reducer | None) -> None:
+    def _load(self, plan: OpenPlan, reducer: Reducer | None) -> None:
         snap = plan.snapshot
         info = plan.log
         if plan.create or not info.exists:
@@ -283,13 +288,14 @@ class Database:
             base_pos = snap.header.last_position if snap else 0
             self._log.initialise(db_id, epoch, base_tx, base_pos, history)
             info = self._log.info()
+        assert info.db_id is not None  # the log was initialised above
         self.db_id: str = info.db_id
         self._epoch: int = info.epoch
         self._base_tx: int = info.base_tx
         self._history: tuple[EpochRecord, ...] = info.history
         self._state = State(dict(snap.state) if snap else {}, reducer)
-        self._last_tx = snap.header.tx_id if snap else info.base_tx
-        self._last_position = snap.header.last_position if snap else info.base_position
+        self._last_tx: int = snap.header.tx_id if snap else info.base_tx
+        self._last_position: int = snap.header.last_position if snap else info.base_position
         self._last_ts = 0.0
         self._snapshot_tx = self._last_tx
         expect = self._last_tx + 1
@@ -461,7 +467,8 @@ class Database:
     def read_log(self, from_tx: int = 1, to_tx: int | None = None) -> Iterator[Transaction]:
         """Committed transactions ``from_tx..to_tx`` (inclusive) in order."""
         self._check_open()
-        if type(from_tx) is not int or from_tx < 1 or (to_tx is not None and type(to_tx) is not int):
+        bad_to = to_tx is not None and type(to_tx) is not int
+        if type(from_tx) is not int or from_tx < 1 or bad_to:
             raise InvalidEventError("from_tx must be an int >= 1 and to_tx an int or None")
         if from_tx <= self._base_tx:
             raise self._lost(f"read_log({from_tx}) asks for history before tx {self._base_tx + 1}")

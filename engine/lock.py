@@ -8,6 +8,7 @@ as well. The kernel drops the lock when the holder dies, even by SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 
@@ -43,10 +44,8 @@ class DirLock:
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-            except OSError:
-                pass
             os.close(fd)  # closing the description drops the flock
 
 

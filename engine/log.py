@@ -18,6 +18,7 @@ growth waits for them to finish.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -30,7 +31,7 @@ from typing import Any
 import lmdb
 
 from . import formats
-from .errors import CorruptLogError, StorageError
+from .errors import CorruptLogError, DatabaseClosedError, StorageError
 from .model import EpochRecord
 
 _U64 = struct.Struct("<Q")
@@ -82,7 +83,7 @@ def _translate(exc: Exception, what: str) -> Exception:
             "if the log cannot be read, `engine-admin recover --new-epoch DIR` rebuilds from "
             "the newest snapshot."
         )
-    if isinstance(exc, lmdb.DiskError) or isinstance(exc, OSError):
+    if isinstance(exc, (lmdb.DiskError, OSError)):
         return StorageError(f"{what}: {exc}. Check free disk space and permissions.")
     return StorageError(f"{what}: LMDB error {exc}")
 
@@ -102,6 +103,7 @@ class LogStore:
         self._gate = threading.Condition()
         self._readers = 0
         self._growing = False
+        self._closed = False
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
@@ -241,6 +243,9 @@ class LogStore:
         with self._gate:
             while self._growing:
                 self._gate.wait()
+            if self._closed:
+                raise DatabaseClosedError(f"the log at {self.path} is closed; open the database "
+                                          "again to read it")
             self._readers += 1
         try:
             with self._env.begin(write=False) as txn:
@@ -298,10 +303,13 @@ class LogStore:
             nxt = chunk[-1][0] + 1
 
     def close(self) -> None:
-        try:
+        # LMDB must not close under a live read transaction: wait for readers first.
+        with self._gate:
+            self._closed = True
+            while self._readers:
+                self._gate.wait()
+        with contextlib.suppress(lmdb.Error):  # closing twice or a broken env: nothing to do
             self._env.close()
-        except lmdb.Error:  # closing twice or a broken env: nothing left to do
-            pass
 
 
 def _file_size(path: str) -> int:

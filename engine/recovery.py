@@ -144,7 +144,7 @@ def plan_open(path: str, *, create: bool = True) -> OpenPlan:
             continue
         plan.snapshot = loaded
         break
-    for spath, why in plan.corrupt:
+    for _spath, why in plan.corrupt:
         plan.warnings.append(f"{why}; skipped")
 
     snap = plan.snapshot
@@ -192,13 +192,15 @@ def plan_open(path: str, *, create: bool = True) -> OpenPlan:
     first = info.first_tx if info.first_tx is not None else info.base_tx + 1
     if first > h.tx_id + 1:
         raise _refusal(LogGapError, path, snap, info,
-                       f"the log starts at tx {first}, so txs {h.tx_id + 1}..{first - 1} are missing",
+                       f"the log starts at tx {first}, so txs {h.tx_id + 1}..{first - 1} "
+                       "are missing",
                        f"txs {h.tx_id + 1}..{info.last_tx} ({h.tx_id + 1}..{first - 1} are "
                        f"missing; {first}..{info.last_tx} cannot be applied without them and "
                        "are moved aside)")
     if info.last_tx < h.tx_id:
         raise _refusal(LogGapError, path, snap, info,
-                       f"the log ends at tx {info.last_tx}, before the snapshot: it is a stale copy",
+                       f"the log ends at tx {info.last_tx}, before the snapshot: it is a "
+                       "stale copy",
                        f"transactions after tx {h.tx_id}, if any were committed (the stale log "
                        "is moved aside, not deleted)")
     return plan

@@ -12,6 +12,7 @@ This module reads and writes files only; it knows nothing of the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -166,12 +167,11 @@ def write_snapshot(
         os.replace(tmp, final)
         fsync_dir(snap_dir)
     except OSError as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise StorageError(f"cannot write snapshot {final}: {exc}. Check free disk space.") from exc
-    return SnapshotInfo(path=final, epoch=epoch, tx_id=tx_id, streams=len(state), bytes=len(payload))
+    return SnapshotInfo(path=final, epoch=epoch, tx_id=tx_id, streams=len(state),
+                        bytes=len(payload))
 
 
 def _corrupt(path: str, why: str) -> CorruptSnapshotError:
@@ -288,10 +288,8 @@ def prune(snap_dir: str, keep: int) -> list[str]:
             raise StorageError(f"cannot remove old snapshot {path}: {exc}") from exc
     for name in os.listdir(snap_dir):
         if name.endswith(formats.SNAP_TMP_SUFFIX):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(os.path.join(snap_dir, name))
-            except OSError:
-                pass
     if removed:
         fsync_dir(snap_dir)
     return removed

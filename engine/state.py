@@ -118,7 +118,7 @@ class State:
         if reducer is None:
             if "delete" not in types:
                 # Later events of a stream overwrite earlier ones in dict order.
-                return dict(zip(streams, zip(versions, datas, repeat(tx_id))))
+                return dict(zip(streams, zip(versions, datas, repeat(tx_id)), strict=False))
             out: dict[str, StateEntry] = {}
             for s, t, d, v in zip(streams, types, datas, versions, strict=True):
                 out[s] = (v, None if t == "delete" else d, tx_id)
