@@ -86,6 +86,22 @@ def _check_expected(expected: object) -> int:
     return expected
 
 
+def _names_ok(names: tuple[object, ...], limit: int) -> bool:
+    """True if every name is a non-empty ASCII str without NUL of at most ``limit`` chars.
+
+    C-level passes only: over the distinct names, joined once (str.isascii is O(1)).
+    """
+    try:
+        distinct = set(names)
+        joined = "".join(distinct)  # type: ignore[arg-type]
+    except TypeError:  # unhashable or not a str: let the slow path name it
+        return False
+    if not joined.isascii() or "\0" in joined:
+        return False
+    lens = list(map(len, distinct))  # type: ignore[arg-type]
+    return min(lens) > 0 and max(lens) <= limit
+
+
 class _Intent:
     """One transaction waiting in the commit queue."""
 
@@ -168,16 +184,11 @@ class TransactionBuilder:
                                     f"triples: {exc}") from None
         if not streams:
             return
-        # One pass of C-level checks; the slow per-event path only when one fails.
-        if not (
-            set(map(builtins_type, streams)) == {str} and set(map(builtins_type, types)) == {str}
-            and set(map(builtins_type, datas)) == {bytes}
-            and all(map(str.isascii, streams)) and all(map(str.isascii, types))
-            and min(map(len, streams)) > 0 and max(map(len, streams)) <= _ASCII_NAME_MAX
-            and min(map(len, types)) > 0 and max(map(len, types)) <= _ASCII_TYPE_MAX
-            and max(map(len, datas)) <= formats.MAX_EVENT_BYTES
-            and not any("\0" in s for s in set(streams)) and not any("\0" in t for t in set(types))
-        ):
+        # C-level checks over the *distinct* names (few, usually) and one pass over the
+        # data; the slow per-event path runs only when one of them fails.
+        if not (_names_ok(streams, _ASCII_NAME_MAX) and _names_ok(types, _ASCII_TYPE_MAX)
+                and set(map(builtins_type, datas)) == {bytes}
+                and max(map(len, datas)) <= formats.MAX_EVENT_BYTES):
             checked = [_check_event(s, t, d) for s, t, d in zip(streams, types, datas, strict=True)]
             streams, types, datas = zip(*checked, strict=True)
         self._streams.extend(streams)

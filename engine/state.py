@@ -12,7 +12,7 @@ once because it is merged with one ``dict.update`` under the GIL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import chain, count, repeat
 
 from .errors import ConcurrencyError
 from .model import Event, Reducer
@@ -71,29 +71,27 @@ class State:
         whatever a custom reducer raises; either way nothing has changed.
         """
         entries = self.entries
-        local: dict[str, int] = {}
-        versions: list[int] = []
-        prev: list[int] = []
-        va = versions.append
-        pa = prev.append
-        for s in streams:
-            v = local.get(s)
-            if v is None:
-                e = overlay.get(s) or entries.get(s)
-                if e is None:
-                    va(1)
-                    pa(0)
-                    local[s] = 1
+        # The Python loop runs once per *distinct* stream; the per-event work runs in
+        # C-level iteration (map over per-stream iterators).
+        uniq = dict.fromkeys(streams)
+        if len(uniq) == len(streams):  # every event on its own stream: one pass
+            bases = [overlay.get(s) or entries.get(s) for s in streams] if overlay else \
+                list(map(entries.get, streams))
+            versions = [1 if b is None else b[0] + 1 for b in bases]
+            prev = [0 if b is None else b[2] for b in bases]
+        else:
+            counters = {}
+            prevs = {}
+            for s in uniq:
+                b = overlay.get(s) or entries.get(s)
+                if b is None:
+                    counters[s] = count(1)
+                    prevs[s] = chain((0,), repeat(tx_id))
                 else:
-                    v = e[0] + 1
-                    va(v)
-                    pa(e[2])
-                    local[s] = v
-            else:
-                v += 1
-                va(v)
-                pa(tx_id)
-                local[s] = v
+                    counters[s] = count(b[0] + 1)
+                    prevs[s] = chain((b[2],), repeat(tx_id))
+            versions = list(map(next, map(counters.__getitem__, streams)))
+            prev = list(map(next, map(prevs.__getitem__, streams)))
         for i, expected in expects:
             actual = versions[i] - 1
             if actual != expected:
