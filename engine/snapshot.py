@@ -197,10 +197,10 @@ def _parse_header(path: str, data: bytes) -> SnapshotHeader:
     if xxh64(data[: header_len - 8]) != stored:
         raise _corrupt(path, "header checksum mismatch")
     try:
-        history = tuple(
-            EpochRecord.from_json(d)
-            for d in json.loads(data[_HEADER.size : _HEADER.size + history_len])
-        )
+        raw_history = json.loads(data[_HEADER.size : _HEADER.size + history_len])
+        if not isinstance(raw_history, list) or not all(isinstance(d, dict) for d in raw_history):
+            raise ValueError("not a list of epoch records")
+        history = tuple(EpochRecord.from_json(d) for d in raw_history)
         db_id_s = db_id.decode("ascii")
     except (ValueError, KeyError, TypeError) as exc:
         raise _corrupt(path, f"epoch history is unreadable ({exc})") from exc
