@@ -114,7 +114,7 @@ def test_refused_tx_in_a_batch_leaves_the_others_committed(tmp_path):
     def run(name: str, fn) -> None:  # type: ignore[no-untyped-def]
         try:
             results[name] = fn()
-        except Exception as exc:  # noqa: BLE001 - the test inspects the type
+        except Exception as exc:
             results[name] = exc
 
     jobs = {f"ok{i}": (lambda i=i: db.append("acc", "add", str(i).encode())) for i in range(6)}
