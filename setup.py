@@ -22,16 +22,17 @@ def _require_c_compiler() -> None:
     exe = cc.split()[0]
     if shutil.which(exe) is None:
         sys.stderr.write(
-            "\nengine: no C compiler found (looked for %r).\n"
+            f"\nengine: no C compiler found (looked for {exe!r}).\n"
             "The engine's core is C and is compiled at install time.\n"
             "Install one (Debian/Ubuntu: `apt-get install gcc python3-dev`; "
             "Fedora: `dnf install gcc python3-devel`; macOS: `xcode-select --install`)\n"
-            "or point CC at a compiler, then run the install again.\n\n" % exe
+            "or point CC at a compiler, then run the install again.\n\n"
         )
         raise SystemExit(1)
 
 
-if any(cmd in sys.argv for cmd in ("build_ext", "build", "bdist_wheel", "install", "develop", "editable_wheel")):
+_BUILDS = ("build_ext", "build", "bdist_wheel", "install", "develop", "editable_wheel")
+if any(cmd in sys.argv for cmd in _BUILDS):
     _require_c_compiler()
 
 setup(cffi_modules=["build_ffi.py:ffibuilder"])
