@@ -1,0 +1,115 @@
+"""Shared fixtures and the ratio report for the core benchmarks (bench/test_bench_*.py).
+
+Every benchmark here is a pair (or triple): the engine and the alternative it must
+beat, measured in the same process and put in one pytest-benchmark group. Each test
+records its timing with :func:`record`; at the end of the session the ratios
+(engine throughput / alternative throughput, i.e. alternative time / engine time,
+from the medians) are printed and written to ``bench/results/core_ratios.json``.
+
+The 300k-stream fixtures are built once per session and only when a benchmark runs:
+under the default ``--benchmark-skip`` pytest-benchmark marks these tests skipped at
+collection, so no fixture is set up and plain ``pytest`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import platform
+import sys
+import time
+from typing import Any
+
+import lmdb
+import pytest
+from benchlib import (
+    EVENTS_PER_TX,
+    REOPEN_STREAMS,
+    REOPEN_TAIL_TXS,
+    RESULTS,
+    RESULTS_DIR,
+    ReopenFixture,
+    SnapshotFixture,
+    build_state_db,
+    make_payloads,
+    ratios,
+    raw_record,
+    stream_name,
+)
+
+import engine
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not RESULTS:
+        return
+    report = ratios()
+    tr = terminalreporter
+    tr.section("engine vs alternatives: engine throughput / alternative (medians; min rounds)")
+    for group, body in report.items():
+        for name, r in body["ratios"].items():
+            verdict = {True: "MET", False: "MISSED", None: "-"}[r["met"]]
+            tr.write_line(
+                f"{group:15s} {name:52s} {r['ratio']:6.3f}x (min {r['ratio_min']:6.3f}x) "
+                f"{verdict:6s} {r['meaning']}"
+            )
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / "core_ratios.json"
+    payload = {
+        "workloads": report,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    tr.write_line(f"ratios written to {path}")
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def reopen_fixture(tmp_path_factory: pytest.TempPathFactory) -> ReopenFixture:
+    root = tmp_path_factory.mktemp("reopen")
+    streams = [stream_name(i) for i in range(REOPEN_STREAMS)]
+    payloads = make_payloads(4096, seed=2)
+    db_path = str(root / "db")
+    state = build_state_db(db_path, streams, payloads, REOPEN_TAIL_TXS)
+    pickled = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    raw_path = str(root / "raw")
+    env = lmdb.open(raw_path, map_size=1 << 30, sync=False, metasync=False)
+    value_bytes = 0
+    with env.begin(write=True) as txn:
+        for t in range(REOPEN_TAIL_TXS):
+            base = t * EVENTS_PER_TX
+            value = b"".join(
+                raw_record(
+                    streams[(base + j) % REOPEN_STREAMS].encode(),
+                    b"deposited",
+                    payloads[(base + j + 7) % len(payloads)],
+                )
+                for j in range(EVENTS_PER_TX)
+            )
+            value_bytes = len(value)
+            txn.put((t + 1).to_bytes(8, "big"), value, append=True)
+    env.sync(True)
+    env.close()
+    return ReopenFixture(db_path, state, pickled, raw_path, REOPEN_TAIL_TXS, value_bytes)
+
+
+@pytest.fixture(scope="session")
+def snapshot_fixture(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("snapshot")
+    streams = [stream_name(i) for i in range(REOPEN_STREAMS)]
+    payloads = make_payloads(4096, seed=3)
+    state = build_state_db(str(root / "db"), streams, payloads, tail_txs=0)
+    db = engine.open(str(root / "db"), sync="none")
+    try:
+        yield SnapshotFixture(db, state, root)
+    finally:
+        db.close()
