@@ -41,13 +41,18 @@ BLOCK_TRAILER_SIZE: Final = 8
 BLOCK_MAX_ENTRIES: Final = 16384          # entries per snapshot block
 BLOCK_TARGET_BYTES: Final = 4 << 20       # a block is cut once its values pass this
 
-# ---- LMDB log meta keys ---------------------------------------------------
-META_DB_ID: Final = b"db_id"              # 36-byte ASCII UUID
-META_FORMAT: Final = b"format"            # u16 LE: LOG_FORMAT
-META_EPOCH: Final = b"epoch"              # u64 LE: the log's epoch
-META_BASE_TX: Final = b"base_tx"          # u64 LE: tx before the first record
-META_BASE_POSITION: Final = b"base_position"  # u64 LE: event position before it
-META_HISTORY: Final = b"epoch_history"    # JSON list of EpochRecord dicts
+# ---- LMDB log keys ----------------------------------------------------------
+# One unnamed LMDB database holds everything (a named sub-database would cost an
+# extra page write per commit). Transaction keys are the 8-byte big-endian tx_id
+# (tx ids start at 1); meta keys are 8 zero bytes followed by an ASCII name, so
+# they sort before every transaction key and MDB_APPEND still applies to txs.
+META_PREFIX: Final = b"\0" * 8
+META_DB_ID: Final = META_PREFIX + b"db_id"              # 36-byte ASCII UUID
+META_FORMAT: Final = META_PREFIX + b"format"            # u16 LE: LOG_FORMAT
+META_EPOCH: Final = META_PREFIX + b"epoch"              # u64 LE: the log's epoch
+META_BASE_TX: Final = META_PREFIX + b"base_tx"          # u64 LE: tx before the first record
+META_BASE_POSITION: Final = META_PREFIX + b"base_position"  # u64 LE: event position before it
+META_HISTORY: Final = META_PREFIX + b"epoch_history"    # JSON list of EpochRecord dicts
 LOG_FORMAT: Final = 1
 LOG_SUBDIR: Final = "log"
 SNAP_SUBDIR: Final = "snapshots"

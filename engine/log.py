@@ -3,11 +3,12 @@
 This is the only module that talks to LMDB; lmdb's exceptions are translated
 here into the engine's (``StorageError``, ``CorruptLogError``).
 
-Layout (see docs/FORMAT.md): named database ``tx`` maps an 8-byte big-endian
-tx_id to one encoded transaction record; named database ``meta`` holds the
-db_id, the log format, the log's epoch, ``base_tx``/``base_position`` (what
-precedes the first record: 0 for a database's first epoch, the snapshot's
-position for an epoch rebuilt from one) and the epoch history.
+Layout (see docs/FORMAT.md): one unnamed LMDB database maps an 8-byte big-endian
+tx_id (>= 1) to one encoded transaction record; keys made of 8 zero bytes and a
+name hold the meta: db_id, log format, the log's epoch, ``base_tx`` and
+``base_position`` (what precedes the first record: 0 for a database's first
+epoch, the snapshot's position for an epoch rebuilt from one) and the epoch
+history. Meta keys sort before every tx key, so tx appends stay MDB_APPEND.
 
 Invariants: records are only ever appended with increasing keys (MDB_APPEND);
 a log holds exactly one epoch, so every record's epoch equals the meta epoch.
@@ -37,6 +38,7 @@ from .model import EpochRecord
 _U64 = struct.Struct("<Q")
 _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 256 << 20
+_MAX_TX = 1 << 63  # tx keys never collide with the all-zero meta prefix (tx ids start at 1)
 READ_CHUNK = 256  # records fetched per short read transaction
 
 
@@ -109,12 +111,10 @@ class LogStore:
                 os.makedirs(path, exist_ok=True)
             size = max(map_size, _file_size(path) * 2)
             self._env = lmdb.open(
-                path, map_size=size, max_dbs=4, subdir=True, readonly=readonly,
+                path, map_size=size, max_dbs=0, subdir=True, readonly=readonly,
                 sync=(sync == "commit"), metasync=(sync == "commit"), readahead=False,
                 max_readers=256, lock=not readonly,
             )  # fmt: skip
-            self._tx_db = self._env.open_db(b"tx", create=not readonly)
-            self._meta_db = self._env.open_db(b"meta", create=not readonly)
         except lmdb.Error as exc:
             raise _translate(exc, f"cannot open the log at {path}") from exc
         except OSError as exc:
@@ -168,7 +168,14 @@ class LogStore:
 
     def read_meta(self) -> dict[bytes, bytes]:
         with self._reading() as txn:
-            return dict(txn.cursor(db=self._meta_db).iternext())
+            cur = txn.cursor()
+            meta = {}
+            if cur.set_range(formats.META_PREFIX):
+                for k, v in cur.iternext():
+                    if not k.startswith(formats.META_PREFIX):
+                        break
+                    meta[bytes(k)] = bytes(v)
+            return meta
 
     def initialise(self, db_id: str, epoch: int, base_tx: int, base_position: int,
                    history: Sequence[EpochRecord]) -> None:
@@ -183,12 +190,12 @@ class LogStore:
         }
         def put(txn: Any) -> None:
             for k, v in meta.items():
-                txn.put(k, v, db=self._meta_db)
+                txn.put(k, v)
         self._write(put)
         self.sync()
 
     # ---------------------------------------------------------------- writing
-    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+    def append(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
         """Append ``(tx_id, record)`` pairs in one LMDB write transaction.
 
         Durable on return when sync is "commit"; "group" callers follow with
@@ -196,7 +203,9 @@ class LogStore:
         """
         def put(txn: Any) -> None:
             for tx_id, rec in records:
-                if not txn.put(_KEY.pack(tx_id), rec, db=self._tx_db, append=True, overwrite=False):
+                if tx_id < 1 or tx_id >= _MAX_TX:
+                    raise CorruptLogError(f"tx id {tx_id} is out of the log's key range")
+                if not txn.put(_KEY.pack(tx_id), rec, append=True, overwrite=False):
                     raise CorruptLogError(f"tx {tx_id} already exists in the log")
         self._write(put)
 
@@ -260,22 +269,23 @@ class LogStore:
 
     def get(self, tx_id: int) -> bytes | None:
         with self._reading() as txn:
-            v = txn.get(_KEY.pack(tx_id), db=self._tx_db)
+            v = txn.get(_KEY.pack(tx_id)) if tx_id >= 1 else None
         return None if v is None else bytes(v)
 
     def bounds(self) -> tuple[int | None, int | None]:
         """``(first_tx, last_tx)`` of the records, ``(None, None)`` if there are none."""
         with self._reading() as txn:
-            cur = txn.cursor(db=self._tx_db)
-            if not cur.first():
-                return None, None
+            cur = txn.cursor()
+            if not cur.set_range(_KEY.pack(1)):
+                return None, None  # only meta keys (or nothing)
             first = _KEY.unpack(cur.key())[0]
             cur.last()
             return first, _KEY.unpack(cur.key())[0]
 
     def count(self) -> int:
         with self._reading() as txn:
-            return int(txn.stat(self._tx_db)["entries"])
+            entries = int(txn.stat(self._env.open_db())["entries"])
+        return entries - len(self.read_meta())
 
     def iter_range(self, from_tx: int, to_tx: int | None = None) -> Iterator[tuple[int, bytes]]:
         """``(tx_id, record)`` for from_tx <= tx_id <= to_tx, in short read transactions."""
@@ -283,8 +293,8 @@ class LogStore:
         while True:
             chunk: list[tuple[int, bytes]] = []
             with self._reading() as txn:
-                cur = txn.cursor(db=self._tx_db)
-                if not cur.set_range(_KEY.pack(nxt)):
+                cur = txn.cursor()
+                if not cur.set_range(_KEY.pack(max(nxt, 1))):
                     return
                 for k, v in cur.iternext():
                     t = _KEY.unpack(k)[0]

@@ -137,6 +137,10 @@ class State:
     # ------------------------------------------------------------------ replay
     def replay(self, cols: TxColumns) -> None:
         """Fold one decoded log record into the state (open and recovery)."""
+        if self.reducer is None and "delete" not in cols.types:
+            self.entries.update(zip(cols.streams, zip(cols.versions, cols.datas,
+                                                       repeat(cols.tx_id)), strict=False))
+            return
         changes = self._fold(cols.tx_id, cols.streams, cols.types, cols.datas, cols.versions,
                              {}, cols.epoch, cols.ts_ns / 1e9, cols.first_position)
         self.entries.update(changes)

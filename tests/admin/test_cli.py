@@ -98,7 +98,7 @@ def test_verify_ok(db_dir):
 
 def test_verify_names_a_corrupt_log_record(db_dir):
     env = lmdb.open(os.path.join(db_dir, "log"), max_dbs=4)
-    txdb = env.open_db(b"tx")
+    txdb = env.open_db()
     with env.begin(write=True) as txn:
         rec = bytearray(txn.get(tx_key(7), db=txdb))
         rec[60] ^= 0x01
@@ -121,7 +121,7 @@ def test_verify_names_a_corrupt_snapshot(db_dir):
 
 def test_verify_detects_a_gap_in_the_log(db_dir):
     env = lmdb.open(os.path.join(db_dir, "log"), max_dbs=4)
-    txdb = env.open_db(b"tx")
+    txdb = env.open_db()
     with env.begin(write=True) as txn:
         txn.delete(tx_key(10), db=txdb)
     env.close()

@@ -35,7 +35,7 @@ class RawLog:
 
     def __init__(self, db_path):
         self.env = lmdb.open(os.path.join(db_path, formats.LOG_SUBDIR), max_dbs=4, subdir=True)
-        self.tx = self.env.open_db(b"tx", create=False)
+        self.tx = self.env.open_db()
 
     def get(self, tx_id):
         with self.env.begin() as txn:

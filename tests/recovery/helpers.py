@@ -49,7 +49,7 @@ def empty_log(path: str, db_id: str) -> None:
 def drop_first_records(path: str, upto: int) -> None:
     """Delete records 1..upto from the log (a log that starts too late)."""
     env = lmdb.open(log_dir(path), max_dbs=4)
-    txdb = env.open_db(b"tx")
+    txdb = env.open_db()
     with env.begin(write=True) as txn:
         for t in range(1, upto + 1):
             txn.delete(tx_key(t), db=txdb)
@@ -58,9 +58,10 @@ def drop_first_records(path: str, upto: int) -> None:
 
 def log_meta_epoch(path: str) -> int:
     env = lmdb.open(log_dir(path), max_dbs=4, readonly=True, lock=False)
-    meta = env.open_db(b"meta", create=False)
+    from engine import formats
+
     with env.begin() as txn:
-        (e,) = struct.unpack("<Q", txn.get(b"epoch", db=meta))
+        (e,) = struct.unpack("<Q", txn.get(formats.META_EPOCH))
     env.close()
     return int(e)
 
