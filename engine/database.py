@@ -187,15 +187,18 @@ class TransactionBuilder:
             return
         # C-level checks over the *distinct* names (few, usually) and one pass over the
         # data; the slow per-event path runs only when one of them fails.
+        size = 0
         if not (_names_ok(streams, _ASCII_NAME_MAX) and _names_ok(types, _ASCII_TYPE_MAX)
                 and set(map(builtins_type, datas)) == {bytes}
-                and max(map(len, datas)) <= formats.MAX_EVENT_BYTES):
+                and ((size := sum(map(len, datas))) <= formats.MAX_EVENT_BYTES
+                     or max(map(len, datas)) <= formats.MAX_EVENT_BYTES)):
             checked = [_check_event(s, t, d) for s, t, d in zip(streams, types, datas, strict=True)]
             streams, types, datas = zip(*checked, strict=True)
+            size = sum(map(len, datas))
         self._streams.extend(streams)
         self._types.extend(types)
         self._datas.extend(datas)
-        self._bytes += sum(map(len, datas))
+        self._bytes += size
 
     def __enter__(self) -> TransactionBuilder:
         return self
@@ -412,7 +415,8 @@ class Database:
         """Leader only: plan, encode, write and (maybe) fsync a batch; then merge state."""
         state = self._state
         epoch = self._epoch
-        overlay: dict[str, StateEntry] = {}
+        overlay: dict[str, StateEntry] = {}  # changes of earlier txs in this batch
+        changes: list[dict[str, StateEntry]] = []
         records: list[tuple[int, bytes | bytearray]] = []
         written: list[_Intent] = []
         tx_id = self._last_tx
@@ -433,7 +437,9 @@ class Database:
             tx_id += 1
             pos += len(w.streams)
             w.tx_id = tx_id
-            overlay.update(plan.changes)
+            if w is not batch[-1]:  # only later txs of the batch read the overlay
+                overlay.update(plan.changes)
+            changes.append(plan.changes)
             records.append((tx_id, rec))
             written.append(w)
         if not records:
@@ -448,7 +454,8 @@ class Database:
                 w.tx_id = 0
             raise
         with self._state_lock:
-            state.entries.update(overlay)
+            for c in changes:  # in commit order: a later tx's entry wins
+                state.entries.update(c)
             self._last_tx = tx_id
             self._last_position = pos
             self._last_ts = ts
