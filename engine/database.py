@@ -36,7 +36,7 @@ from .errors import (
 from .lock import DirLock
 from .log import LogStore
 from .model import EpochRecord, Event, Position, Reducer, SnapshotInfo, Transaction
-from .native import TxColumns, decode_tx, encode_tx
+from .native import StreamSlice, TxColumns, decode_tx, encode_tx, select_tx
 from .recovery import OpenPlan, apply_set_aside, log_dir, plan_open, snap_dir
 from .snapshot import prune, write_snapshot
 from .state import State, StateEntry
@@ -352,6 +352,19 @@ class Database:
                 f"(expected tx {tx_id} of epoch {self._epoch_of(tx_id)}) in {self.path}.")
         return cols
 
+    def _select(self, tx_id: int, rec: bytes, stream: str) -> StreamSlice:
+        try:
+            sel = select_tx(rec, stream)
+        except CorruptLogError as exc:
+            raise CorruptLogError(
+                f"log record for tx {tx_id} in {self.path} is corrupt: {exc}. "
+                f"Run `engine-admin verify {self.path}` to see every damaged record.") from exc
+        if sel.tx_id != tx_id or sel.epoch != self._epoch_of(tx_id):
+            raise CorruptLogError(
+                f"log record under key {tx_id} holds tx {sel.tx_id} of epoch {sel.epoch} "
+                f"(expected tx {tx_id} of epoch {self._epoch_of(tx_id)}) in {self.path}.")
+        return sel
+
     def _epoch_of(self, tx_id: int) -> int:
         # A log holds one epoch; txs before base_tx are not in it.
         return self._epoch if tx_id > self._base_tx else 0
@@ -544,16 +557,19 @@ class Database:
             if rec is None:
                 raise CorruptLogError(f"stream {stream!r} refers to tx {t}, which is missing "
                                       f"from the log of {self.path}")
-            cols = self._decode(t, rec)
-            idx = [i for i, s in enumerate(cols.streams) if s == stream]
-            if not idx:
+            sel = self._select(t, rec, stream)
+            if not sel.indexes:
                 raise CorruptLogError(f"tx {t} holds no event of stream {stream!r} though the "
                                       "stream's chain points at it")
-            oldest = cols.versions[idx[0]]
-            chunks.append(self._events(cols, [i for i in idx if cols.versions[i] >= from_version]))
+            ts = sel.ts_ns / 1e9
+            chunks.append([
+                Event(stream, v, ty, d, sel.first_position + i, t, sel.epoch, ts)
+                for i, ty, v, d in zip(sel.indexes, sel.types, sel.versions, sel.datas, strict=True)
+                if v >= from_version])
+            oldest = sel.versions[0]
             if oldest <= from_version:
                 break
-            t = cols.prev_tx[idx[0]]
+            t = sel.prev_tx[0]
         return (ev for chunk in reversed(chunks) for ev in chunk)
 
     # ------------------------------------------------------------- snapshots
