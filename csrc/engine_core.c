@@ -20,29 +20,48 @@
 
 /* -------------------------- Byte-order helpers -------------------------- */
 
+/* Loads are memcpy into a native integer (one unaligned load on x86/arm64) on
+ * little-endian hosts; other hosts assemble the value from bytes. The hot loop of
+ * XXH64 depends on this: a byte loop that the compiler does not fold into a load
+ * made it run at 0.9 GB/s instead of ~7. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ENG_NATIVE_LE 1
+#else
+#define ENG_NATIVE_LE 0
+#endif
+
 /* Little-endian u16 at p (p may be unaligned). */
 static uint16_t ld16(const uint8_t *p) {
-    uint8_t b[2];
-    memcpy(b, p, 2);
-    return (uint16_t)(b[0] | ((uint16_t)b[1] << 8));
+#if ENG_NATIVE_LE
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+#else
+    return (uint16_t)(p[0] | ((uint16_t)p[1] << 8));
+#endif
 }
 
 /* Little-endian u32 at p (p may be unaligned). */
 static uint32_t ld32(const uint8_t *p) {
-    uint8_t b[4];
-    memcpy(b, p, 4);
-    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
-           ((uint32_t)b[3] << 24);
+#if ENG_NATIVE_LE
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+#else
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+#endif
 }
 
 /* Little-endian u64 at p (p may be unaligned). */
 static uint64_t ld64(const uint8_t *p) {
-    uint8_t b[8];
-    uint64_t v = 0;
-    int i;
-    memcpy(b, p, 8);
-    for (i = 7; i >= 0; i--) v = (v << 8) | b[i];
+#if ENG_NATIVE_LE
+    uint64_t v;
+    memcpy(&v, p, 8);
     return v;
+#else
+    return (uint64_t)ld32(p) | ((uint64_t)ld32(p + 4) << 32);
+#endif
 }
 
 /* Writes v little-endian at p[0..2). */
@@ -55,18 +74,22 @@ static void st16(uint8_t *p, uint16_t v) {
 
 /* Writes v little-endian at p[0..4). */
 static void st32(uint8_t *p, uint32_t v) {
-    uint8_t b[4];
+#if ENG_NATIVE_LE
+    memcpy(p, &v, 4);
+#else
     int i;
-    for (i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
-    memcpy(p, b, 4);
+    for (i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+#endif
 }
 
 /* Writes v little-endian at p[0..8). */
 static void st64(uint8_t *p, uint64_t v) {
-    uint8_t b[8];
+#if ENG_NATIVE_LE
+    memcpy(p, &v, 8);
+#else
     int i;
-    for (i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
-    memcpy(p, b, 8);
+    for (i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+#endif
 }
 
 /* memcpy that tolerates (NULL, 0): memcpy itself must not get NULL even for 0. */

@@ -90,17 +90,15 @@ def _check_expected(expected: object) -> int:
 def _names_ok(names: tuple[object, ...], limit: int) -> bool:
     """True if every name is a non-empty ASCII str without NUL of at most ``limit`` chars.
 
-    C-level passes only: over the distinct names, joined once (str.isascii is O(1)).
+    C-level passes only: one join (which also rejects non-str), an O(1) isascii, a
+    NUL search, an empty-name search and one length pass.
     """
     try:
-        distinct = set(names)
-        joined = "".join(distinct)  # type: ignore[arg-type]
-    except TypeError:  # unhashable or not a str: let the slow path name it
+        joined = "".join(names)  # type: ignore[arg-type]
+    except TypeError:  # not all str: let the slow path name the culprit
         return False
-    if not joined.isascii() or "\0" in joined:
-        return False
-    lens = list(map(len, distinct))  # type: ignore[arg-type]
-    return min(lens) > 0 and max(lens) <= limit
+    return (joined.isascii() and "\0" not in joined and "" not in names
+            and max(map(len, names)) <= limit)  # type: ignore[arg-type]
 
 
 class _Intent:
