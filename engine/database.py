@@ -456,9 +456,7 @@ class Database:
         if not records:
             return
         try:
-            self._log.append(records)
-            if self.sync == "group":
-                self._log.sync()
+            self._log.append(records)  # one LMDB commit: durable unless sync="none"
         except BaseException as exc:
             for w in written:
                 w.error = exc

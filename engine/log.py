@@ -110,9 +110,15 @@ class LogStore:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
             size = max(map_size, _file_size(path) * 2)
+            # "commit" and "group" let LMDB flush at each commit: data pages, fsync,
+            # then the meta page, fsync. A "group" batch is one LMDB commit, so its
+            # committers share those flushes. (MDB_NOSYNC plus a later env.sync would
+            # leave a window where a meta page could reach the disk before the pages
+            # it points to.) "none" leaves flushing to the OS.
+            durable = sync in ("commit", "group")
             self._env = lmdb.open(
                 path, map_size=size, max_dbs=0, subdir=True, readonly=readonly,
-                sync=(sync == "commit"), metasync=(sync == "commit"), readahead=False,
+                sync=durable, metasync=durable, readahead=False,
                 max_readers=256, lock=not readonly,
             )  # fmt: skip
         except lmdb.Error as exc:
@@ -198,8 +204,8 @@ class LogStore:
     def append(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
         """Append ``(tx_id, record)`` pairs in one LMDB write transaction.
 
-        Durable on return when sync is "commit"; "group" callers follow with
-        :meth:`sync`. Keys must be greater than every key already present.
+        Durable on return unless sync is "none". Keys must be greater than every
+        key already present.
         """
         def put(txn: Any) -> None:
             for tx_id, rec in records:
@@ -240,7 +246,7 @@ class LogStore:
                 self._gate.notify_all()
 
     def sync(self) -> None:
-        """fsync the environment (the "group" commit's one shared flush)."""
+        """fsync the environment (used after writing a new log's meta)."""
         try:
             self._env.sync(True)
         except lmdb.Error as exc:

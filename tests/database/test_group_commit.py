@@ -9,22 +9,23 @@ import engine
 
 
 def test_group_commit_batches_and_each_caller_waits_for_its_fsync(tmp_path):
+    """Each durable LMDB commit (data fsync, meta fsync) carries a batch of txs."""
     db = engine.open(str(tmp_path / "db"), sync="group")
     log = db._log
-    real_sync = log.sync
+    real_append = log.append
     synced_through = [0]
     syncs = [0]
     lock = threading.Lock()
 
-    def slow_sync() -> None:
-        # Slow fsync: committers arriving meanwhile queue up behind the leader.
+    def slow_durable_commit(records):  # type: ignore[no-untyped-def]
+        # A slow flush: committers arriving meanwhile queue up behind the leader.
         time.sleep(0.002)
-        real_sync()
+        real_append(records)  # returns after LMDB's fsyncs (sync=True environment)
         with lock:
             syncs[0] += 1
-            synced_through[0] = log.bounds()[1] or 0
+            synced_through[0] = records[-1][0]
 
-    log.sync = slow_sync  # type: ignore[method-assign]
+    log.append = slow_durable_commit  # type: ignore[method-assign]
     errors: list[str] = []
     per_thread = 40
     threads = 8
@@ -50,6 +51,14 @@ def test_group_commit_batches_and_each_caller_waits_for_its_fsync(tmp_path):
         for n in range(threads):
             assert [e.data for e in db2.read_stream(f"t{n}")] == [
                 f"{n}:{i}".encode() for i in range(per_thread)]
+
+
+def test_group_and_commit_environments_flush_at_commit(tmp_path):
+    """No MDB_NOSYNC window: LMDB orders data then meta flushes itself (not "none")."""
+    for mode, durable in (("commit", True), ("group", True), ("none", False)):
+        with engine.open(str(tmp_path / mode), sync=mode) as db:
+            flags = db._log._env.flags()
+            assert flags["sync"] is durable and flags["metasync"] is durable, (mode, flags)
 
 
 def test_commit_mode_never_batches(tmp_path):
@@ -107,8 +116,8 @@ def test_refused_tx_in_a_batch_leaves_the_others_committed(tmp_path):
         return (value or b"") + event.data
 
     db = engine.open(str(tmp_path / "db"), sync="group", reducer=reducer)
-    real_sync = db._log.sync
-    db._log.sync = lambda: (time.sleep(0.003), real_sync())  # type: ignore[method-assign]
+    real_append = db._log.append
+    db._log.append = lambda r: (time.sleep(0.003), real_append(r))  # type: ignore[method-assign]
     results: dict[str, object] = {}
 
     def run(name: str, fn) -> None:  # type: ignore[no-untyped-def]
