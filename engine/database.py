@@ -21,9 +21,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import formats
 from .errors import (
@@ -42,6 +42,7 @@ from .snapshot import prune, write_snapshot
 from .state import State, StateEntry
 
 log = logging.getLogger("engine")
+_Rec = TypeVar("_Rec", TxColumns, StreamSlice)
 
 SYNC_MODES = ("commit", "group", "none")
 _ASCII_NAME_MAX = formats.MAX_NAME_BYTES  # an ASCII name's bytes == its length
@@ -338,30 +339,25 @@ class Database:
             expect += 1
 
     def _decode(self, tx_id: int, rec: bytes) -> TxColumns:
-        try:
-            cols = decode_tx(rec)
-        except CorruptLogError as exc:
-            raise CorruptLogError(
-                f"log record for tx {tx_id} in {self.path} is corrupt: {exc}. "
-                f"Run `engine-admin verify {self.path}` to see every damaged record.") from exc
-        if cols.tx_id != tx_id or cols.epoch != self._epoch_of(tx_id):
-            raise CorruptLogError(
-                f"log record under key {tx_id} holds tx {cols.tx_id} of epoch {cols.epoch} "
-                f"(expected tx {tx_id} of epoch {self._epoch_of(tx_id)}) in {self.path}.")
-        return cols
+        """The whole record stored under ``tx_id``, checked against its key and epoch."""
+        return self._checked(tx_id, lambda: decode_tx(rec))
 
     def _select(self, tx_id: int, rec: bytes, stream: str) -> StreamSlice:
+        """Only ``stream``'s events of the record under ``tx_id`` (see native.select_tx)."""
+        return self._checked(tx_id, lambda: select_tx(rec, stream))
+
+    def _checked(self, tx_id: int, decode: Callable[[], _Rec]) -> _Rec:
         try:
-            sel = select_tx(rec, stream)
+            got = decode()
         except CorruptLogError as exc:
             raise CorruptLogError(
                 f"log record for tx {tx_id} in {self.path} is corrupt: {exc}. "
                 f"Run `engine-admin verify {self.path}` to see every damaged record.") from exc
-        if sel.tx_id != tx_id or sel.epoch != self._epoch_of(tx_id):
+        if got.tx_id != tx_id or got.epoch != self._epoch_of(tx_id):
             raise CorruptLogError(
-                f"log record under key {tx_id} holds tx {sel.tx_id} of epoch {sel.epoch} "
+                f"log record under key {tx_id} holds tx {got.tx_id} of epoch {got.epoch} "
                 f"(expected tx {tx_id} of epoch {self._epoch_of(tx_id)}) in {self.path}.")
-        return sel
+        return got
 
     def _epoch_of(self, tx_id: int) -> int:
         # A log holds one epoch; txs before base_tx are not in it.

@@ -101,6 +101,30 @@ class TxColumns(NamedTuple):
     datas: list[bytes]
 
 
+def _corrupt_log(rc: int, message: str | None = None) -> CorruptLogError:
+    err = CorruptLogError(message or _code_message(rc))
+    err.code = rc  # type: ignore[attr-defined]
+    return err
+
+
+def _tx_view(buf: bytes) -> Any:
+    """The C-validated view of a record (all whole-record checks); raises CorruptLogError."""
+    view = ffi.new("eng_tx_view *")  # owned by Python; the C side only fills it
+    rc = lib.eng_tx_decode(ffi.from_buffer(buf), len(buf), view)
+    if rc != 0:
+        raise _corrupt_log(rc)
+    return view
+
+
+def _tx_names(buf: bytes, view: Any) -> tuple[list[str], list[str]]:
+    """Both name columns of a validated record (C checked the NULs; UTF-8 checked here)."""
+    try:
+        return (_names(buf, view.streams_off, view.streams_len),
+                _names(buf, view.types_off, view.types_len))
+    except UnicodeDecodeError as exc:
+        raise _corrupt_log(-6, f"name column is not valid UTF-8 ({exc.reason})") from None
+
+
 def encode_tx(
     tx_id: int,
     epoch: int,
@@ -143,20 +167,9 @@ def encode_tx(
 
 def decode_tx(buf: bytes) -> TxColumns:
     """Validate and decode one record. Raises :class:`CorruptLogError` (``.code``)."""
-    view = ffi.new("eng_tx_view *")
-    rc = lib.eng_tx_decode(ffi.from_buffer(buf), len(buf), view)
-    if rc != 0:
-        err = CorruptLogError(_code_message(rc))
-        err.code = rc  # type: ignore[attr-defined]
-        raise err
+    view = _tx_view(buf)
     n = view.event_count
-    try:
-        streams = _names(buf, view.streams_off, view.streams_len)
-        types = _names(buf, view.types_off, view.types_len)
-    except UnicodeDecodeError as exc:
-        err = CorruptLogError(f"name column is not valid UTF-8 ({exc.reason})")
-        err.code = -6  # type: ignore[attr-defined]
-        raise err from None
+    streams, types = _tx_names(buf, view)
     return TxColumns(
         view.tx_id, view.epoch, view.ts_ns, view.first_position, streams, types,
         _u64_list(buf, view.versions_off, n), _u64_list(buf, view.prev_off, n),
@@ -184,19 +197,8 @@ def select_tx(buf: bytes, stream: str) -> StreamSlice:
     What ``read_stream`` needs: unlike :func:`decode_tx` it makes no objects for the
     other streams' events. Raises :class:`CorruptLogError` like :func:`decode_tx`.
     """
-    view = ffi.new("eng_tx_view *")
-    rc = lib.eng_tx_decode(ffi.from_buffer(buf), len(buf), view)
-    if rc != 0:
-        err = CorruptLogError(_code_message(rc))
-        err.code = rc  # type: ignore[attr-defined]
-        raise err
-    try:
-        names = _names(buf, view.streams_off, view.streams_len)
-        types = _names(buf, view.types_off, view.types_len)
-    except UnicodeDecodeError as exc:
-        err = CorruptLogError(f"name column is not valid UTF-8 ({exc.reason})")
-        err.code = -6  # type: ignore[attr-defined]
-        raise err from None
+    view = _tx_view(buf)
+    names, types = _tx_names(buf, view)
     idx: list[int] = []
     i = -1
     try:
@@ -227,12 +229,7 @@ _U64 = struct.Struct("<Q")
 
 def peek_tx_header(buf: bytes) -> tuple[int, int, int, int, int]:
     """``(tx_id, epoch, ts_ns, first_position, event_count)`` of a validated record."""
-    view = ffi.new("eng_tx_view *")
-    rc = lib.eng_tx_decode(ffi.from_buffer(buf), len(buf), view)
-    if rc != 0:
-        err = CorruptLogError(_code_message(rc))
-        err.code = rc  # type: ignore[attr-defined]
-        raise err
+    view = _tx_view(buf)
     return view.tx_id, view.epoch, view.ts_ns, view.first_position, view.event_count
 
 
