@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -44,8 +45,15 @@ class EngineWarning(UserWarning):
 
 
 def _warn(msg: str) -> None:
+    """Log ``msg`` and issue an EngineWarning attributed to the caller's own code."""
     log.warning(msg)
-    warnings.warn(msg, EngineWarning, stacklevel=4)
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called us
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(msg, EngineWarning, stacklevel=level)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def log_dir(path: str) -> str:

@@ -207,8 +207,12 @@ def test_snapshot_whose_name_disagrees_with_its_header_is_skipped(tmp_path):
         write_txs(db, 2)
         expected = state_of(db)
     os.replace(snap.path, os.path.join(path, "snapshots", "1-4.snap"))  # renamed by hand
-    with pytest.warns(engine.EngineWarning, match="name says epoch 1, tx 4"):
+    with pytest.warns(engine.EngineWarning) as caught:
         db = engine.open(path)
+    messages = [str(w.message) for w in caught]
+    assert any("name says epoch 1, tx 4" in m for m in messages)
+    assert any("replaying the whole log from tx 1" in m for m in messages)
+    assert all(w.filename == __file__ for w in caught)  # points at the caller's line
     with db:
         assert state_of(db) == expected  # replayed from the log instead
 
