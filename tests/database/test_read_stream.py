@@ -61,3 +61,27 @@ def test_read_stream_of_a_stream_written_many_times_in_one_tx(open_db):
     assert [e.version for e in db.read_stream("s", from_version=4)] == [4, 5, 6, 7]
     assert got == _filtered(db, "s")
     assert list(db.read_stream("t", from_version=3)) == _filtered(db, "t", 3)
+
+
+def test_read_stream_reads_only_the_transactions_that_hold_the_stream(open_db):
+    """The per-stream chain (prev_tx) is followed: no scan of the log."""
+    db = open_db()
+    holding = []
+    for t in range(1, 401):
+        with db.transaction() as tx:
+            tx.append(f"noise-{t}", "set", b"n")
+            if t % 40 == 0:
+                tx.append("rare", "set", str(t).encode())
+                holding.append(t)
+    log = db._log
+    fetched: list[int] = []
+    real_get = log.get
+    log.get = lambda tx_id: (fetched.append(tx_id), real_get(tx_id))[1]  # type: ignore[method-assign]
+    log.iter_range = None  # type: ignore[method-assign]  # any scan would crash
+    events = list(db.read_stream("rare"))
+    assert [e.data for e in events] == [str(t).encode() for t in holding]
+    assert sorted(fetched) == holding  # 10 records read out of 400
+    fetched.clear()
+    tail = list(db.read_stream("rare", from_version=9))
+    assert [e.version for e in tail] == [9, 10]
+    assert sorted(fetched) == holding[-2:]  # stops once from_version is reached
