@@ -33,7 +33,7 @@ from .errors import (
 )
 from .log import LogInfo, LogStore
 from .model import EpochRecord, Position
-from .snapshot import LoadedSnapshot, fsync_dir, list_snapshots, load_snapshot
+from .snapshot import LoadedSnapshot, fsync_dir, list_snapshots, load_snapshot, read_header
 
 log = logging.getLogger("engine")
 
@@ -88,17 +88,20 @@ def _fork_after(history: tuple[EpochRecord, ...], epoch: int) -> int | None:
 
 
 def _on_lineage(snap: LoadedSnapshot, info: LogInfo) -> bool:
-    """Is a snapshot of an older epoch than the log part of the log's history?
+    """Is a snapshot of an older epoch than the log part of the log's history?"""
+    return _in_history(snap.header.position, info.history)
 
-    It is when its epoch is in the log's epoch history and it was taken before the
-    next epoch forked (its tx_id < that epoch's first_tx): it holds no tx the log's
-    timeline never had.
+
+def _in_history(pos: Position, history: tuple[EpochRecord, ...]) -> bool:
+    """Is ``pos`` on the timeline ``history`` describes?
+
+    It is when its epoch is in the history and it lies before the next epoch forked
+    (its tx_id < that epoch's first_tx): it holds no tx the timeline never had.
     """
-    h = snap.header
-    if not any(r.epoch == h.epoch for r in info.history):
+    if not any(r.epoch == pos.epoch for r in history):
         return False
-    fork = _fork_after(info.history, h.epoch)
-    return fork is None or h.tx_id < fork
+    fork = _fork_after(history, pos.epoch)
+    return fork is None or pos.tx_id < fork
 
 
 def _advice(path: str) -> str:
@@ -270,8 +273,28 @@ class RecoveryReport:
         }  # fmt: skip
 
 
-def _newest_valid(path: str, notes: list[str]) -> LoadedSnapshot:
+def _newest_known_history(path: str, info: LogInfo) -> tuple[EpochRecord, ...]:
+    """The epoch history reaching the newest epoch, from the log and every snapshot
+    header that still reads (a header has its own checksum: a damaged body does not
+    hide the history it carries)."""
+    histories = [info.history] if info.exists else []
     for _pos, spath in list_snapshots(snap_dir(path)):
+        try:
+            histories.append(read_header(spath).history)
+        except EngineError:
+            continue
+    histories = [h for h in histories if h]
+    return max(histories, key=lambda h: max(r.epoch for r in h)) if histories else ()
+
+
+def _newest_valid(path: str, notes: list[str],
+                  history: tuple[EpochRecord, ...]) -> LoadedSnapshot:
+    """The newest snapshot that loads and lies on ``history``'s timeline."""
+    for pos, spath in list_snapshots(snap_dir(path)):
+        if history and not _in_history(pos, history):
+            notes.append(f"skipped {os.path.basename(spath)}: epoch {pos.epoch} forked off "
+                         "before it, so it holds transactions the newer timeline never had")
+            continue
         try:
             return load_snapshot(spath)
         except CorruptSnapshotError as exc:
@@ -317,9 +340,12 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         notes.append("forced on a healthy database: a snapshot of the current state was "
                      "taken first")
     info = LogStore.probe(log_dir(path))
-    snap = _newest_valid(path, notes)
+    # Every epoch ever started here must stay used up, even one known only from a
+    # damaged snapshot's header: the new epoch is past all of them.
+    known = _newest_known_history(path, info)
+    snap = _newest_valid(path, notes, known)
     h = snap.header
-    epochs = [h.epoch, info.epoch] + [r.epoch for r in h.history] + [r.epoch for r in info.history]
+    epochs = [h.epoch, info.epoch] + [r.epoch for r in (*h.history, *known)]
     new_epoch = max(epochs) + 1
     if healthy:
         lost = "nothing (the log covered the snapshot)" if info.last_tx <= h.tx_id or not dry_run \
@@ -354,8 +380,7 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         staging = logp + ".new"
         if os.path.exists(staging):
             shutil.rmtree(staging)  # a half-made epoch from an interrupted run
-        history = list(info.history) if info.exists and info.epoch > h.epoch else list(h.history)
-        history = [r for r in history if r.epoch < new_epoch]
+        history = [r for r in (known or h.history) if r.epoch < new_epoch]
         history.append(EpochRecord(epoch=new_epoch, first_tx=h.tx_id + 1,
                                    first_position=h.last_position + 1, time=time.time(),
                                    reason=reason.encode()[: formats.MAX_REASON_BYTES]

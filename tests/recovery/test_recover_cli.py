@@ -211,3 +211,32 @@ def test_lost_history_is_never_silently_partial(tmp_path):
         (ev,) = list(db.read_stream("s1", from_version=v))  # history after S is readable
         assert ev.data == b"new" and ev.epoch == 2 and ev.tx_id == 7
         assert [t.tx_id for t in db.read_log(7)] == [7]
+
+
+def test_recover_never_falls_back_to_a_snapshot_off_the_newest_timeline(tmp_path):
+    """Epoch 2 forked at tx 4. Its own snapshot is damaged and its log is lost: the
+    epoch-1 snapshot at tx 8 (past the fork) must not be used, the one at 3 is."""
+    path = str(tmp_path / "db")
+    with engine.open(path, keep_snapshots=10) as db:
+        write_txs(db, 3, tag="a")
+        db.snapshot()                                   # 1-3
+        at3 = state_of(db)
+        write_txs(db, 5, tag="b")
+        db.snapshot()                                   # 1-8
+    hidden = str(tmp_path / "1-8.snap")
+    os.replace(os.path.join(path, "snapshots", "1-8.snap"), hidden)
+    delete_log(path)
+    assert admin_json("recover", "--new-epoch", path)[0] == 0   # epoch 2 from 1-3
+    os.replace(hidden, os.path.join(path, "snapshots", "1-8.snap"))
+    snap2 = os.path.join(path, "snapshots", "2-3.snap")
+    with open(snap2, "r+b") as f:                     # damage the body, keep the header
+        f.seek(os.path.getsize(snap2) - 30)
+        f.write(b"\xff\xff\xff")
+    delete_log(path)                                  # and lose epoch 2's log
+    rc, rep = admin_json("recover", "--new-epoch", path)
+    assert rc == 0, rep
+    assert rep["kept"]["tx_id"] == 3 and rep["new_epoch"] == 3
+    assert any("1-8.snap" in n and "forked off" in n for n in rep["notes"])
+    with engine.open(path) as db:
+        assert state_of(db) == at3
+        assert [h.epoch for h in db.epoch_history] == [1, 2, 3]
