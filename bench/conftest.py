@@ -79,7 +79,11 @@ def reopen_fixture(tmp_path_factory: pytest.TempPathFactory) -> ReopenFixture:
     payloads = make_payloads(4096, seed=2)
     db_path = str(root / "db")
     state = build_state_db(db_path, streams, payloads, REOPEN_TAIL_TXS)
-    pickled = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    # Pickle a state whose values are distinct objects, as any loaded state's are:
+    # the fixture's values share 4096 payload objects, which pickle would memoize,
+    # and pickle.loads would then build 4096 bytes objects instead of 300k.
+    pickled = pickle.dumps({s: (v, bytes(bytearray(d))) for s, (v, d) in state.items()},
+                           protocol=pickle.HIGHEST_PROTOCOL)
 
     raw_path = str(root / "raw")
     env = lmdb.open(raw_path, map_size=1 << 30, sync=False, metasync=False)

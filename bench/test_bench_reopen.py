@@ -81,7 +81,9 @@ def test_snapshot_write_pickle_dumps_write_fsync(
     benchmark: Any, snapshot_fixture: SnapshotFixture
 ) -> None:
     benchmark.group = "snapshot_write"
-    state = snapshot_fixture.state
+    # Distinct value objects (as in a real state): shared ones would let pickle write
+    # memo references instead of the values.
+    state = {s: (v, bytes(bytearray(d))) for s, (v, d) in snapshot_fixture.state.items()}
     path = snapshot_fixture.workdir / "state.pickle"
 
     def snap() -> None:
