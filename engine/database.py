@@ -542,26 +542,28 @@ class Database:
         chunks: list[list[Event]] = []
         oldest = e[0] + 1
         t = e[2]
-        while t:
-            if t <= self._base_tx:
-                raise self._lost(f"stream {stream!r} versions {from_version}..{oldest - 1}")
-            rec = self._log.get(t)
-            if rec is None:
-                raise CorruptLogError(f"stream {stream!r} refers to tx {t}, which is missing "
-                                      f"from the log of {self.path}")
-            sel = self._select(t, rec, stream)
-            if not sel.indexes:
-                raise CorruptLogError(f"tx {t} holds no event of stream {stream!r} though the "
-                                      "stream's chain points at it")
-            ts = sel.ts_ns / 1e9
-            chunks.append([
-                Event(stream, v, ty, d, sel.first_position + i, t, sel.epoch, ts)
-                for i, ty, v, d in zip(sel.indexes, sel.types, sel.versions, sel.datas, strict=True)
-                if v >= from_version])
-            oldest = sel.versions[0]
-            if oldest <= from_version:
-                break
-            t = sel.prev_tx[0]
+        with self._log.getter() as get:  # one read txn for the whole walk
+            while t:
+                if t <= self._base_tx:
+                    raise self._lost(f"stream {stream!r} versions {from_version}..{oldest - 1}")
+                rec = get(t)
+                if rec is None:
+                    raise CorruptLogError(f"stream {stream!r} refers to tx {t}, which is "
+                                          f"missing from the log of {self.path}")
+                sel = self._select(t, rec, stream)
+                if not sel.indexes:
+                    raise CorruptLogError(f"tx {t} holds no event of stream {stream!r} though "
+                                          "the stream's chain points at it")
+                ts = sel.ts_ns / 1e9
+                chunks.append([
+                    Event(stream, v, ty, d, sel.first_position + i, t, sel.epoch, ts)
+                    for i, ty, v, d in zip(sel.indexes, sel.types, sel.versions, sel.datas,
+                                           strict=True)
+                    if v >= from_version])
+                oldest = sel.versions[0]
+                if oldest <= from_version:
+                    break
+                t = sel.prev_tx[0]
         return (ev for chunk in reversed(chunks) for ev in chunk)
 
     # ------------------------------------------------------------- snapshots

@@ -24,7 +24,7 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -272,6 +272,17 @@ class LogStore:
                 self._readers -= 1
                 if not self._readers:
                     self._gate.notify_all()
+
+    @contextmanager
+    def getter(self) -> Iterator[Callable[[int], bytes | None]]:
+        """One read transaction for a run of point reads (a chain walk): yields
+        ``get(tx_id) -> record | None``, valid until the block ends. Keep the block
+        short: the map cannot grow while it is open."""
+        with self._reading() as txn:
+            def get(tx_id: int) -> bytes | None:
+                v = txn.get(_KEY.pack(tx_id)) if tx_id >= 1 else None
+                return None if v is None else bytes(v)
+            yield get
 
     def get(self, tx_id: int) -> bytes | None:
         with self._reading() as txn:

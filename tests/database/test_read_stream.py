@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -75,9 +76,15 @@ def test_read_stream_reads_only_the_transactions_that_hold_the_stream(open_db):
                 holding.append(t)
     log = db._log
     fetched: list[int] = []
-    real_get = log.get
-    log.get = lambda tx_id: (fetched.append(tx_id), real_get(tx_id))[1]  # type: ignore[method-assign]
-    log.iter_range = None  # type: ignore[method-assign]  # any scan would crash
+    real_getter = log.getter
+
+    @contextlib.contextmanager
+    def spying_getter():  # type: ignore[no-untyped-def]
+        with real_getter() as get:
+            yield lambda tx_id: (fetched.append(tx_id), get(tx_id))[1]
+
+    log.getter = spying_getter  # type: ignore[method-assign]
+    log.get = log.iter_range = None  # type: ignore[method-assign, assignment]  # no scans
     events = list(db.read_stream("rare"))
     assert [e.data for e in events] == [str(t).encode() for t in holding]
     assert sorted(fetched) == holding  # 10 records read out of 400
