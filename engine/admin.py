@@ -346,10 +346,15 @@ def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool, as_json
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--events", default=10_000, show_default=True, help="Events to write.")
+@click.option("--force", is_flag=True, help="Write demo events into a non-empty directory.")
 @json_option
-def demo(directory: str, events: int, as_json: bool) -> None:
+def demo(directory: str, events: int, force: bool, as_json: bool) -> None:
     """The main job end to end: write events, snapshot, reopen, show the state."""
     path = os.path.abspath(directory)
+    if os.path.isdir(path) and os.listdir(path) and not force:
+        _fail(as_json, EngineError(
+            f"{path} is not empty; the demo writes sample events and would add them to "
+            "whatever database is there. Give a new directory (or --force)."))
     t0 = time.perf_counter()
     try:
         with Database(path, sync="group") as db:

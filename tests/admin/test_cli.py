@@ -53,6 +53,15 @@ def test_demo_writes_snapshots_reopens_and_reports(tmp_path):
     assert os.path.isfile(rep["snapshot"])
 
 
+def test_demo_refuses_a_non_empty_directory(db_dir):
+    code, rep = run_json("demo", db_dir)
+    assert code == 1 and "not empty" in rep["message"]
+    with engine.open(db_dir) as db:
+        assert db.version("account-0") == 0  # nothing was written
+    code, rep = run_json("demo", db_dir, "--force", "--events", "100")
+    assert code == 0 and rep["ok"]
+
+
 def test_demo_console_script_runs_in_a_subprocess(tmp_path):
     p = subprocess.run([sys.executable, "-m", "engine.admin", "demo", str(tmp_path / "d"),
                         "--events", "200"], capture_output=True, text=True, timeout=120)
