@@ -347,9 +347,8 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
     h = snap.header
     epochs = [h.epoch, info.epoch] + [r.epoch for r in (*h.history, *known)]
     new_epoch = max(epochs) + 1
-    if healthy:
-        lost = "nothing (the log covered the snapshot)" if info.last_tx <= h.tx_id or not dry_run \
-            else f"nothing: --force first snapshots tx {info.last_tx}"
+    if healthy:  # --force: the state at the log's last tx is (or would be) snapshotted first
+        lost = f"nothing: the new epoch starts after tx {info.last_tx}, the log's last"
     elif info.exists and info.first_tx is not None and info.last_tx > h.tx_id:
         lost = (f"txs {h.tx_id + 1}..{info.last_tx} of epoch {info.epoch} (moved aside with the "
                 "old log, not applied)")
@@ -365,7 +364,9 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         moved = set_aside_dir(path, f"log-epoch{info.epoch}" if info.exists else "log")
     report = RecoveryReport(
         path=path, dry_run=dry_run, snapshot=h.path, snapshot_position=h.position,
-        streams=h.stream_count, new_epoch=new_epoch, next_tx=h.tx_id + 1, lost=lost,
+        streams=h.stream_count, new_epoch=new_epoch,
+        # forced: after the snapshot of the current state (taken unless this is a dry run)
+        next_tx=max(h.tx_id, info.last_tx if healthy else 0) + 1, lost=lost,
         log_found=info.describe(), log_moved_to=moved, notes=notes,
     )  # fmt: skip
     if dry_run:

@@ -125,6 +125,15 @@ def test_force_on_healthy_database_loses_nothing(tmp_path):
     _check_recovered(path, full, epoch=2, next_tx=last + 1)
 
 
+def test_force_dry_run_on_healthy_database_reports_and_changes_nothing(tmp_path):
+    path, _, _ = _db(tmp_path)  # snapshot at 6, log to 9
+    before = tree(path)
+    rc, rep = admin_json("recover", "--new-epoch", path, "--force", "--dry-run")
+    assert rc == 0 and rep["dry_run"] and rep["next_tx"] == 10 and rep["new_epoch"] == 2
+    assert rep["lost"].startswith("nothing")
+    assert tree(path) == before
+
+
 def test_recover_falls_back_when_newest_snapshot_is_corrupt(tmp_path):
     path = str(tmp_path / "db")
     with engine.open(path, keep_snapshots=5) as db:
