@@ -2,8 +2,8 @@
 
 ``setup.py`` picks up ``ffibuilder`` through ``cffi_modules``; run this file directly
 (``python build_ffi.py``) to compile the extension on its own. The declarations
-handed to ``cdef`` are read from ``csrc/engine_format.h`` itself, so the header is
-the one place the C interface is written down.
+handed to ``cdef`` are read from the headers themselves (``csrc/engine_format.h``,
+``csrc/engine_index.h``), so each is the one place its C interface is written down.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import re
 
 from cffi import FFI
 
-HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "engine_format.h")
+CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
+HEADERS = [os.path.join(CSRC, "engine_format.h"), os.path.join(CSRC, "engine_index.h")]
 
 
 def cdef_from_header(text: str) -> str:
@@ -37,13 +38,14 @@ def cdef_from_header(text: str) -> str:
 
 
 ffibuilder = FFI()
-with open(HEADER, encoding="utf-8") as f:
-    ffibuilder.cdef(cdef_from_header(f.read()))
+for _header in HEADERS:
+    with open(_header, encoding="utf-8") as f:
+        ffibuilder.cdef(cdef_from_header(f.read()))
 
 ffibuilder.set_source(
     "engine._ccore",
-    '#include "engine_format.h"',
-    sources=["csrc/engine_core.c"],
+    '#include "engine_format.h"\n#include "engine_index.h"',
+    sources=["csrc/engine_core.c", "csrc/engine_index.c"],
     include_dirs=["csrc"],
     extra_compile_args=["-Wall", "-Wextra", "-O2", "-std=c11"],
 )

@@ -18,16 +18,18 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from . import formats
 from .errors import (
     CorruptLogError,
+    CorruptSnapshotError,
     DatabaseClosedError,
     EngineError,
     HistoryLostError,
@@ -36,13 +38,23 @@ from .errors import (
 from .lock import DirLock
 from .log import LogStore
 from .model import EpochRecord, Event, Position, Reducer, SnapshotInfo, Transaction
-from .native import StreamSlice, TxColumns, decode_tx, encode_tx, select_tx
+from .native import StateIndex, StreamSlice, TxColumns, decode_tx, encode_tx, select_tx
 from .recovery import OpenPlan, apply_set_aside, log_dir, plan_open, snap_dir
-from .snapshot import prune, write_snapshot
+from .snapshot import LoadedSnapshot, _materialize, prune, write_snapshot
 from .state import State, StateEntry
 
 log = logging.getLogger("engine")
-_Rec = TypeVar("_Rec", TxColumns, StreamSlice)
+_Rec = TypeVar("_Rec", TxColumns, StreamSlice, "_IndexedTx")
+_COUNT = struct.Struct("<I")  # a record's event_count (offset 40), to size the index
+LAZY_TAIL_BYTES = 64 << 20  # a tail up to max(this, 2x the snapshot body) is indexed, not built
+
+
+class _IndexedTx(NamedTuple):
+    tx_id: int
+    epoch: int
+    first_position: int
+    event_count: int
+
 
 SYNC_MODES = ("commit", "group", "none")
 _ASCII_NAME_MAX = formats.MAX_NAME_BYTES  # an ASCII name's bytes == its length
@@ -319,24 +331,61 @@ class Database:
         self._epoch: int = info.epoch
         self._base_tx: int = info.base_tx
         self._history: tuple[EpochRecord, ...] = info.history
-        self._state = State(snap.state if snap else {}, reducer)  # the loaded dict is ours
         self._last_tx: int = snap.header.tx_id if snap else info.base_tx
         self._last_position: int = snap.header.last_position if snap else info.base_position
-        self._last_ts = 0.0
         self._snapshot_tx = self._last_tx
-        expect = self._last_tx + 1
-        for tx_id, rec in self._log.iter_range(expect):
-            cols = self._decode(tx_id, rec)
-            if tx_id != expect or cols.first_position != self._last_position + 1:
-                raise CorruptLogError(
-                    f"log record {tx_id} does not continue tx {expect - 1} / position "
-                    f"{self._last_position} (found tx {cols.tx_id}, first position "
-                    f"{cols.first_position}). Run `engine-admin verify {self.path}`.")
-            self._state.replay(cols)
-            self._last_tx = tx_id
-            self._last_position += len(cols.streams)
-            self._last_ts = cols.ts_ns / 1e9
-            expect += 1
+        tail = list(self._log.iter_range(self._last_tx + 1))
+        tail_bytes = sum(len(rec) for _, rec in tail)
+        body_bytes = len(snap.body) if snap else 0
+        if reducer is None and tail_bytes <= max(LAZY_TAIL_BYTES, 2 * body_bytes):
+            self._state = self._index_state(snap, tail)
+        else:  # a custom reducer must see every event; or a tail too big to keep
+            self._state = State(snap.state if snap else {}, reducer)
+            for tx_id, rec in tail:
+                cols = self._decode(tx_id, rec)
+                self._continue(tx_id, cols.first_position, len(cols.streams))
+                self._state.replay(cols)
+
+    def _continue(self, tx_id: int, first_position: int, n: int) -> None:
+        """Check that a replayed record continues the log gap-free, then advance."""
+        if tx_id != self._last_tx + 1 or first_position != self._last_position + 1:
+            raise CorruptLogError(
+                f"log record {tx_id} does not continue tx {self._last_tx} / position "
+                f"{self._last_position} (found first position {first_position}). "
+                f"Run `engine-admin verify {self.path}`.")
+        self._last_tx = tx_id
+        self._last_position += n
+
+    def _index_state(self, snap: LoadedSnapshot | None,
+                     tail: list[tuple[int, bytes]]) -> State:
+        """Open without a Python object per stream: the snapshot body and the tail's
+        records are indexed in C (default reducer), and kept as the state's base."""
+        tail_events = sum(_COUNT.unpack_from(rec, 40)[0] if len(rec) >= 44 else 0
+                          for _, rec in tail)
+        # Sized for the snapshot's streams plus some new ones from the tail (most tail
+        # events update streams that exist); it grows if that guess is short.
+        index = StateIndex((snap.header.stream_count if snap else 0) + tail_events // 4)
+        if snap is not None:
+            index.put_body(snap.body)
+            if len(index) != snap.header.stream_count:
+                raise CorruptSnapshotError(
+                    f"snapshot {snap.header.path} holds {len(index)} distinct streams, its "
+                    f"header says {snap.header.stream_count} (a name appears twice). "
+                    "Move it aside to fall back to an older snapshot.")
+        for tx_id, record in tail:
+            def put(record: bytes = record) -> _IndexedTx:
+                return _IndexedTx(*index.put_tx(record))
+
+            got = self._checked(tx_id, put)
+            self._continue(tx_id, got.first_position, got.event_count)
+
+        def build() -> dict[str, StateEntry]:  # the same state, eagerly (tested code)
+            st = State(_materialize(snap.header, snap.body) if snap else {}, None)
+            for _tx_id, rec in tail:
+                st.replay(decode_tx(rec))
+            return st.entries
+
+        return State({}, None, base=index, build_base=build)
 
     def _decode(self, tx_id: int, rec: bytes) -> TxColumns:
         """The whole record stored under ``tx_id``, checked against its key and epoch."""
@@ -463,24 +512,24 @@ class Database:
                 state.entries.update(c)
             self._last_tx = tx_id
             self._last_position = pos
-            self._last_ts = ts
 
     # --------------------------------------------------------------- reading
     def get(self, stream: str) -> bytes | None:
         """The current state value of ``stream`` (None if unknown or deleted)."""
         self._check_open()
-        e = self._state.entries.get(stream)
+        e = self._state.lookup(stream)
         return None if e is None else e[1]
 
     def version(self, stream: str) -> int:
         """The stream's version: its number of events, 0 for an unknown stream."""
         self._check_open()
-        e = self._state.entries.get(stream)
+        e = self._state.lookup(stream)
         return 0 if e is None else e[0]
 
     def streams(self) -> Iterator[str]:
         """Every stream with at least one event (a snapshot of the key set)."""
         self._check_open()
+        self._state.materialize(self._state_lock)
         return iter(list(self._state.entries))
 
     @property
@@ -536,7 +585,7 @@ class Database:
         self._check_open()
         if type(from_version) is not int or from_version < 1:
             raise InvalidEventError(f"from_version must be an int >= 1, got {from_version!r}")
-        e = self._state.entries.get(stream) if isinstance(stream, str) else None
+        e = self._state.lookup(stream) if isinstance(stream, str) else None
         if e is None or from_version > e[0]:
             return iter(())
         chunks: list[list[Event]] = []
@@ -574,6 +623,7 @@ class Database:
 
     def _take_snapshot(self) -> SnapshotInfo:
         with self._snapshot_lock:
+            self._state.materialize(self._state_lock)  # once, after an indexed open
             with self._state_lock:  # the only moment writers wait
                 entries = self._state.entries.copy()
                 tx_id, pos = self._last_tx, self._last_position

@@ -276,6 +276,101 @@ def encode_block(
     return bytes(out)
 
 
+def scan_blocks(body: bytes) -> tuple[int, int]:
+    """Validate every block of a snapshot body without building Python objects per
+    entry (C checks plus one UTF-8 check of each name column).
+
+    Returns ``(blocks, entries)``; raises :class:`CorruptSnapshotError` like
+    :func:`decode_blocks`.
+    """
+    view = ffi.new("eng_block_view *")
+    cbuf = ffi.from_buffer(body)
+    off = blocks = entries = 0
+    while off < len(body):
+        rc = lib.eng_block_decode(cbuf + off, len(body) - off, view)
+        if rc != 0:
+            err = CorruptSnapshotError(f"block {blocks} at body offset {off}: {_code_message(rc)}")
+            err.code = rc  # type: ignore[attr-defined]
+            raise err
+        try:
+            body[off + view.names_off : off + view.names_off + view.names_len].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            err = CorruptSnapshotError(f"block {blocks}: name column is not valid UTF-8")
+            err.code = -6  # type: ignore[attr-defined]
+            raise err from exc
+        entries += view.entry_count
+        blocks += 1
+        off += view.block_len
+    return blocks, entries
+
+
+class StateIndex:
+    """The C state index (csrc/engine_index.h): stream -> (version, value, last_tx)
+    without a Python object per stream. Filled at open, then read-only.
+
+    Ownership: the slots live in memory allocated here; every name and value they
+    point at lives in a ``bytes`` object kept in ``self._keep`` for the index's life.
+    """
+
+    def __init__(self, expected_entries: int) -> None:
+        cap = 16
+        while cap * 3 < (expected_entries + 1) * 4:  # at most 3/4 full; grows if needed
+            cap *= 2
+        self._cap = cap
+        self._slots = ffi.new("eng_slot[]", cap)  # zeroed: every slot empty
+        self._count = ffi.new("uint64_t *")
+        self._keep: list[bytes] = []
+
+    def _grow(self) -> None:
+        if (self._count[0] + 1) * 4 <= self._cap * 3:  # ENG_E_ARG, but not from a full table
+            raise EngineError("state index refused its arguments (not full): a bug, not a "
+                              "damaged file; please report it")
+        cap = self._cap * 2
+        slots = ffi.new("eng_slot[]", cap)
+        rc = lib.eng_index_rehash(self._slots, self._cap, slots, cap, self._count)
+        if rc != 0:  # pragma: no cover - only on a broken invariant
+            raise EngineError(f"state index rehash failed: {_code_message(rc)}")
+        self._slots, self._cap = slots, cap
+
+    def __len__(self) -> int:
+        return int(self._count[0])
+
+    def put_body(self, body: bytes) -> None:
+        """Index every entry of a (verified) snapshot body."""
+        buf = ffi.from_buffer(body)
+        while (rc := lib.eng_index_put_body(self._slots, self._cap, self._count, buf,
+                                            len(body))) == lib.ENG_E_ARG:
+            self._grow()  # full: grow and apply the body again (idempotent)
+        if rc != 0:
+            raise CorruptSnapshotError(f"snapshot body cannot be indexed: {_code_message(rc)}")
+        self._keep.append(body)
+
+    def put_tx(self, rec: bytes) -> tuple[int, int, int, int]:
+        """Apply one record (default reducer); returns (tx_id, epoch, first_position, n)."""
+        view = ffi.new("eng_tx_view *")
+        buf = ffi.from_buffer(rec)
+        while (rc := lib.eng_index_put_tx(self._slots, self._cap, self._count, buf, len(rec),
+                                          view)) == lib.ENG_E_ARG:
+            self._grow()  # full: grow and apply the record again (idempotent)
+        if rc != 0:
+            raise _corrupt_log(rc)
+        self._keep.append(rec)
+        return view.tx_id, view.epoch, view.first_position, view.event_count
+
+    def get(self, stream: str) -> tuple[int, bytes | None, int] | None:
+        try:
+            name = stream.encode("utf-8")
+        except UnicodeEncodeError:
+            return None  # such a name can never have been stored
+        i = lib.eng_index_find(self._slots, self._cap, name, len(name))
+        if i < 0:
+            return None
+        s = self._slots[i]
+        n = s.value_len
+        value = None if n == lib.ENG_VALUE_NONE else ffi.buffer(s.value, n)[:]
+        return int(s.version), value, int(s.last_tx)
+
+
 def decode_blocks(body: bytes) -> Iterator[BlockColumns]:
     """Decode every block of a decompressed snapshot body, in order.
 

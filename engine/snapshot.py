@@ -27,7 +27,7 @@ import zstandard
 from . import formats
 from .errors import CorruptSnapshotError, StorageError
 from .model import EpochRecord, Position, SnapshotInfo
-from .native import decode_blocks, encode_block, xxh64
+from .native import decode_blocks, encode_block, scan_blocks, xxh64
 
 # magic, version, flags, header_len, db_id(36), reserved, epoch, tx_id, last_position,
 # stream_count, block_count, body_raw_len, body_compressed_len, created_ns, history_len, reserved
@@ -62,8 +62,20 @@ class SnapshotHeader:
 
 @dataclass(frozen=True)
 class LoadedSnapshot:
+    """A verified snapshot: its header and decompressed body. ``state`` (a dict with
+    one entry per stream) is built from the body on first use; opening with the
+    default reducer never builds it (it indexes the body in C instead)."""
+
     header: SnapshotHeader
-    state: dict[str, StateEntry]
+    body: bytes
+    _state: dict[str, StateEntry] | None = None
+
+    @property
+    def state(self) -> dict[str, StateEntry]:
+        if self._state is None:
+            object.__setattr__(self, "_state", _materialize(self.header, self.body))
+        assert self._state is not None
+        return self._state
 
 
 def snapshot_name(epoch: int, tx_id: int) -> str:
@@ -226,7 +238,7 @@ def read_header(path: str) -> SnapshotHeader:
 
 
 def load_snapshot(path: str) -> LoadedSnapshot:
-    """Read, verify every checksum, and decode a snapshot into a state dict.
+    """Read a snapshot and verify every checksum and block (no per-entry objects).
 
     Raises :class:`CorruptSnapshotError` naming the file and the failed check.
     """
@@ -249,23 +261,33 @@ def load_snapshot(path: str) -> LoadedSnapshot:
         raise _corrupt(path, f"body does not decompress ({exc})") from exc
     if len(body) != header.body_raw_len:
         raise _corrupt(path, "decompressed body has the wrong length")
-    state: dict[str, StateEntry] = {}
-    blocks = 0
     try:
-        for cols in decode_blocks(body):
-            state.update(zip(cols.names, zip(cols.versions, cols.values, cols.last_tx,
-                                             strict=True), strict=True))
-            blocks += 1
+        blocks, entries = scan_blocks(body)
     except CorruptSnapshotError as exc:
         raise _corrupt(path, str(exc)) from exc
     m = _NAME_RE.match(os.path.basename(path))
     if m and (int(m.group(1)), int(m.group(2))) != (header.epoch, header.tx_id):
         raise _corrupt(path, f"its name says epoch {m.group(1)}, tx {m.group(2)} but its header "
                              f"says epoch {header.epoch}, tx {header.tx_id}")
-    if blocks != header.block_count or len(state) != header.stream_count:
-        raise _corrupt(path, f"holds {len(state)} streams in {blocks} blocks, header says "
+    if blocks != header.block_count or entries != header.stream_count:
+        raise _corrupt(path, f"holds {entries} entries in {blocks} blocks, header says "
                              f"{header.stream_count} in {header.block_count}")
-    return LoadedSnapshot(header=header, state=state)
+    return LoadedSnapshot(header=header, body=body)
+
+
+def _materialize(header: SnapshotHeader, body: bytes) -> dict[str, StateEntry]:
+    """The state dict of a verified body (names are distinct: checked against the header)."""
+    state: dict[str, StateEntry] = {}
+    try:
+        for cols in decode_blocks(body):
+            state.update(zip(cols.names, zip(cols.versions, cols.values, cols.last_tx,
+                                             strict=True), strict=True))
+    except CorruptSnapshotError as exc:
+        raise _corrupt(header.path, str(exc)) from exc
+    if len(state) != header.stream_count:
+        raise _corrupt(header.path, f"holds {len(state)} distinct streams, header says "
+                                    f"{header.stream_count} (a name appears twice)")
+    return state
 
 
 def header_len_of(data: bytes) -> int:

@@ -11,12 +11,13 @@ once because it is merged with one ``dict.update`` under the GIL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from itertools import chain, count, repeat
 
 from .errors import ConcurrencyError
 from .model import Event, Reducer
-from .native import TxColumns
+from .native import StateIndex, TxColumns
 
 StateEntry = tuple[int, bytes | None, int]  # (version, value, last_tx)
 
@@ -34,21 +35,54 @@ class Plan:
 
 
 class State:
-    """The current state of every stream, with the reducer that folds events into it."""
+    """The current state of every stream, with the reducer that folds events into it.
+
+    Two layers: ``entries``, a dict, and ``base``, an optional read-only C index of
+    the state as loaded at open (:class:`engine.native.StateIndex`). Every change
+    goes to ``entries``, which therefore shadows ``base``. :meth:`materialize`
+    folds ``base`` into a dict and drops it (before the first snapshot, say).
+    """
 
     def __init__(self, entries: dict[str, StateEntry] | None = None,
-                 reducer: Reducer | None = None) -> None:
+                 reducer: Reducer | None = None, base: StateIndex | None = None,
+                 build_base: Callable[[], dict[str, StateEntry]] | None = None) -> None:
         self.entries: dict[str, StateEntry] = entries if entries is not None else {}
         # None selects the built-in default reducer's fast path (no Event objects made).
         self.reducer = reducer
+        self.base = base
+        self._build_base = build_base  # the same state as ``base``, as a fresh dict
+
+    def lookup(self, stream: str) -> StateEntry | None:
+        """The stream's entry, or None. Safe against a concurrent :meth:`materialize`:
+        ``base`` is read first, and materialize installs the full dict before it
+        clears ``base``, so one of the two layers always answers."""
+        base = self.base
+        e = self.entries.get(stream)
+        if e is None and base is not None:
+            return base.get(stream)
+        return e
 
     def get(self, stream: str) -> bytes | None:
-        e = self.entries.get(stream)
+        e = self.lookup(stream)
         return None if e is None else e[1]
 
     def version(self, stream: str) -> int:
-        e = self.entries.get(stream)
+        e = self.lookup(stream)
         return 0 if e is None else e[0]
+
+    def materialize(self, lock: threading.Lock) -> None:
+        """Replace ``base`` by a dict holding everything (built outside ``lock``; the
+        swap happens under it, where commits merge their changes)."""
+        if self.base is None or self._build_base is None:
+            return
+        full = self._build_base()  # slow part: no lock held
+        with lock:
+            if self.base is None:
+                return
+            full.update(self.entries)  # changes since open win
+            self.entries = full
+            self.base = None
+            self._build_base = None
 
     # ------------------------------------------------------------------ commit
     def plan(
@@ -70,20 +104,20 @@ class State:
         (not yet merged into ``entries``). Raises :class:`ConcurrencyError`, or
         whatever a custom reducer raises; either way nothing has changed.
         """
-        entries = self.entries
+        get = self.entries.get if self.base is None else self.lookup
         # The Python loop runs once per *distinct* stream; the per-event work runs in
         # C-level iteration (map over per-stream iterators).
         uniq = dict.fromkeys(streams)
         if len(uniq) == len(streams):  # every event on its own stream: one pass
-            bases = [overlay.get(s) or entries.get(s) for s in streams] if overlay else \
-                list(map(entries.get, streams))
+            bases = [overlay.get(s) or get(s) for s in streams] if overlay else \
+                list(map(get, streams))
             versions = [1 if b is None else b[0] + 1 for b in bases]
             prev = [0 if b is None else b[2] for b in bases]
         else:
             counters = {}
             prevs = {}
             for s in uniq:
-                b = overlay.get(s) or entries.get(s)
+                b = overlay.get(s) or get(s)
                 if b is None:
                     counters[s] = count(1)
                     prevs[s] = chain((0,), repeat(tx_id))
@@ -121,10 +155,9 @@ class State:
             for s, t, d, v in zip(streams, types, datas, versions, strict=True):
                 out[s] = (v, None if t == "delete" else d, tx_id)
             return out
-        entries = self.entries
         out = {}
         for i, (s, t, d, v) in enumerate(zip(streams, types, datas, versions, strict=True)):
-            cur = out.get(s) or overlay.get(s) or entries.get(s)
+            cur = out.get(s) or overlay.get(s) or self.lookup(s)
             value = None if cur is None else cur[1]
             ev = Event(s, v, t, d, first_position + i, tx_id, epoch, ts)
             new = reducer(value, ev)

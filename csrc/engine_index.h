@@ -1,0 +1,56 @@
+/*
+ * engine_index.h — the state index: stream name -> (version, last_tx, value).
+ *
+ * Not an on-disk format: an in-memory open-addressing hash table that lets a
+ * database open without building one Python object per stream. Entries BORROW
+ * their name and value bytes from buffers the caller keeps alive for as long as
+ * the table is used (the decompressed snapshot body, the log records); the C
+ * side allocates nothing. The table is filled once at open and then only read.
+ *
+ * Semantics are the default reducer's: an event of type "delete" sets the value
+ * to None, any other type sets it to the event's data.
+ */
+#ifndef ENGINE_INDEX_H
+#define ENGINE_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* value_len of an entry whose value is None. */
+#define ENG_VALUE_NONE 0xFFFFFFFFu
+
+typedef struct {
+    uint64_t hash;          /* 0: empty slot; else xxh64(name) with 0 mapped to 1 */
+    const uint8_t *name;    /* borrowed; name_len bytes, no terminator */
+    const uint8_t *value;   /* borrowed; NULL when value_len == ENG_VALUE_NONE */
+    uint64_t version;
+    uint64_t last_tx;
+    uint32_t name_len;
+    uint32_t value_len;     /* ENG_VALUE_NONE for None */
+} eng_slot;
+
+/* Inserts or overwrites one entry per state entry of every block in body[0..len)
+ * (a decompressed snapshot body). slots holds cap zeroed-or-filled slots, cap a
+ * power of two; *count is the number of used slots, updated. Returns ENG_OK, a
+ * block decoder error (the body is checked as eng_block_decode checks it), or
+ * ENG_E_ARG when the table would pass 3/4 full. */
+int eng_index_put_body(eng_slot *slots, uint64_t cap, uint64_t *count,
+                       const uint8_t *body, size_t len);
+
+/* Applies one transaction record (checked as eng_tx_decode checks it, whose view
+ * is written to *view) with the default reducer's semantics. Same returns. */
+int eng_index_put_tx(eng_slot *slots, uint64_t cap, uint64_t *count,
+                     const uint8_t *rec, size_t len, eng_tx_view *view);
+
+/* Moves every entry of old_slots[0..old_cap) into new_slots[0..new_cap) (zeroed,
+ * new_cap a power of two larger than old_cap). Returns ENG_OK or ENG_E_ARG. After
+ * ENG_E_ARG from a put, grow and repeat the same put: re-applying a block or a
+ * record gives the same entries, so a partly applied one is harmless. */
+int eng_index_rehash(const eng_slot *old_slots, uint64_t old_cap, eng_slot *new_slots,
+                     uint64_t new_cap, uint64_t *count);
+
+/* Index of the slot holding name[0..len), or -1 if absent. */
+int64_t eng_index_find(const eng_slot *slots, uint64_t cap,
+                       const uint8_t *name, uint32_t len);
+
+#endif /* ENGINE_INDEX_H */
