@@ -40,7 +40,7 @@ from .log import LogStore
 from .model import EpochRecord, Event, Position, Reducer, SnapshotInfo, Transaction
 from .native import StateIndex, StreamSlice, TxColumns, decode_tx, encode_tx, select_tx
 from .recovery import OpenPlan, apply_set_aside, log_dir, plan_open, snap_dir
-from .snapshot import LoadedSnapshot, _materialize, prune, write_snapshot
+from .snapshot import LoadedSnapshot, build_state, prune, write_snapshot
 from .state import State, StateEntry
 
 log = logging.getLogger("engine")
@@ -380,7 +380,7 @@ class Database:
             self._continue(tx_id, got.first_position, got.event_count)
 
         def build() -> dict[str, StateEntry]:  # the same state, eagerly (tested code)
-            st = State(_materialize(snap.header, snap.body) if snap else {}, None)
+            st = State(build_state(snap.header, snap.body) if snap else {}, None)
             for _tx_id, rec in tail:
                 st.replay(decode_tx(rec))
             return st.entries

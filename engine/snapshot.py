@@ -73,7 +73,7 @@ class LoadedSnapshot:
     @property
     def state(self) -> dict[str, StateEntry]:
         if self._state is None:
-            object.__setattr__(self, "_state", _materialize(self.header, self.body))
+            object.__setattr__(self, "_state", build_state(self.header, self.body))
         assert self._state is not None
         return self._state
 
@@ -275,7 +275,7 @@ def load_snapshot(path: str) -> LoadedSnapshot:
     return LoadedSnapshot(header=header, body=body)
 
 
-def _materialize(header: SnapshotHeader, body: bytes) -> dict[str, StateEntry]:
+def build_state(header: SnapshotHeader, body: bytes) -> dict[str, StateEntry]:
     """The state dict of a verified body (names are distinct: checked against the header)."""
     state: dict[str, StateEntry] = {}
     try:
