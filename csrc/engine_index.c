@@ -1,10 +1,11 @@
 /*
  * engine_index.c — the state index (see engine_index.h).
  *
- * Linear probing over a power-of-two table kept at most 3/4 full, keyed by
- * XXH64 of the name bytes. Every input buffer is validated by the format
- * decoders of engine_core.c before a single byte of it is indexed, so the
- * offsets used here are known to lie inside the buffer. Nothing is allocated;
+ * Linear probing over a power-of-two table kept at most 3/4 full, keyed by a
+ * seeded XXH64 of the name bytes. Each block or record is validated by the
+ * format decoders of engine_core.c before any of its bytes is indexed, so the
+ * offsets used here are known to lie inside the buffer (an error in a later
+ * block leaves earlier ones indexed: see engine_index.h). Nothing is allocated;
  * the table and every byte it points at belong to the caller.
  */
 #include <string.h>

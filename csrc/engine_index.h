@@ -16,11 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* value_len of an entry whose value is None. */
+#include "engine_format.h"  /* eng_tx_view */
+
+/* value_len of an entry whose value is None (real values are at most 16 MiB). */
 #define ENG_VALUE_NONE 0xFFFFFFFFu
 
 typedef struct {
-    uint64_t hash;          /* 0: empty slot; else xxh64(name) with 0 mapped to 1 */
+    uint64_t hash;          /* 0: empty slot; else xxh64(name, seed 0x9E3779B97F4A7C15), 0 -> 1 */
     const uint8_t *name;    /* borrowed; name_len bytes, no terminator */
     const uint8_t *value;   /* borrowed; NULL when value_len == ENG_VALUE_NONE */
     uint64_t version;
@@ -33,7 +35,10 @@ typedef struct {
  * (a decompressed snapshot body). slots holds cap zeroed-or-filled slots, cap a
  * power of two; *count is the number of used slots, updated. Returns ENG_OK, a
  * block decoder error (the body is checked as eng_block_decode checks it), or
- * ENG_E_ARG when the table would pass 3/4 full. */
+ * ENG_E_ARG when the table would pass 3/4 full. Each block is validated before it
+ * is indexed, but on an error in a later block (or a full table) the entries of
+ * earlier blocks, and part of the failing batch, are already in: a caller treats
+ * the table as unusable after any error other than ENG_E_ARG. */
 int eng_index_put_body(eng_slot *slots, uint64_t cap, uint64_t *count,
                        const uint8_t *body, size_t len);
 

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "engine_format.h"
+#include "engine_index.h"
 
 #define CAP 8192
 
@@ -357,6 +358,244 @@ static void check_block_view(const eng_block_view *v, size_t len, uint64_t iter)
     if (n == 0 || v->none_count > n) die("block view counts", iter);
 }
 
+/* ------------------------------------------------------ State index --- */
+
+/* Every mutated buffer also goes through eng_index_put_tx / eng_index_put_body
+ * on a fresh zeroed table (growing with eng_index_rehash on ENG_E_ARG). The
+ * return code must be the decoders' verdict; on success, every occupied slot
+ * must borrow its name and value from the input buffer, find(name) must return
+ * the slot, and the entries must be the last write of each name in input order
+ * (checked against a naive walk of the decoded columns). */
+
+#define IX_CAP0 64
+#define IX_MAX_GROWS 8
+#define IX_MAX_ENTRIES 1024
+
+static unsigned long long g_ix_ok[2], g_ix_fail[2], g_ix_grows, g_ix_multi_ok, g_ix_reducer_ok;
+
+/* One entry of the naive reference, in input order. */
+typedef struct {
+    const uint8_t *name, *value;
+    uint64_t version, last_tx;
+    uint32_t name_len, value_len;
+} ix_ref;
+
+static ix_ref g_ref[IX_MAX_ENTRIES];
+
+static eng_slot *ix_new(uint64_t cap, uint64_t iter) {
+    eng_slot *s = (eng_slot *)calloc((size_t)cap, sizeof(eng_slot));
+    if (s == NULL) die("out of memory", iter);
+    return s;
+}
+
+/* Applies buf as a record (is_body 0) or body (1) to a fresh table of cap0
+ * slots, growing on ENG_E_ARG. Returns the final rc; the table is left in
+ * slots_out, cap_out and count (the caller frees it). */
+static int ix_apply(int is_body, const uint8_t *buf, size_t len, uint64_t cap0,
+                    eng_slot **slots_out, uint64_t *cap_out, uint64_t *count,
+                    eng_tx_view *view, uint64_t iter) {
+    uint64_t cap = cap0;
+    eng_slot *slots = ix_new(cap, iter);
+    int rc, grows = 0;
+    *count = 0;
+    for (;;) {
+        rc = is_body ? eng_index_put_body(slots, cap, count, buf, len)
+                     : eng_index_put_tx(slots, cap, count, buf, len, view);
+        if (rc != ENG_E_ARG || grows == IX_MAX_GROWS) break;
+        if ((*count + 1) * 4 <= cap * 3) die("index ENG_E_ARG from a table not full", iter);
+        {
+            eng_slot *bigger = ix_new(cap * 2, iter);
+            if (eng_index_rehash(slots, cap, bigger, cap * 2, count) != ENG_OK)
+                die("index rehash failed", iter);
+            free(slots);
+            slots = bigger;
+            cap *= 2;
+            grows++;
+            g_ix_grows++;
+        }
+    }
+    *slots_out = slots;
+    *cap_out = cap;
+    return rc;
+}
+
+/* 1 if p[0..n) lies inside buf[0..len). */
+static int ix_inside(const uint8_t *p, uint64_t n, const uint8_t *buf, size_t len) {
+    uintptr_t lo = (uintptr_t)buf, hi = lo + len, at = (uintptr_t)p;
+    return at >= lo && at <= hi && n <= hi - at;
+}
+
+/* Whole-table and reference checks after a successful put. */
+static void ix_check(const eng_slot *slots, uint64_t cap, uint64_t count, const uint8_t *buf,
+                     size_t len, size_t nref, uint64_t iter) {
+    uint64_t i, used = 0, distinct = 0;
+    size_t r, q;
+    for (i = 0; i < cap; i++) {
+        const eng_slot *s = &slots[i];
+        if (s->hash == 0) continue;
+        used++;
+        if (s->name_len == 0 || !ix_inside(s->name, s->name_len + 1ULL, buf, len) ||
+            s->name[s->name_len] != 0 || memchr(s->name, 0, s->name_len) != NULL)
+            die("index slot name not a NUL-terminated name inside the buffer", iter);
+        if ((s->value == NULL) != (s->value_len == ENG_VALUE_NONE))
+            die("index slot: value NULL iff value_len == ENG_VALUE_NONE broken", iter);
+        if (s->value != NULL && !ix_inside(s->value, s->value_len, buf, len))
+            die("index slot value outside the buffer", iter);
+        if (eng_index_find(slots, cap, s->name, s->name_len) != (int64_t)i)
+            die("index find(slot name) does not return the slot", iter);
+    }
+    if (used != count) die("index count differs from the occupied slots", iter);
+    if (used * 4 > cap * 3) die("index more than 3/4 full", iter);
+    /* Each name's final entry is its last write in input order. */
+    for (r = 0; r < nref; r++) {
+        const ix_ref *e = &g_ref[r];
+        int64_t k;
+        const eng_slot *s;
+        for (q = r + 1; q < nref; q++)
+            if (g_ref[q].name_len == e->name_len &&
+                memcmp(g_ref[q].name, e->name, e->name_len) == 0)
+                break;
+        if (q < nref) continue;  /* a later write of the same name wins */
+        distinct++;
+        k = eng_index_find(slots, cap, e->name, e->name_len);
+        if (k < 0 || (uint64_t)k >= cap) die("index lost a name", iter);
+        s = &slots[k];
+        if (s->version != e->version || s->last_tx != e->last_tx ||
+            s->value_len != e->value_len || s->value != e->value)
+            die("index entry is not the name's last write", iter);
+    }
+    if (distinct != count) die("index count is not the number of distinct names", iter);
+}
+
+/* Reference entries of a decoded record; returns how many. */
+static size_t ix_ref_tx(const uint8_t *b, const eng_tx_view *v) {
+    const uint8_t *name = b + v->streams_off, *type = b + v->types_off, *data = b + v->data_off;
+    uint32_t k;
+    size_t n = 0;
+    for (k = 0; k < v->event_count && n < IX_MAX_ENTRIES; k++) {
+        uint32_t nl = (uint32_t)strlen((const char *)name);
+        uint32_t tl = (uint32_t)strlen((const char *)type);
+        uint32_t dl = get32(b + v->data_lens_off + 4 * (size_t)k);
+        ix_ref *e = &g_ref[n++];
+        int del = tl == 6 && memcmp(type, "delete", 6) == 0;
+        e->name = name;
+        e->name_len = nl;
+        e->version = get64(b + v->versions_off + 8 * (size_t)k);
+        e->last_tx = v->tx_id;
+        e->value = del ? NULL : data;
+        e->value_len = del ? ENG_VALUE_NONE : dl;
+        name += nl + 1;
+        type += tl + 1;
+        data += dl;
+    }
+    return n;
+}
+
+/* Walks the blocks of body[0..len) with the decoder: returns the first error
+ * (or ENG_OK) and fills the reference entries (*nref). */
+static int ix_ref_body(const uint8_t *body, size_t len, size_t *nref) {
+    size_t off = 0, n = 0;
+    while (off < len) {
+        eng_block_view v;
+        const uint8_t *b = body + off, *name, *value;
+        uint32_t k, nk = 0;
+        int rc = eng_block_decode(b, len - off, &v);
+        if (rc != ENG_OK) return rc;
+        name = b + v.names_off;
+        value = b + v.values_off;
+        for (k = 0; k < v.entry_count && n < IX_MAX_ENTRIES; k++) {
+            uint32_t nl = (uint32_t)strlen((const char *)name);
+            uint32_t vl = get32(b + v.value_lens_off + 4 * (size_t)k);
+            int none = nk < v.none_count && get32(b + v.none_idx_off + 4 * (size_t)nk) == k;
+            ix_ref *e = &g_ref[n++];
+            if (none) nk++;
+            e->name = name;
+            e->name_len = nl;
+            e->version = get64(b + v.versions_off + 8 * (size_t)k);
+            e->last_tx = get64(b + v.last_tx_off + 8 * (size_t)k);
+            e->value = none ? NULL : value;
+            e->value_len = none ? ENG_VALUE_NONE : vl;
+            name += nl + 1;
+            value += vl;
+        }
+        off += v.block_len;
+    }
+    *nref = n;
+    return ENG_OK;
+}
+
+/* Field-by-field (the struct has padding). */
+static int ix_same_view(const eng_tx_view *a, const eng_tx_view *b) {
+    return a->format_version == b->format_version && a->flags == b->flags &&
+           a->tx_id == b->tx_id && a->epoch == b->epoch && a->ts_ns == b->ts_ns &&
+           a->first_position == b->first_position && a->event_count == b->event_count &&
+           a->streams_len == b->streams_len && a->types_len == b->types_len &&
+           a->data_len == b->data_len && a->versions_off == b->versions_off &&
+           a->prev_off == b->prev_off && a->data_lens_off == b->data_lens_off &&
+           a->streams_off == b->streams_off && a->types_off == b->types_off &&
+           a->data_off == b->data_off;
+}
+
+/* 1 if every slot is empty and count is 0. */
+static int ix_untouched(const eng_slot *slots, uint64_t cap, uint64_t count) {
+    uint64_t i;
+    if (count != 0) return 0;
+    for (i = 0; i < cap; i++)
+        if (slots[i].hash != 0 || slots[i].name != NULL || slots[i].value != NULL ||
+            slots[i].version != 0)
+            return 0;
+    return 1;
+}
+
+/* The index half of one fuzz iteration on copy[0..len). rc_tx is
+ * eng_tx_decode's verdict on the same bytes, tv its view. */
+static void ix_fuzz_one(const uint8_t *copy, size_t len, int rc_tx, const eng_tx_view *tv,
+                        uint64_t cap0, int multi, uint64_t iter) {
+    eng_slot *slots;
+    uint64_t cap, count;
+    eng_tx_view iv;
+    size_t nref = 0;
+    int rc, want;
+
+    if (!multi) {
+        memset(&iv, 0, sizeof iv);
+        rc = ix_apply(0, copy, len, cap0, &slots, &cap, &count, &iv, iter);
+        if (rc != rc_tx) {
+            fprintf(stderr, "put_tx rc %d, tx_decode %d\n", rc, rc_tx);
+            die("index put_tx disagrees with eng_tx_decode", iter);
+        }
+        if (rc == ENG_OK) {
+            if (!ix_same_view(&iv, tv)) die("put_tx view differs from decode's", iter);
+            nref = ix_ref_tx(copy, tv);
+            ix_check(slots, cap, count, copy, len, nref, iter);
+            g_ix_ok[0]++;
+        } else {
+            if (!ix_untouched(slots, cap, count)) die("failed put_tx changed the table", iter);
+            g_ix_fail[0]++;
+        }
+        free(slots);
+    }
+
+    want = ix_ref_body(copy, len, &nref);
+    rc = ix_apply(1, copy, len, cap0, &slots, &cap, &count, NULL, iter);
+    if (rc != want) {
+        fprintf(stderr, "put_body rc %d, block walk %d\n", rc, want);
+        die("index put_body disagrees with the block decoder", iter);
+    }
+    if (rc == ENG_OK) {
+        ix_check(slots, cap, count, copy, len, nref, iter);
+        g_ix_ok[1]++;
+        if (multi) g_ix_multi_ok++;
+    } else {
+        /* A failure in the first block leaves the table as it was. */
+        eng_block_view bv;
+        if (eng_block_decode(copy, len, &bv) != ENG_OK && !ix_untouched(slots, cap, count))
+            die("put_body failing on its first block changed the table", iter);
+        g_ix_fail[1]++;
+    }
+    free(slots);
+}
+
 /* ------------------------------------------------------------- Main --- */
 
 #define NCODES 11 /* 0 .. -10 */
@@ -408,12 +647,87 @@ int main(int argc, char **argv) {
         if (rc_bk == ENG_OK) check_block_view(&bv, len, it);
         tx_hist[-rc_tx]++;
         bk_hist[-rc_bk]++;
+        ix_fuzz_one(copy, len, rc_tx, &tv, IX_CAP0, 0, it);
+        free(copy);
+    }
+
+    /* Multi-block bodies: 1..4 generated blocks back to back (names often repeat
+     * across blocks), sometimes one mutated and re-signed; tables start at cap 4,
+     * 16 or 64 so that growth happens. Uses the PRNG after the main loop, so the
+     * decoder iterations above are unchanged. */
+    for (it = 0; it < iters / 8; it++) {
+        static const uint64_t caps[3] = {4, 16, 64};
+        static uint8_t one[CAP];
+        size_t len = 0;
+        int nb = 1 + (int)below(4), k, victim = below(3) == 0 ? (int)below((uint32_t)nb) : -1;
+        uint8_t *copy;
+        for (k = 0; k < nb; k++) {
+            size_t bl = gen_block(one);
+            if (k == victim) {
+                mutate_once(one, &bl, 1);
+                resign(one, bl, 1);
+            }
+            if (bl > CAP - len) bl = CAP - len;
+            memcpy(work + len, one, bl);
+            len += bl;
+        }
+        copy = (uint8_t *)malloc(len ? len : 1);
+        if (copy == NULL) die("out of memory", it);
+        if (len) memcpy(copy, work, len);
+        ix_fuzz_one(copy, len, 0, NULL, caps[below(3)], 1, iters + it);
+        free(copy);
+    }
+
+    /* Records built for the reducer: 1..60 events (up to four insert batches) over
+     * 1..12 stream names (so names repeat within a record), types "delete" and
+     * look-alikes; sometimes one mutation, re-signed. */
+    for (it = 0; it < iters / 8; it++) {
+        static const char *const tys[5] = {"delete", "deleted", "delet", "Delete", "set"};
+        static const uint64_t caps[3] = {4, 16, 64};
+        uint64_t vers[64], prev[64];
+        uint32_t dlens[64], i, n = 1 + below(60), pool = 1 + below(12);
+        uint32_t sl = 0, tl = 0, dl = 0;
+        uint8_t streams[512], types[512], data[2048], *copy;
+        size_t len;
+        int64_t r;
+        int rc_tx;
+        eng_tx_view tv;
+        for (i = 0; i < n; i++) {
+            uint32_t s = below(pool), reps = 1 + s % 4, t = below(5), c;
+            for (c = 0; c < reps; c++) streams[sl++] = (uint8_t)('a' + s);
+            streams[sl++] = 0;
+            memcpy(types + tl, tys[t], strlen(tys[t]) + 1);
+            tl += (uint32_t)strlen(tys[t]) + 1;
+            vers[i] = 1 + rnd() % 100;
+            prev[i] = 0;
+            dlens[i] = below(3) == 0 ? 0 : below(20);
+            for (c = 0; c < dlens[i]; c++) data[dl + c] = (uint8_t)rnd();
+            dl += dlens[i];
+        }
+        r = eng_tx_encode(rnd() % 1000, 1, 2, 3, n, vers, prev, dlens, streams, sl, types, tl,
+                          data, dl, work, CAP);
+        if (r <= 0) die("reducer record encode failed", it);
+        len = (size_t)r;
+        if (below(4) == 0) {
+            mutate_once(work, &len, 0);
+            resign(work, len, 0);
+        }
+        copy = (uint8_t *)malloc(len ? len : 1);
+        if (copy == NULL) die("out of memory", it);
+        if (len) memcpy(copy, work, len);
+        rc_tx = eng_tx_decode(copy, len, &tv);
+        if (rc_tx == ENG_OK) g_ix_reducer_ok++;
+        ix_fuzz_one(copy, len, rc_tx, &tv, caps[below(3)], 0, 2 * iters + it);
         free(copy);
     }
 
     printf("fuzz_core: seed %llu, %llu iterations (%llu re-signed)\n",
            (unsigned long long)seed, (unsigned long long)iters,
            (unsigned long long)resigned);
+    printf("  index: put_tx %llu ok / %llu failed, put_body %llu ok (%llu multi-block) / "
+           "%llu failed, %llu grows, %llu reducer records ok\n",
+           g_ix_ok[0], g_ix_fail[0], g_ix_ok[1], g_ix_multi_ok, g_ix_fail[1], g_ix_grows,
+           g_ix_reducer_ok);
     printf("  code     tx_decode  block_decode\n");
     for (c = 0; c < NCODES - 1; c++)
         printf("  %4d  %10llu  %12llu\n", -c, tx_hist[c], bk_hist[c]);
@@ -433,6 +747,13 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "fuzz_core: block_decode never returned %d\n", -bk_codes[i]);
                 missing++;
             }
+    }
+    if (iters >= 20000) {
+        if (g_ix_ok[0] == 0 || g_ix_ok[1] == 0 || g_ix_multi_ok == 0 || g_ix_grows == 0 || g_ix_reducer_ok == 0 ||
+            g_ix_fail[0] == 0 || g_ix_fail[1] == 0) {
+            fprintf(stderr, "fuzz_core: an index outcome was never reached\n");
+            missing++;
+        }
     }
     if (missing) {
         printf("fuzz_core: FAILED (%d outcomes never reached)\n", missing);

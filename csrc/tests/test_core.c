@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "engine_format.h"
+#include "engine_index.h"
 
 /* ------------------------------------------------------------ Harness --- */
 
@@ -798,6 +799,900 @@ static void test_block_truncation(void) {
     CHECK(bad == 0, "block truncation: %d lengths mis-coded", bad);
 }
 
+/* -------------------------------------------------------- State index --- */
+
+/* One value in a test table: p[0..len), or None when p is NULL. */
+typedef struct {
+    const char *p;
+    uint32_t len;
+} ix_val;
+#define IV(s) {(s), (uint32_t)(sizeof(s) - 1)}
+#define IV_NONE {NULL, 0}
+
+/* The index's expected state for one name. */
+typedef struct {
+    const char *name;
+    uint64_t version, last_tx;
+    ix_val value;
+} ix_want;
+
+/* Encodes one block of n entries (values[i].p NULL: None) into out; returns
+ * its size. Exits on encoder failure (a test bug). */
+static size_t ix_block(uint8_t *out, size_t cap, uint32_t n, const char *const *names,
+                       const ix_val *values, const uint64_t *vers, const uint64_t *last) {
+    static uint8_t ncol[8192], vcol[8192];
+    uint32_t vlens[64], none[64], i, m = 0, nl = 0, vl = 0;
+    int64_t r;
+    if (n > 64) exit(2);
+    for (i = 0; i < n; i++) {
+        size_t l = strlen(names[i]);
+        memcpy(ncol + nl, names[i], l + 1);
+        nl += (uint32_t)l + 1;
+        if (values[i].p == NULL) {
+            vlens[i] = 0;
+            none[m++] = i;
+        } else {
+            vlens[i] = values[i].len;
+            memcpy(vcol + vl, values[i].p, values[i].len);
+            vl += values[i].len;
+        }
+    }
+    r = eng_block_encode(n, vers, last, vlens, m, none, ncol, nl, vcol, vl, out, cap);
+    if (r <= 0) {
+        fprintf(stderr, "index test block encode failed: %lld\n", (long long)r);
+        exit(2);
+    }
+    return (size_t)r;
+}
+
+/* Encodes one record of n events (prev_tx all 0) into out; returns its size. */
+static size_t ix_tx(uint8_t *out, size_t cap, uint64_t tx_id, uint32_t n,
+                    const char *const *streams, const char *const *types,
+                    const ix_val *data, const uint64_t *vers) {
+    static uint8_t scol[8192], tcol[8192], dcol[8192];
+    uint64_t prev[64] = {0};
+    uint32_t dlens[64], i, sl = 0, tl = 0, dl = 0;
+    int64_t r;
+    if (n > 64) exit(2);
+    for (i = 0; i < n; i++) {
+        size_t a = strlen(streams[i]), b = strlen(types[i]);
+        memcpy(scol + sl, streams[i], a + 1);
+        sl += (uint32_t)a + 1;
+        memcpy(tcol + tl, types[i], b + 1);
+        tl += (uint32_t)b + 1;
+        dlens[i] = data[i].len;
+        if (data[i].len) memcpy(dcol + dl, data[i].p, data[i].len);
+        dl += data[i].len;
+    }
+    r = eng_tx_encode(tx_id, 7, 8, 9, n, vers, prev, dlens, scol, sl, tcol, tl, dcol, dl,
+                      out, cap);
+    if (r <= 0) {
+        fprintf(stderr, "index test tx encode failed: %lld\n", (long long)r);
+        exit(2);
+    }
+    return (size_t)r;
+}
+
+/* out = prefix (0 or 1 char) + two decimal digits of i % 100 + NUL (at most 4 bytes). */
+static void ix_name2(char *out, const char *prefix, unsigned i) {
+    size_t k = strlen(prefix);
+    memcpy(out, prefix, k);
+    out[k] = (char)('0' + (i / 10) % 10);
+    out[k + 1] = (char)('0' + i % 10);
+    out[k + 2] = 0;
+}
+
+static uint8_t *ix_zeroed(uint64_t cap) {
+    uint8_t *p = (uint8_t *)calloc((size_t)cap, sizeof(eng_slot));
+    if (p == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+#define IX_ALLOC(cap) ((eng_slot *)ix_zeroed(cap))
+
+/* Checks the entry of w->name: version, last_tx, value bytes, None encoding. */
+static void ix_expect(const eng_slot *slots, uint64_t cap, const ix_want *w,
+                      const char *what) {
+    uint32_t nl = (uint32_t)strlen(w->name);
+    int64_t i = eng_index_find(slots, cap, (const uint8_t *)w->name, nl);
+    const eng_slot *s;
+    CHECK(i >= 0 && (uint64_t)i < cap, "%s: find(\"%.40s\") = %lld", what, w->name,
+          (long long)i);
+    if (i < 0 || (uint64_t)i >= cap) return;
+    s = &slots[i];
+    CHECK(s->hash != 0 && s->name_len == nl && memcmp(s->name, w->name, nl) == 0,
+          "%s: slot name of \"%.40s\"", what, w->name);
+    CHECK(s->version == w->version, "%s: \"%.40s\" version %llu want %llu", what, w->name,
+          (unsigned long long)s->version, (unsigned long long)w->version);
+    CHECK(s->last_tx == w->last_tx, "%s: \"%.40s\" last_tx %llu want %llu", what, w->name,
+          (unsigned long long)s->last_tx, (unsigned long long)w->last_tx);
+    if (w->value.p == NULL) {
+        CHECK(s->value == NULL && s->value_len == ENG_VALUE_NONE,
+              "%s: \"%.40s\" should be None (value %p, len %u)", what, w->name,
+              (const void *)s->value, s->value_len);
+    } else {
+        CHECK(s->value != NULL && s->value_len == w->value.len &&
+                  (w->value.len == 0 || memcmp(s->value, w->value.p, w->value.len) == 0),
+              "%s: \"%.40s\" value (len %u want %u)", what, w->name, s->value_len,
+              w->value.len);
+    }
+}
+
+/* 1 if p[0..n) lies inside one of the k buffers. */
+static int ix_in(const uint8_t *p, uint64_t n, const uint8_t *const *bufs,
+                 const size_t *lens, int k) {
+    int j;
+    for (j = 0; j < k; j++) {
+        uintptr_t lo = (uintptr_t)bufs[j], hi = lo + lens[j], at = (uintptr_t)p;
+        if (at >= lo && at <= hi && n <= hi - at) return 1;
+    }
+    return 0;
+}
+
+/* Whole-table invariants: occupied slots == count, names and values borrowed
+ * from the given buffers, None encoding, find(name) returns the slot. Returns
+ * the number of violations (each printed). */
+static int ix_consistent(const eng_slot *slots, uint64_t cap, uint64_t count,
+                         const uint8_t *const *bufs, const size_t *lens, int k) {
+    uint64_t i, used = 0;
+    int bad = 0;
+    for (i = 0; i < cap; i++) {
+        const eng_slot *s = &slots[i];
+        if (s->hash == 0) continue;
+        used++;
+        if (s->name_len == 0 || !ix_in(s->name, s->name_len + 1ULL, bufs, lens, k) ||
+            s->name[s->name_len] != 0 || memchr(s->name, 0, s->name_len) != NULL) {
+            fprintf(stderr, "index slot %llu: bad name\n", (unsigned long long)i);
+            bad++;
+            continue;
+        }
+        if ((s->value == NULL) != (s->value_len == ENG_VALUE_NONE) ||
+            (s->value != NULL && !ix_in(s->value, s->value_len, bufs, lens, k))) {
+            fprintf(stderr, "index slot %llu: bad value\n", (unsigned long long)i);
+            bad++;
+        }
+        if (eng_index_find(slots, cap, s->name, s->name_len) != (int64_t)i) {
+            fprintf(stderr, "index slot %llu: find does not return it\n",
+                    (unsigned long long)i);
+            bad++;
+        }
+    }
+    if (used != count) {
+        fprintf(stderr, "index: %llu occupied slots, count %llu\n",
+                (unsigned long long)used, (unsigned long long)count);
+        bad++;
+    }
+    return bad;
+}
+
+/* Shared block fixtures. Block A: prefix-related names, a None, an empty value,
+ * a value with an embedded NUL. */
+static const char *const IXA_NAMES[4] = {"a", "ab", "abc", "q"};
+static const ix_val IXA_VALS[4] = {IV("x"), IV_NONE, IV(""), IV("he\0lo")};
+static const uint64_t IXA_VERS[4] = {1, 2, 3, UINT64_MAX};
+static const uint64_t IXA_LAST[4] = {10, 20, 30, 40};
+
+static void test_index_body(void) {
+    char longname[1001], midname[201], cnames[20][4];
+    const char *bnames[3], *cn[20];
+    ix_val bvals[3] = {IV_NONE, IV_NONE, IV("payload")}, cvals[20];
+    uint64_t bvers[3] = {5, 6, 7}, blast[3] = {50, 60, 70}, cvers[20], clast[20];
+    static const char *const dnames[2] = {"a", "s03"};
+    static const ix_val dvals[2] = {IV_NONE, IV("new")};
+    static const uint64_t dvers[2] = {99, 98}, dlast[2] = {100, 101};
+    static const char pat[] = "0123456789abcdef";
+    static uint8_t body[16384];
+    ix_want want[32];
+    size_t len = 0, len3;
+    uint8_t *heap;
+    eng_slot *slots;
+    uint64_t count = 0, cap = 64;
+    uint32_t i, nw = 0;
+
+    memset(longname, 'L', 1000);
+    longname[1000] = 0;
+    memset(midname, 'm', 200);
+    midname[200] = 0;
+    bnames[0] = longname;
+    bnames[1] = "e\xc3\xa9";
+    bnames[2] = midname;
+    for (i = 0; i < 20; i++) {
+        ix_name2(cnames[i], "s", i);
+        cn[i] = cnames[i];
+        cvers[i] = 100 + i;
+        clast[i] = 200 + i;
+        if (i % 5 == 0) {
+            cvals[i].p = NULL;
+            cvals[i].len = 0;
+        } else {
+            cvals[i].p = pat + i % 3;
+            cvals[i].len = i % 7;   /* 0 for i == 7, 14: empty, not None */
+        }
+    }
+
+    len += ix_block(body + len, sizeof body - len, 4, IXA_NAMES, IXA_VALS, IXA_VERS,
+                    IXA_LAST);
+    len += ix_block(body + len, sizeof body - len, 3, bnames, bvals, bvers, blast);
+    len += ix_block(body + len, sizeof body - len, 20, cn, cvals, cvers, clast);
+    len3 = len;
+
+    for (i = 0; i < 4; i++) {
+        ix_want w = {IXA_NAMES[i], IXA_VERS[i], IXA_LAST[i], IXA_VALS[i]};
+        want[nw++] = w;
+    }
+    for (i = 0; i < 3; i++) {
+        ix_want w = {bnames[i], bvers[i], blast[i], bvals[i]};
+        want[nw++] = w;
+    }
+    for (i = 0; i < 20; i++) {
+        ix_want w = {cn[i], cvers[i], clast[i], cvals[i]};
+        want[nw++] = w;
+    }
+
+    /* Three blocks (4 + 3 + 20 entries, the last spanning two insert batches). */
+    heap = dup_exact(body, len3);
+    slots = IX_ALLOC(cap);
+    CHECK_RC(eng_index_put_body(slots, cap, &count, heap, len3), ENG_OK,
+             "index put_body (3 blocks)");
+    CHECK(count == 27, "index put_body count %llu want 27", (unsigned long long)count);
+    for (i = 0; i < nw; i++) ix_expect(slots, cap, &want[i], "index body");
+    {
+        const uint8_t *bufs[1] = {heap};
+        size_t lens[1] = {len3};
+        CHECK(ix_consistent(slots, cap, count, bufs, lens, 1) == 0,
+              "index body table consistent");
+    }
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)"abcd", 4) == -1, "find missing abcd");
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)"s", 1) == -1, "find missing prefix s");
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)"s20", 3) == -1, "find missing s20");
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)"abc", 2) == eng_index_find(
+              slots, cap, (const uint8_t *)"ab", 2), "find uses len, not the NUL");
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)"", 0) == -1, "find empty name");
+    CHECK(eng_index_find(slots, cap, NULL, 0) == -1, "find NULL name, len 0");
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)longname, 999) == -1,
+          "find 999-byte prefix of the 1000-byte name");
+
+    /* Applying the same body again changes nothing. */
+    {
+        eng_slot *again = IX_ALLOC(cap);
+        memcpy(again, slots, (size_t)cap * sizeof *slots);
+        CHECK_RC(eng_index_put_body(slots, cap, &count, heap, len3), ENG_OK,
+                 "index put_body again");
+        CHECK(count == 27 && memcmp(again, slots, (size_t)cap * sizeof *slots) == 0,
+              "index put_body idempotent");
+        free(again);
+    }
+    free(slots);
+    free(heap);
+
+    /* A fourth block naming "a" and "s03" again: later entries win. */
+    len += ix_block(body + len, sizeof body - len, 2, dnames, dvals, dvers, dlast);
+    heap = dup_exact(body, len);
+    slots = IX_ALLOC(cap);
+    count = 0;
+    CHECK_RC(eng_index_put_body(slots, cap, &count, heap, len), ENG_OK,
+             "index put_body (4 blocks)");
+    CHECK(count == 27, "index 4 blocks count %llu want 27", (unsigned long long)count);
+    want[0].version = 99;
+    want[0].last_tx = 100;
+    want[0].value.p = NULL;
+    want[0].value.len = 0;
+    want[7 + 3].version = 98;
+    want[7 + 3].last_tx = 101;
+    want[7 + 3].value.p = "new";
+    want[7 + 3].value.len = 3;
+    for (i = 0; i < nw; i++) ix_expect(slots, cap, &want[i], "index body, later wins");
+    free(slots);
+    free(heap);
+
+    /* An empty body, a NULL body of length 0: nothing to do. */
+    slots = IX_ALLOC(cap);
+    count = 0;
+    CHECK_RC(eng_index_put_body(slots, cap, &count, NULL, 0), ENG_OK, "put_body(NULL, 0)");
+    CHECK_RC(eng_index_put_body(slots, cap, &count, body, 0), ENG_OK, "put_body(len 0)");
+    CHECK(count == 0, "empty body count");
+    free(slots);
+}
+
+static void test_index_tx(void) {
+    static const char *const snap_names[2] = {"acct/1", "snap-only"};
+    static const ix_val snap_vals[2] = {IV("snap"), IV_NONE};
+    static const uint64_t snap_vers[2] = {1, 5}, snap_last[2] = {3, 4};
+    /* Record 100: repeats, delete, look-alike types. */
+    static const char *const s1[9] = {"acct/1", "acct/2", "acct/1", "acct/2", "acct/3",
+                                      "acct/4", "acct/5", "acct/6", "acct/7"};
+    static const char *const t1[9] = {"created", "created", "updated", "delete", "deleted",
+                                      "delet", "delete", "Delete", "xdelete"};
+    static const ix_val d1[9] = {IV("{a}"), IV("B2"), IV("second"), IV("ignored"),
+                                 IV("D3"), IV(""), IV(""), IV("X"), IV("x\0y")};
+    static const uint64_t v1[9] = {2, 1, 3, 2, 1, 1, 1, 1, 1};
+    /* Record 200: overwrites; acct/1 deleted then restored in the same record. */
+    static const char *const s2[4] = {"acct/2", "acct/1", "acct/1", "new"};
+    static const char *const t2[4] = {"recreated", "delete", "restored", "t"};
+    static const ix_val d2[4] = {IV("back"), IV(""), IV("third"), IV("")};
+    static const uint64_t v2[4] = {3, 4, 5, 1};
+    static const ix_want want[9] = {
+        {"acct/1", 5, 200, IV("third")},  {"acct/2", 3, 200, IV("back")},
+        {"acct/3", 1, 100, IV("D3")},     {"acct/4", 1, 100, IV("")},
+        {"acct/5", 1, 100, IV_NONE},      {"acct/6", 1, 100, IV("X")},
+        {"acct/7", 1, 100, IV("x\0y")},   {"new", 1, 200, IV("")},
+        {"snap-only", 5, 4, IV_NONE},
+    };
+    uint8_t tmp[4096];
+    uint8_t *body, *r1, *r2, *r3;
+    size_t lb, l1, l2, l3;
+    eng_slot *slots;
+    uint64_t count = 0, cap = 32;
+    eng_tx_view v;
+    uint32_t i;
+
+    lb = ix_block(tmp, sizeof tmp, 2, snap_names, snap_vals, snap_vers, snap_last);
+    body = dup_exact(tmp, lb);
+    l1 = ix_tx(tmp, sizeof tmp, 100, 9, s1, t1, d1, v1);
+    r1 = dup_exact(tmp, l1);
+    l2 = ix_tx(tmp, sizeof tmp, 200, 4, s2, t2, d2, v2);
+    r2 = dup_exact(tmp, l2);
+
+    slots = IX_ALLOC(cap);
+    CHECK_RC(eng_index_put_body(slots, cap, &count, body, lb), ENG_OK, "index tx: snapshot");
+    memset(&v, 0, sizeof v);
+    CHECK_RC(eng_index_put_tx(slots, cap, &count, r1, l1, &v), ENG_OK, "index put_tx 100");
+    CHECK(v.tx_id == 100 && v.epoch == 7 && v.ts_ns == 8 && v.first_position == 9 &&
+              v.event_count == 9 && v.streams_off == 56 + 20 * 9,
+          "index put_tx view filled (100)");
+    CHECK(count == 8, "index after tx 100: count %llu want 8", (unsigned long long)count);
+    {
+        /* After record 100 alone. */
+        static const ix_want after1[4] = {
+            {"acct/1", 3, 100, IV("second")}, {"acct/2", 2, 100, IV_NONE},
+            {"acct/5", 1, 100, IV_NONE}, {"snap-only", 5, 4, IV_NONE},
+        };
+        for (i = 0; i < 4; i++) ix_expect(slots, cap, &after1[i], "index after tx 100");
+    }
+    memset(&v, 0, sizeof v);
+    CHECK_RC(eng_index_put_tx(slots, cap, &count, r2, l2, &v), ENG_OK, "index put_tx 200");
+    CHECK(v.tx_id == 200 && v.event_count == 4, "index put_tx view filled (200)");
+    CHECK(count == 9, "index after tx 200: count %llu want 9", (unsigned long long)count);
+    for (i = 0; i < 9; i++) ix_expect(slots, cap, &want[i], "index after tx 200");
+    {
+        const uint8_t *bufs[3] = {body, r1, r2};
+        size_t lens[3] = {lb, l1, l2};
+        CHECK(ix_consistent(slots, cap, count, bufs, lens, 3) == 0,
+              "index tx table consistent");
+    }
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)"acct/8", 6) == -1, "find acct/8");
+    free(slots);
+
+    /* 40 events cycling over 5 streams (three insert batches): the last of each wins. */
+    {
+        const char *s3[40], *t3[40];
+        char dat[40][4];
+        ix_val d3[40];
+        uint64_t v3[40];
+        static const char *const names5[5] = {"r0", "r1", "r2", "r3", "r4"};
+        for (i = 0; i < 40; i++) {
+            s3[i] = names5[(i * 3) % 5];
+            t3[i] = (i % 4 == 1) ? "delete" : "set";
+            ix_name2(dat[i], "", i);
+            d3[i].p = dat[i];
+            d3[i].len = i % 3 == 0 ? 0 : 2;
+            v3[i] = i + 1;
+        }
+        l3 = ix_tx(tmp, sizeof tmp, 300, 40, s3, t3, d3, v3);
+        r3 = dup_exact(tmp, l3);
+        cap = 8;
+        count = 0;
+        slots = IX_ALLOC(cap);
+        CHECK_RC(eng_index_put_tx(slots, cap, &count, r3, l3, &v), ENG_OK,
+                 "index put_tx 40 events");
+        CHECK(count == 5 && v.event_count == 40, "index 40 events: count %llu",
+              (unsigned long long)count);
+        for (i = 0; i < 5; i++) {
+            int j, last = -1;
+            ix_want w;
+            for (j = 0; j < 40; j++)
+                if (s3[j] == names5[i]) last = j;
+            w.name = names5[i];
+            w.version = v3[last];
+            w.last_tx = 300;
+            if (t3[last][0] == 'd') {
+                w.value.p = NULL;
+                w.value.len = 0;
+            } else {
+                w.value = d3[last];
+            }
+            ix_expect(slots, cap, &w, "index 40 events");
+        }
+        free(slots);
+        free(r3);
+    }
+    free(body);
+    free(r1);
+    free(r2);
+}
+
+/* n distinct names "f00".."f<n-1>" in one record / in blocks of at most 16. */
+static char IX_F[64][4];
+static const char *IX_FP[64];
+
+static void ix_fnames(void) {
+    int i;
+    for (i = 0; i < 64; i++) {
+        ix_name2(IX_F[i], "f", (unsigned)i);
+        IX_FP[i] = IX_F[i];
+    }
+}
+
+/* Grows slots (cap *capp) by rehashing into a fresh zeroed table of new_cap. */
+static eng_slot *ix_grow(eng_slot *slots, uint64_t *capp, uint64_t new_cap,
+                         uint64_t *count, const char *what) {
+    eng_slot *bigger = IX_ALLOC(new_cap);
+    CHECK_RC(eng_index_rehash(slots, *capp, bigger, new_cap, count), ENG_OK, what);
+    free(slots);
+    *capp = new_cap;
+    return bigger;
+}
+
+/* Compares two tables entry by entry (same names, same fields). */
+static int ix_same_entries(const eng_slot *a, uint64_t acap, uint64_t acount,
+                           const eng_slot *b, uint64_t bcap, uint64_t bcount) {
+    uint64_t i;
+    int bad = acount != bcount;
+    for (i = 0; i < acap; i++) {
+        int64_t j;
+        const eng_slot *s = &a[i], *t;
+        if (s->hash == 0) continue;
+        j = eng_index_find(b, bcap, s->name, s->name_len);
+        if (j < 0) {
+            bad++;
+            continue;
+        }
+        t = &b[j];
+        if (t->hash != s->hash || t->version != s->version || t->last_tx != s->last_tx ||
+            t->value != s->value || t->value_len != s->value_len || t->name != s->name)
+            bad++;
+    }
+    return bad;
+}
+
+static void test_index_full(void) {
+    const char *types[64];
+    ix_val data[64];
+    uint64_t vers[64], last[64];
+    uint8_t tmp[8192];
+    uint8_t *r12, *r1, *rover, *r30, *body;
+    size_t l12, l1, lover, l30, lb = 0;
+    eng_slot *slots, *ref;
+    uint64_t count = 0, cap = 16, rcount = 0;
+    eng_tx_view v;
+    int i, grows;
+
+    ix_fnames();
+    for (i = 0; i < 64; i++) {
+        types[i] = i % 7 == 3 ? "delete" : "t";
+        data[i].p = IX_F[i];
+        data[i].len = 3;
+        vers[i] = (uint64_t)i + 1;
+        last[i] = (uint64_t)i + 1000;
+    }
+
+    /* cap 16 holds 12 entries: (12 + 1) * 4 > 16 * 3. */
+    l12 = ix_tx(tmp, sizeof tmp, 1, 12, IX_FP, types, data, vers);
+    r12 = dup_exact(tmp, l12);
+    l1 = ix_tx(tmp, sizeof tmp, 2, 1, IX_FP + 12, types + 12, data + 12, vers + 12);
+    r1 = dup_exact(tmp, l1);
+    lover = ix_tx(tmp, sizeof tmp, 3, 12, IX_FP, types + 1, data + 1, vers + 1);
+    rover = dup_exact(tmp, lover);
+    slots = IX_ALLOC(cap);
+    CHECK_RC(eng_index_put_tx(slots, cap, &count, r12, l12, &v), ENG_OK, "full: 12 in 16");
+    CHECK(count == 12, "full: count 12");
+    CHECK_RC(eng_index_put_tx(slots, cap, &count, r1, l1, &v), ENG_E_ARG,
+             "full: 13th entry in cap 16");
+    CHECK(count == 12, "full: count stays 12 after ENG_E_ARG");
+    CHECK(eng_index_find(slots, cap, (const uint8_t *)"f12", 3) == -1, "full: f12 absent");
+    CHECK_RC(eng_index_put_tx(slots, cap, &count, rover, lover, &v), ENG_OK,
+             "full: overwriting 12 existing entries needs no slot");
+    CHECK(count == 12 && v.tx_id == 3, "full: overwrite count/view");
+    {
+        ix_want w = {"f05", 7, 3, IV("f06")};
+        ix_expect(slots, cap, &w, "full: overwritten entry");
+    }
+
+    /* Rehash refusals leave the new table untouched. */
+    {
+        eng_slot *n32 = IX_ALLOC(64), *zero = IX_ALLOC(64);
+        uint64_t big = 25;
+        CHECK_RC(eng_index_rehash(slots, cap, n32, 16, &count), ENG_E_ARG,
+                 "rehash new_cap == old_cap");
+        CHECK_RC(eng_index_rehash(slots, cap, n32, 8, &count), ENG_E_ARG,
+                 "rehash new_cap < old_cap");
+        CHECK_RC(eng_index_rehash(slots, cap, n32, 48, &count), ENG_E_ARG,
+                 "rehash new_cap 48 (not a power of two)");
+        CHECK_RC(eng_index_rehash(slots, cap, n32, 33, &count), ENG_E_ARG,
+                 "rehash new_cap 33");
+        CHECK_RC(eng_index_rehash(slots, cap, n32, 0, &count), ENG_E_ARG, "rehash new_cap 0");
+        CHECK_RC(eng_index_rehash(slots, 12, n32, 32, &count), ENG_E_ARG,
+                 "rehash old_cap 12");
+        CHECK_RC(eng_index_rehash(slots, cap, NULL, 32, &count), ENG_E_ARG,
+                 "rehash new_slots NULL");
+        CHECK_RC(eng_index_rehash(NULL, cap, n32, 32, &count), ENG_E_ARG,
+                 "rehash old_slots NULL");
+        CHECK_RC(eng_index_rehash(slots, cap, n32, 32, NULL), ENG_E_ARG, "rehash count NULL");
+        CHECK_RC(eng_index_rehash(slots, cap, n32, 32, &big), ENG_E_ARG,
+                 "rehash count 25 > 3/4 of 32");
+        CHECK(memcmp(n32, zero, 64 * sizeof *n32) == 0, "rehash refusals wrote nothing");
+        CHECK(count == 12, "rehash refusals kept count");
+        free(n32);
+        free(zero);
+    }
+
+    /* Grow to 32 and re-apply the refused record. */
+    slots = ix_grow(slots, &cap, 32, &count, "rehash 16 -> 32");
+    CHECK(count == 12, "rehash keeps count");
+    {
+        ix_want w = {"f05", 7, 3, IV("f06")};
+        ix_expect(slots, cap, &w, "entry after rehash");
+    }
+    CHECK_RC(eng_index_put_tx(slots, cap, &count, r1, l1, &v), ENG_OK, "re-apply after grow");
+    CHECK(count == 13 && v.tx_id == 2, "13 entries in cap 32");
+    {
+        const uint8_t *bufs[3] = {r12, r1, rover};
+        size_t lens[3] = {l12, l1, lover};
+        CHECK(ix_consistent(slots, cap, count, bufs, lens, 3) == 0,
+              "table consistent after rehash");
+    }
+    free(slots);
+
+    /* A partly applied record, grown twice (16 -> 32 -> 64) and re-applied, ends
+     * as the same record applied once to a roomy table. 40 events over 30 names. */
+    {
+        const char *s40[40];
+        ix_val d40[40];
+        for (i = 0; i < 40; i++) {
+            s40[i] = IX_FP[i < 30 ? i : (i * 7) % 30];
+            d40[i] = data[i];
+        }
+        l30 = ix_tx(tmp, sizeof tmp, 9, 40, s40, types, d40, vers);
+        r30 = dup_exact(tmp, l30);
+    }
+    cap = 16;
+    count = 0;
+    slots = IX_ALLOC(cap);
+    grows = 0;
+    {
+        int rc;
+        uint64_t seen[4] = {0, 0, 0, 0};
+        while ((rc = eng_index_put_tx(slots, cap, &count, r30, l30, &v)) == ENG_E_ARG &&
+               grows < 4) {
+            seen[grows] = count;
+            slots = ix_grow(slots, &cap, cap * 2, &count, "grow for 30 names");
+            grows++;
+        }
+        CHECK_RC(rc, ENG_OK, "partly applied record completes after growth");
+        CHECK(grows == 2 && cap == 64, "grew %d times to cap %llu (want 2, 64)", grows,
+              (unsigned long long)cap);
+        CHECK(grows == 2 && seen[0] == 12 && seen[1] == 24,
+              "counts when full: 12 then 24");
+    }
+    ref = IX_ALLOC(128);
+    CHECK_RC(eng_index_put_tx(ref, 128, &rcount, r30, l30, &v), ENG_OK, "reference apply");
+    CHECK(count == 30 && rcount == 30, "30 names: count %llu, reference %llu",
+          (unsigned long long)count, (unsigned long long)rcount);
+    CHECK(ix_same_entries(ref, 128, rcount, slots, cap, count) == 0,
+          "partly applied + re-applied == applied once (tx)");
+    free(ref);
+    free(slots);
+
+    /* The same for a body: blocks of 16, 14, 10 entries over 30 names (10 repeat). */
+    {
+        static uint8_t btmp[8192];
+        const char *bn[40];
+        ix_val bv[40];
+        for (i = 0; i < 40; i++) {
+            bn[i] = IX_FP[i < 30 ? i : (i * 7) % 30];
+            if (i % 6 == 2) {
+                bv[i].p = NULL;
+                bv[i].len = 0;
+            } else {
+                bv[i] = data[i];
+            }
+        }
+        lb += ix_block(btmp + lb, sizeof btmp - lb, 16, bn, bv, vers, last);
+        lb += ix_block(btmp + lb, sizeof btmp - lb, 14, bn + 16, bv + 16, vers + 16,
+                       last + 16);
+        lb += ix_block(btmp + lb, sizeof btmp - lb, 10, bn + 30, bv + 30, vers + 30,
+                       last + 30);
+        body = dup_exact(btmp, lb);
+    }
+    cap = 16;
+    count = 0;
+    slots = IX_ALLOC(cap);
+    grows = 0;
+    {
+        int rc;
+        while ((rc = eng_index_put_body(slots, cap, &count, body, lb)) == ENG_E_ARG &&
+               grows < 4) {
+            CHECK((count + 1) * 4 > cap * 3, "body ENG_E_ARG only when full");
+            slots = ix_grow(slots, &cap, cap * 2, &count, "grow for body");
+            grows++;
+        }
+        CHECK_RC(rc, ENG_OK, "partly applied body completes after growth");
+        CHECK(grows == 2 && cap == 64, "body grew %d times (want 2)", grows);
+    }
+    ref = IX_ALLOC(64);
+    rcount = 0;
+    CHECK_RC(eng_index_put_body(ref, 64, &rcount, body, lb), ENG_OK, "reference body");
+    CHECK(count == 30 && rcount == 30, "body 30 names: count %llu, reference %llu",
+          (unsigned long long)count, (unsigned long long)rcount);
+    CHECK(ix_same_entries(ref, 64, rcount, slots, cap, count) == 0,
+          "partly applied + re-applied == applied once (body)");
+    {
+        /* f07 is entry 7 of block 1 and again entry 31 ((31 * 7) % 30 == 7) of block 3. */
+        ix_want w = {"f07", 32, 1031, IV("f31")};
+        ix_expect(slots, cap, &w, "body repeat across blocks");
+    }
+    {
+        const uint8_t *bufs[1] = {body};
+        size_t lens[1] = {lb};
+        CHECK(ix_consistent(slots, cap, count, bufs, lens, 1) == 0, "body table consistent");
+    }
+    free(ref);
+    free(slots);
+
+    /* cap 4 holds 3 entries. */
+    cap = 4;
+    count = 0;
+    slots = IX_ALLOC(cap);
+    CHECK_RC(eng_index_put_tx(slots, cap, &count, r12, l12, &v), ENG_E_ARG, "cap 4 refuses 12");
+    CHECK(count == 3, "cap 4 holds 3 (count %llu)", (unsigned long long)count);
+    free(slots);
+
+    free(body);
+    free(r30);
+    free(r12);
+    free(r1);
+    free(rover);
+}
+
+static void test_index_args(void) {
+    uint8_t rec[512], blk[512];
+    size_t lr = tx_sample(rec, sizeof rec), lk = bk_sample(blk, sizeof blk);
+    eng_slot slots[16], zero[16];
+    uint64_t count = 0;
+    eng_tx_view v;
+
+    memset(slots, 0, sizeof slots);
+    memset(zero, 0, sizeof zero);
+    CHECK_RC(eng_index_put_body(NULL, 16, &count, blk, lk), ENG_E_ARG, "put_body slots NULL");
+    CHECK_RC(eng_index_put_body(slots, 12, &count, blk, lk), ENG_E_ARG, "put_body cap 12");
+    CHECK_RC(eng_index_put_body(slots, 2, &count, blk, lk), ENG_E_ARG, "put_body cap 2");
+    CHECK_RC(eng_index_put_body(slots, 1, &count, blk, lk), ENG_E_ARG, "put_body cap 1");
+    CHECK_RC(eng_index_put_body(slots, 0, &count, blk, lk), ENG_E_ARG, "put_body cap 0");
+    CHECK_RC(eng_index_put_body(slots, 16, NULL, blk, lk), ENG_E_ARG, "put_body count NULL");
+    CHECK_RC(eng_index_put_body(slots, 16, &count, NULL, lk), ENG_E_ARG,
+             "put_body body NULL, len > 0");
+    CHECK_RC(eng_index_put_tx(NULL, 16, &count, rec, lr, &v), ENG_E_ARG, "put_tx slots NULL");
+    CHECK_RC(eng_index_put_tx(slots, 24, &count, rec, lr, &v), ENG_E_ARG, "put_tx cap 24");
+    CHECK_RC(eng_index_put_tx(slots, 2, &count, rec, lr, &v), ENG_E_ARG, "put_tx cap 2");
+    CHECK_RC(eng_index_put_tx(slots, 0, &count, rec, lr, &v), ENG_E_ARG, "put_tx cap 0");
+    CHECK_RC(eng_index_put_tx(slots, 16, NULL, rec, lr, &v), ENG_E_ARG, "put_tx count NULL");
+    CHECK_RC(eng_index_put_tx(slots, 16, &count, rec, lr, NULL), ENG_E_ARG, "put_tx view NULL");
+    CHECK_RC(eng_index_put_tx(slots, 16, &count, NULL, lr, &v), ENG_E_ARG,
+             "put_tx rec NULL, len > 0");
+    CHECK_RC(eng_index_put_tx(slots, 16, &count, NULL, 0, &v), ENG_E_TRUNCATED,
+             "put_tx rec NULL, len 0");
+    CHECK(count == 0 && memcmp(slots, zero, sizeof slots) == 0,
+          "argument errors leave the table untouched");
+
+    /* The smallest table: cap 4. */
+    CHECK_RC(eng_index_put_body(slots, 4, &count, blk, lk), ENG_E_ARG,
+             "put_body 4 entries into cap 4");
+    CHECK(count == 3, "cap 4 holds 3");
+    count = 0;
+    memset(slots, 0, sizeof slots);
+    CHECK_RC(eng_index_put_body(slots, 8, &count, blk, lk), ENG_OK, "put_body into cap 8");
+    CHECK(count == 4, "cap 8 count 4");
+    CHECK(eng_index_find(slots, 8, (const uint8_t *)"key2", 4) >= 0, "find key2 in cap 8");
+
+    CHECK(eng_index_find(NULL, 8, (const uint8_t *)"key2", 4) == -1, "find slots NULL");
+    CHECK(eng_index_find(slots, 12, (const uint8_t *)"key2", 4) == -1, "find cap 12");
+    CHECK(eng_index_find(slots, 2, (const uint8_t *)"key2", 4) == -1, "find cap 2");
+    CHECK(eng_index_find(slots, 0, (const uint8_t *)"key2", 4) == -1, "find cap 0");
+    CHECK(eng_index_find(slots, 8, NULL, 4) == -1, "find name NULL, len 4");
+    CHECK(eng_index_find(slots, 8, NULL, 0) == -1, "find name NULL, len 0");
+}
+
+/* Forged slots (the public eng_slot layout): a slot whose hash and length match
+ * but whose bytes differ is not the name (a hash collision), and find refuses a
+ * cap that is not a power of two even when every slot would match. */
+static void test_index_forged(void) {
+    static const char *const sn[1] = {"k1"}, *const ty[1] = {"t"};
+    static const ix_val dv[1] = {IV("v1")};
+    static const uint64_t ver[1] = {4};
+    uint8_t tmp[512], *rec;
+    size_t lr;
+    eng_slot slots[16], all[16];
+    uint64_t count = 0, caps[5] = {6, 10, 12, 15, 3}, i;
+    eng_tx_view v;
+    int64_t j, k;
+
+    lr = ix_tx(tmp, sizeof tmp, 77, 1, sn, ty, dv, ver);
+    rec = dup_exact(tmp, lr);
+    memset(slots, 0, sizeof slots);
+    CHECK_RC(eng_index_put_tx(slots, 16, &count, rec, lr, &v), ENG_OK, "forged: put k1");
+    j = eng_index_find(slots, 16, (const uint8_t *)"k1", 2);
+    CHECK(j >= 0 && count == 1, "forged: k1 at %lld", (long long)j);
+    if (j < 0) {
+        free(rec);
+        return;
+    }
+
+    /* Every slot a copy of k1's: power-of-two caps find it, other caps do not. */
+    for (i = 0; i < 16; i++) all[i] = slots[j];
+    CHECK(eng_index_find(all, 16, (const uint8_t *)"k1", 2) >= 0, "forged: full copy, cap 16");
+    CHECK(eng_index_find(all, 4, (const uint8_t *)"k1", 2) >= 0, "forged: full copy, cap 4");
+    for (i = 0; i < 5; i++)
+        CHECK(eng_index_find(all, caps[i], (const uint8_t *)"k1", 2) == -1,
+              "forged: find with cap %llu", (unsigned long long)caps[i]);
+
+    /* Same hash and length, other bytes: a collision, not a match. */
+    slots[j].name = (const uint8_t *)"k2";
+    CHECK(eng_index_find(slots, 16, (const uint8_t *)"k1", 2) == -1,
+          "forged: find compares the name bytes");
+    CHECK_RC(eng_index_put_tx(slots, 16, &count, rec, lr, &v), ENG_OK, "forged: put k1 again");
+    k = eng_index_find(slots, 16, (const uint8_t *)"k1", 2);
+    CHECK(count == 2 && k >= 0 && k != j, "forged: colliding k1 got its own slot (%lld)",
+          (long long)k);
+    CHECK(slots[j].name == (const uint8_t *)"k2" && slots[j].version == 4,
+          "forged: colliding slot left alone");
+    if (k >= 0)
+        CHECK(slots[k].hash == slots[j].hash && slots[k].version == 4 &&
+                  slots[k].last_tx == 77 && slots[k].value_len == 2 &&
+                  memcmp(slots[k].value, "v1", 2) == 0,
+              "forged: k1 entry after the collision");
+    free(rec);
+}
+
+/* A flipped or truncated record/block: the decoder's code, and no change. */
+static void test_index_corrupt(void) {
+    uint8_t rec[512], blk[512], pre[512];
+    size_t lr = tx_sample(rec, sizeof rec), lk = bk_sample(blk, sizeof blk), lp, i;
+    eng_slot *slots = IX_ALLOC(16), *snap = IX_ALLOC(16);
+    uint64_t count = 0;
+    eng_tx_view v, vd;
+    int bad_rc = 0, bad_ok = 0, bad_tab = 0;
+    static const char *const pn[2] = {"k1", "other"};
+    static const ix_val pv[2] = {IV("pre"), IV_NONE};
+    static const uint64_t pver[2] = {1, 2}, plast[2] = {3, 4};
+
+    /* Pre-fill: "k1" (also in the sample block) and "other". */
+    lp = ix_block(pre, sizeof pre, 2, pn, pv, pver, plast);
+    CHECK_RC(eng_index_put_body(slots, 16, &count, pre, lp), ENG_OK, "corrupt: pre-fill");
+    memcpy(snap, slots, 16 * sizeof *slots);
+
+#define UNCHANGED() (count == 2 && memcmp(slots, snap, 16 * sizeof *slots) == 0)
+    /* Every single-byte flip of the record. */
+    for (i = 0; i < lr; i++) {
+        uint8_t *c = dup_exact(rec, lr);
+        int rc, want;
+        c[i] ^= 0x01;
+        want = eng_tx_decode(c, lr, &vd);
+        rc = eng_index_put_tx(slots, 16, &count, c, lr, &v);
+        if (rc != want) bad_rc++;
+        if (rc == ENG_OK) bad_ok++;
+        if (!UNCHANGED()) bad_tab++;
+        free(c);
+    }
+    CHECK(bad_rc == 0 && bad_ok == 0 && bad_tab == 0,
+          "put_tx flips: %d wrong codes, %d accepted, %d changed the table", bad_rc, bad_ok,
+          bad_tab);
+    /* Every truncation of the record. */
+    bad_rc = bad_ok = bad_tab = 0;
+    for (i = 0; i < lr; i++) {
+        uint8_t *c = dup_exact(rec, i);
+        int rc = eng_index_put_tx(slots, 16, &count, c, i, &v);
+        if (rc != tx_decode_copy(rec, i, &vd)) bad_rc++;
+        if (rc == ENG_OK) bad_ok++;
+        if (!UNCHANGED()) bad_tab++;
+        free(c);
+    }
+    CHECK(bad_rc == 0 && bad_ok == 0 && bad_tab == 0,
+          "put_tx truncations: %d wrong codes, %d accepted, %d changed the table", bad_rc,
+          bad_ok, bad_tab);
+    {
+        uint8_t c[512];
+        memcpy(c, rec, lr);
+        c[lr - 9] ^= 0x01;
+        CHECK_RC(eng_index_put_tx(slots, 16, &count, c, lr, &v), ENG_E_CHECKSUM,
+                 "put_tx data byte flipped");
+        CHECK_RC(eng_index_put_tx(slots, 16, &count, rec, 63, &v), ENG_E_TRUNCATED,
+                 "put_tx truncated to 63");
+        CHECK_RC(eng_index_put_tx(slots, 16, &count, rec, lr - 1, &v), ENG_E_CHECKSUM,
+                 "put_tx one byte short");
+        memcpy(c, rec, lr);
+        put64(c + 56, 0);
+        tx_resign(c, lr);
+        CHECK_RC(eng_index_put_tx(slots, 16, &count, c, lr, &v), ENG_E_FIELD,
+                 "put_tx version 0 (re-signed)");
+        memcpy(c, rec, lr);
+        c[116 + 5] = 'x';
+        tx_resign(c, lr);
+        CHECK_RC(eng_index_put_tx(slots, 16, &count, c, lr, &v), ENG_E_NAMES,
+                 "put_tx name NUL gone (re-signed)");
+        CHECK(UNCHANGED(), "put_tx corrupt records left the table unchanged");
+    }
+
+    /* Every single-byte flip and truncation of a one-block body. */
+    bad_rc = bad_ok = bad_tab = 0;
+    for (i = 0; i < lk; i++) {
+        uint8_t *c = dup_exact(blk, lk);
+        eng_block_view bv;
+        int rc, want;
+        c[i] ^= 0x01;
+        want = eng_block_decode(c, lk, &bv);
+        rc = eng_index_put_body(slots, 16, &count, c, lk);
+        if (rc != want) bad_rc++;
+        if (rc == ENG_OK) bad_ok++;
+        if (!UNCHANGED()) bad_tab++;
+        free(c);
+    }
+    CHECK(bad_rc == 0 && bad_ok == 0 && bad_tab == 0,
+          "put_body flips: %d wrong codes, %d accepted, %d changed the table", bad_rc,
+          bad_ok, bad_tab);
+    bad_rc = bad_ok = bad_tab = 0;
+    for (i = 1; i < lk; i++) {
+        uint8_t *c = dup_exact(blk, i);
+        eng_block_view bv;
+        int rc = eng_index_put_body(slots, 16, &count, c, i);
+        if (rc != bk_decode_copy(blk, i, &bv)) bad_rc++;
+        if (rc == ENG_OK) bad_ok++;
+        if (!UNCHANGED()) bad_tab++;
+        free(c);
+    }
+    CHECK(bad_rc == 0 && bad_ok == 0 && bad_tab == 0,
+          "put_body truncations: %d wrong codes, %d accepted, %d changed the table", bad_rc,
+          bad_ok, bad_tab);
+    {
+        uint8_t c[1024];
+        memcpy(c, blk, lk);
+        c[125] ^= 0x20;
+        CHECK_RC(eng_index_put_body(slots, 16, &count, c, lk), ENG_E_CHECKSUM,
+                 "put_body value byte flipped");
+        CHECK_RC(eng_index_put_body(slots, 16, &count, blk, 31), ENG_E_TRUNCATED,
+                 "put_body truncated to 31");
+        CHECK_RC(eng_index_put_body(slots, 16, &count, blk, lk - 1), ENG_E_OVERRUN,
+                 "put_body one byte short");
+        memcpy(c, blk, lk);
+        put32(c + 104, 0);
+        bk_resign(c, lk);
+        CHECK_RC(eng_index_put_body(slots, 16, &count, c, lk), ENG_E_FIELD,
+                 "put_body none_idx at non-zero length (re-signed)");
+        CHECK(UNCHANGED(), "put_body corrupt blocks left the table unchanged");
+        /* (Not checked: a body whose first block is valid and a later one corrupt may
+         * leave the first block's entries partly indexed; only the code is asserted.) */
+        /* A valid block followed by a truncated / corrupt one: the second's code. */
+        memcpy(c, blk, lk);
+        memcpy(c + lk, blk, lk);
+        CHECK_RC(eng_index_put_body(slots, 16, &count, c, lk + 20), ENG_E_TRUNCATED,
+                 "put_body second block truncated to 20");
+        CHECK_RC(eng_index_put_body(slots, 16, &count, c, 2 * lk - 1), ENG_E_OVERRUN,
+                 "put_body second block one byte short");
+        c[lk + 125] ^= 0x20;
+        CHECK_RC(eng_index_put_body(slots, 16, &count, c, 2 * lk), ENG_E_CHECKSUM,
+                 "put_body second block flipped");
+        c[lk + 125] ^= 0x20;
+        memset(c + 2 * lk, 0, 8);
+        CHECK_RC(eng_index_put_body(slots, 16, &count, c, 2 * lk + 8), ENG_E_TRUNCATED,
+                 "put_body 8 zero bytes after the blocks");
+    }
+#undef UNCHANGED
+    free(slots);
+    free(snap);
+}
+
 /* ----------------------------------------------------------------- Main --- */
 
 int main(void) {
@@ -810,6 +1705,12 @@ int main(void) {
     test_block_encode_args();
     test_block_errors();
     test_block_truncation();
+    test_index_body();
+    test_index_tx();
+    test_index_full();
+    test_index_args();
+    test_index_forged();
+    test_index_corrupt();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail == 0 ? 0 : 1;
 }
