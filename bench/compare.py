@@ -87,6 +87,7 @@ log backup does not exist yet.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import gc
@@ -206,7 +207,7 @@ def batches(events: list[Event], size: int) -> Iterator[list[Event]]:
 # ------------------------------------------------------------------ systems
 
 
-class System:
+class System(abc.ABC):
     """One store under test. Subclasses use their own idiomatic API."""
 
     name = ""
@@ -225,23 +226,27 @@ class System:
             out.append((s, v, t, d))
         return out
 
+    @abc.abstractmethod
     def append_batch(self, events: list[Event]) -> None:
-        raise NotImplementedError
+        ...
 
     def append_one(self, stream: str, etype: str, data: bytes) -> None:
         self.append_batch([(stream, etype, data)])
 
+    @abc.abstractmethod
     def get(self, stream: str) -> bytes | None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def read_stream(self, stream: str) -> list[tuple[int, str, bytes]]:
-        raise NotImplementedError
+        ...
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> None:  # noqa: B027 - a hook: most systems need nothing here
         """Called once between the bulk and the tail of the reopen database."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        ...
 
 
 class EngineSystem(System):
