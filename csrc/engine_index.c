@@ -12,24 +12,9 @@
 
 #include "engine_format.h"
 #include "engine_index.h"
+#include "engine_bytes.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-/* Little-endian loads (p may be unaligned): one native load on little-endian hosts. */
-static uint32_t rd32(const uint8_t *p) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-#else
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-#endif
-}
-
-static uint64_t rd64(const uint8_t *p) {
-    return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32);
-}
 
 /* The slot's hash for a name: never 0, which marks an empty slot. */
 static uint64_t name_hash(const uint8_t *name, uint32_t len) {
@@ -134,12 +119,12 @@ int eng_index_put_body(eng_slot *slots, uint64_t cap, uint64_t *count,
         name = blk + v.names_off;
         value = blk + v.values_off;
         for (k = 0; k < v.entry_count; k++) {
-            uint32_t vlen = rd32(blk + v.value_lens_off + 4 * (size_t)k);
+            uint32_t vlen = ld32(blk + v.value_lens_off + 4 * (size_t)k);
             uint32_t nlen = (uint32_t)strlen((const char *)name);  /* NUL-checked by decode */
-            int is_none = nk < v.none_count && rd32(blk + v.none_idx_off + 4 * (size_t)nk) == k;
+            int is_none = nk < v.none_count && ld32(blk + v.none_idx_off + 4 * (size_t)nk) == k;
             if (is_none) nk++;
-            rc = queue(&b, name, nlen, rd64(blk + v.versions_off + 8 * (size_t)k),
-                       rd64(blk + v.last_tx_off + 8 * (size_t)k), value,
+            rc = queue(&b, name, nlen, ld64(blk + v.versions_off + 8 * (size_t)k),
+                       ld64(blk + v.last_tx_off + 8 * (size_t)k), value,
                        is_none ? ENG_VALUE_NONE : vlen);
             if (rc != ENG_OK) return rc;
             name += nlen + 1;
@@ -168,9 +153,9 @@ int eng_index_put_tx(eng_slot *slots, uint64_t cap, uint64_t *count,
     for (k = 0; k < view->event_count; k++) {
         uint32_t nlen = (uint32_t)strlen((const char *)name);
         uint32_t tlen = (uint32_t)strlen((const char *)type);
-        uint32_t dlen = rd32(rec + view->data_lens_off + 4 * (size_t)k);
+        uint32_t dlen = ld32(rec + view->data_lens_off + 4 * (size_t)k);
         int is_delete = tlen == 6 && memcmp(type, "delete", 6) == 0;
-        rc = queue(&b, name, nlen, rd64(rec + view->versions_off + 8 * (size_t)k),
+        rc = queue(&b, name, nlen, ld64(rec + view->versions_off + 8 * (size_t)k),
                    view->tx_id, data, is_delete ? ENG_VALUE_NONE : dlen);
         if (rc != ENG_OK) return rc;
         name += nlen + 1;
