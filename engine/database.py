@@ -21,6 +21,7 @@ import os
 import struct
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -316,8 +317,6 @@ class Database:
         snap = plan.snapshot
         info = plan.log
         if plan.create or not info.exists:
-            import uuid
-
             db_id = snap.header.db_id if snap else str(uuid.uuid4())
             epoch = snap.header.epoch if snap else 1
             history = list(snap.header.history) if snap else [
@@ -334,17 +333,33 @@ class Database:
         self._last_tx: int = snap.header.tx_id if snap else info.base_tx
         self._last_position: int = snap.header.last_position if snap else info.base_position
         self._snapshot_tx = self._last_tx
-        tail = list(self._log.iter_range(self._last_tx + 1))
-        tail_bytes = sum(len(rec) for _, rec in tail)
-        body_bytes = len(snap.body) if snap else 0
-        if reducer is None and tail_bytes <= max(LAZY_TAIL_BYTES, 2 * body_bytes):
-            self._state = self._index_state(snap, tail)
-        else:  # a custom reducer must see every event; or a tail too big to keep
-            self._state = State(snap.state if snap else {}, reducer)
-            for tx_id, rec in tail:
-                cols = self._decode(tx_id, rec)
-                self._continue(tx_id, cols.first_position, len(cols.streams))
-                self._state.replay(cols)
+        # The tail is streamed. Records are kept only while the indexed open is still
+        # possible (default reducer, tail within budget); past the budget, what was
+        # kept is replayed into a dict and the rest streams through it.
+        budget = max(LAZY_TAIL_BYTES, 2 * len(snap.body)) if snap else LAZY_TAIL_BYTES
+        kept: list[tuple[int, bytes]] | None = [] if reducer is None else None
+        eager: State | None = None if reducer is None else State(
+            snap.state if snap else {}, reducer)
+        for tx_id, rec in self._log.iter_range(self._last_tx + 1):
+            if kept is not None:
+                kept.append((tx_id, rec))
+                budget -= len(rec)
+                if budget >= 0:
+                    continue
+                eager = State(snap.state if snap else {}, reducer)
+                pending, kept = kept, None
+            else:
+                pending = [(tx_id, rec)]
+            assert eager is not None
+            for t, r in pending:
+                cols = self._decode(t, r)
+                self._continue(t, cols.first_position, len(cols.streams))
+                eager.replay(cols)
+        if kept is not None:
+            self._state: State = self._index_state(snap, kept)
+        else:
+            assert eager is not None  # kept is None only once the eager state exists
+            self._state = eager
 
     def _continue(self, tx_id: int, first_position: int, n: int) -> None:
         """Check that a replayed record continues the log gap-free, then advance."""
@@ -536,10 +551,6 @@ class Database:
     def position(self) -> Position:
         """``(epoch, tx_id)`` of the last committed transaction."""
         return Position(self._epoch, self._last_tx)
-
-    @property
-    def last_event_position(self) -> int:
-        return self._last_position
 
     @property
     def epoch_history(self) -> tuple[EpochRecord, ...]:

@@ -67,5 +67,5 @@ MAX_TX_EVENTS: Final = 1_000_000          # events in one transaction
 MAX_TX_BYTES: Final = 256 << 20           # one encoded transaction record
 MAX_REASON_BYTES: Final = 512             # epoch-history reason text
 
-# A None value's marker in the reference encoders of the tests (never on disk).
+# Largest u64: the range of XXH64 seeds and of the record's integer fields.
 U64_MAX: Final = (1 << 64) - 1

@@ -112,6 +112,26 @@ def test_huge_tail_uses_the_eager_path(tmp_path, monkeypatch):
         assert db._state.base is None and db.get("a") == b"1"
 
 
+def test_tail_passing_the_budget_midway_switches_to_eager(tmp_path, monkeypatch):
+    path = str(tmp_path / "db")
+    with engine.open(path) as db:
+        for t in range(10):
+            with db.transaction() as tx:
+                tx.extend((f"s{i}", "delete" if (t + i) % 7 == 0 else "set",
+                           f"{t}:{i}".encode() * 20) for i in range(30))
+        expected = {s: (db.version(s), db.get(s)) for s in db.streams()}
+        record_bytes = len(db._log.get(1) or b"")
+    monkeypatch.setattr("engine.database.LAZY_TAIL_BYTES", 3 * record_bytes)
+    with engine.open(path) as db:  # budget passed at the 4th of 10 records
+        assert db._state.base is None
+        assert {s: (db.version(s), db.get(s)) for s in db.streams()} == expected
+        assert db.position.tx_id == 10
+    monkeypatch.setattr("engine.database.LAZY_TAIL_BYTES", 20 * record_bytes)
+    with engine.open(path) as db:  # within budget: indexed, same answers
+        assert db._state.base is not None
+        assert {s: (db.version(s), db.get(s)) for s in expected} == expected
+
+
 def test_snapshot_with_a_name_twice_is_refused(tmp_path):
     path = str(tmp_path / "db")
     with engine.open(path) as db:
