@@ -218,10 +218,10 @@ def plan_open(path: str, *, create: bool = True) -> OpenPlan:
 
 
 def set_aside_dir(path: str, what: str) -> str:
-    """A new dated directory under ``DIR/aside`` for files moved out of the way."""
+    """The name of a new dated directory under ``DIR/aside`` for files moved out of
+    the way. Creates nothing (a dry run calls it too); the mover makes it."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = os.path.join(path, formats.ASIDE_SUBDIR)
-    os.makedirs(base, exist_ok=True)
     for n in range(1000):
         d = os.path.join(base, f"{what}-{stamp}" + (f"-{n}" if n else ""))
         if not os.path.exists(d):

@@ -67,9 +67,11 @@ def log_meta_epoch(path: str) -> int:
 
 
 def tree(path: str) -> dict[str, int]:
-    """Relative path -> size of every file below path (LOCK excluded)."""
+    """Relative path -> size of every file (LOCK excluded), and -1 for every directory."""
     out = {}
-    for root, _dirs, files in os.walk(path):
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(root, d), path)] = -1
         for f in files:
             p = os.path.join(root, f)
             if f != "LOCK":
