@@ -285,9 +285,9 @@ class LogStore:
             yield get
 
     def get(self, tx_id: int) -> bytes | None:
-        with self._reading() as txn:
-            v = txn.get(_KEY.pack(tx_id)) if tx_id >= 1 else None
-        return None if v is None else bytes(v)
+        """The record of ``tx_id``, or None (one short read transaction)."""
+        with self.getter() as get:
+            return get(tx_id)
 
     def bounds(self) -> tuple[int | None, int | None]:
         """``(first_tx, last_tx)`` of the records, ``(None, None)`` if there are none."""
