@@ -1,15 +1,27 @@
-"""The engine's error tree.
+"""The engine's error tree (and its one warning class).
 
 Every error a caller can meet is an :class:`EngineError`. Foreign errors (lmdb,
-OS, zstd) are translated into this tree by the module that meets them, never
-leaked. Each message says what happened *and what to do*.
+OS, zstd, obstore) are translated into this tree by the module that meets them,
+never leaked. Each message says what happened *and what to do*. Classes that
+carry data declare it here (py-lmdb's error base does the same), so callers can
+rely on the attributes without ``getattr``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EngineError(Exception):
     """Base of every error the engine raises."""
+
+
+class EngineWarning(UserWarning):
+    """Something on disk was skipped or set aside on open (the database still opened)."""
+
+
+class OptionsError(EngineError, ValueError):
+    """An option given to ``engine.open`` (or an options object) is invalid; nothing was opened."""
 
 
 class InvalidEventError(EngineError, ValueError):
@@ -34,27 +46,51 @@ class DatabaseClosedError(EngineError):
 
 
 class DatabaseLockedError(EngineError):
-    """Another process (or another ``open`` in this one) owns the directory."""
+    """Another process (or another ``open`` in this one) owns the directory.
+
+    ``holder_pid`` is the pid written into ``DIR/LOCK`` by the holder (None if unknown).
+    """
+
+    def __init__(self, message: str, holder_pid: int | None = None) -> None:
+        super().__init__(message)
+        self.holder_pid = holder_pid
 
 
 class DatabaseMismatchError(EngineError):
     """Log, snapshot or backup belong to a different database (db_id differs)."""
 
 
-class CorruptSnapshotError(EngineError):
+class _DecodeError(EngineError):
+    """A format check failed. ``code`` is the C decoder's error code (``formats.DECODE_ERRORS``),
+    or None when the check was made in Python."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CorruptSnapshotError(_DecodeError):
     """A snapshot file failed its checks and no usable fallback exists."""
 
 
-class CorruptLogError(EngineError):
+class CorruptLogError(_DecodeError):
     """A log record failed its checks."""
 
 
 class RecoveryRequired(EngineError):
     """The log no longer covers the newest snapshot: an operator must recover.
 
-    Subclasses carry ``snapshot`` (the snapshot's ``Position``) and ``log`` (a
-    description of what was found). The fix is ``engine-admin recover --new-epoch DIR``.
+    ``snapshot`` is the snapshot's ``Position``, ``log`` the ``LogInfo`` of what was
+    found, ``lost`` what recovery would lose (prose). The fix is
+    ``engine-admin recover --new-epoch DIR``.
     """
+
+    def __init__(self, message: str, *, snapshot: Any = None, log: Any = None,
+                 lost: str = "") -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+        self.log = log
+        self.lost = lost
 
 
 class LogMissingError(RecoveryRequired):
@@ -73,7 +109,51 @@ class StorageError(EngineError, OSError):
     """The operating system or LMDB refused an operation (disk full, permissions, ...)."""
 
 
+# ---------------------------------------------------------------- backup targets
+
+
+class BackupError(EngineError):
+    """A backup target (object store) refused or failed an operation.
+
+    ``transient`` says whether retrying the same call later may succeed (timeouts,
+    5xx, throttling, connection resets) or not (403, no such bucket, bad URL).
+    ``key`` is the object key involved, when there is one. Messages never hold
+    credentials.
+    """
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class TransientBackupError(BackupError):
+    """The target failed in a way that may pass: retry later (with backoff)."""
+
+    transient = True
+
+
+class PermanentBackupError(BackupError):
+    """The target refused in a way a retry will not fix: credentials, bucket, URL, disk."""
+
+
+class BackupNotFoundError(PermanentBackupError, LookupError):
+    """The object (segment, manifest, file) is not in the target."""
+
+
+class BackupConflictError(PermanentBackupError):
+    """A create-if-absent or compare-and-swap write found the object already there or changed."""
+
+
+class InvalidTargetError(PermanentBackupError, OptionsError):
+    """The backup URL or options are malformed (unknown scheme, relative path, ...)."""
+
+
 __all__ = [
+    "BackupConflictError",
+    "BackupError",
+    "BackupNotFoundError",
     "ConcurrencyError",
     "CorruptLogError",
     "CorruptSnapshotError",
@@ -81,10 +161,15 @@ __all__ = [
     "DatabaseLockedError",
     "DatabaseMismatchError",
     "EngineError",
+    "EngineWarning",
     "HistoryLostError",
     "InvalidEventError",
+    "InvalidTargetError",
     "LogGapError",
     "LogMissingError",
+    "OptionsError",
+    "PermanentBackupError",
     "RecoveryRequired",
     "StorageError",
+    "TransientBackupError",
 ]
