@@ -7,8 +7,12 @@ docs/FORMAT.md for the on-disk formats.
 from __future__ import annotations
 
 from . import native
-from .database import Database, TransactionBuilder, open
+from .api import open
+from .database import Database
 from .errors import (
+    BackupConflictError,
+    BackupError,
+    BackupNotFoundError,
     ConcurrencyError,
     CorruptLogError,
     CorruptSnapshotError,
@@ -16,19 +20,31 @@ from .errors import (
     DatabaseLockedError,
     DatabaseMismatchError,
     EngineError,
+    EngineWarning,
     HistoryLostError,
     InvalidEventError,
+    InvalidTargetError,
     LogGapError,
     LogMissingError,
+    OptionsError,
+    PermanentBackupError,
     RecoveryRequired,
     StorageError,
+    TransientBackupError,
 )
 from .model import EpochRecord, Event, Position, SnapshotInfo, Transaction, default_reducer
-from .recovery import EngineWarning
+from .notify import CommitPoint, CommitSignal
+from .options import Options
+from .transaction import TransactionBuilder
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackupConflictError",
+    "BackupError",
+    "BackupNotFoundError",
+    "CommitPoint",
+    "CommitSignal",
     "ConcurrencyError",
     "CorruptLogError",
     "CorruptSnapshotError",
@@ -42,14 +58,19 @@ __all__ = [
     "Event",
     "HistoryLostError",
     "InvalidEventError",
+    "InvalidTargetError",
     "LogGapError",
     "LogMissingError",
+    "Options",
+    "OptionsError",
+    "PermanentBackupError",
     "Position",
     "RecoveryRequired",
     "SnapshotInfo",
     "StorageError",
     "Transaction",
     "TransactionBuilder",
+    "TransientBackupError",
     "__version__",
     "default_reducer",
     "native",

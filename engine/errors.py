@@ -9,7 +9,14 @@ rely on the attributes without ``getattr``.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import warnings
 from typing import Any
+
+_log = logging.getLogger("engine")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class EngineError(Exception):
@@ -18,6 +25,16 @@ class EngineError(Exception):
 
 class EngineWarning(UserWarning):
     """Something on disk was skipped or set aside on open (the database still opened)."""
+
+
+def warn_user(msg: str) -> None:
+    """Log ``msg`` and issue an :class:`EngineWarning` attributed to the caller's own
+    code (the first frame outside the engine package)."""
+    _log.warning(msg)
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called us
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(msg, EngineWarning, stacklevel=level)
 
 
 class OptionsError(EngineError, ValueError):

@@ -6,6 +6,7 @@ and the doc too, and bumps a format version.
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 # ---- decoder error codes (engine_format.h ENG_E_*) -----------------------
@@ -33,8 +34,13 @@ TX_TRAILER_SIZE: Final = 8
 SNAP_MAGIC: Final = b"ENGSNAP1"       # file header magic
 SNAP_END_MAGIC: Final = b"ENGSEND1"   # last 8 bytes of the file
 SNAP_VERSION: Final = 1
-SNAP_SUFFIX: Final = ".snap"
-SNAP_TMP_SUFFIX: Final = ".snap.tmp"
+# The fixed 128-byte header: magic, version, flags, header_len, db_id (36), reserved,
+# epoch, tx_id, last_position, stream_count, block_count, body_raw_len,
+# body_compressed_len, created_ns, history_len, reserved. The epoch-history JSON and
+# the header checksum (u64) follow it; header_len counts all three.
+SNAP_HEADER: Final = struct.Struct("<8sHHI36sIQQQQQQQQII")
+SNAP_HEADER_LEN_OFFSET: Final = 12        # u32 header_len
+SNAP_FOOTER_SIZE: Final = 16              # u64 file checksum + SNAP_END_MAGIC
 BLOCK_MAGIC: Final = b"SBLK"
 BLOCK_HEADER_SIZE: Final = 24
 BLOCK_TRAILER_SIZE: Final = 8
@@ -54,10 +60,6 @@ META_BASE_TX: Final = META_PREFIX + b"base_tx"          # u64 LE: tx before the 
 META_BASE_POSITION: Final = META_PREFIX + b"base_position"  # u64 LE: event position before it
 META_HISTORY: Final = META_PREFIX + b"epoch_history"    # JSON list of EpochRecord dicts
 LOG_FORMAT: Final = 1
-LOG_SUBDIR: Final = "log"
-SNAP_SUBDIR: Final = "snapshots"
-ASIDE_SUBDIR: Final = "aside"
-LOCK_FILE: Final = "LOCK"
 
 # ---- input limits (documented in README/FORMAT) ---------------------------
 MAX_NAME_BYTES: Final = 1024              # stream name, UTF-8
@@ -67,5 +69,15 @@ MAX_TX_EVENTS: Final = 1_000_000          # events in one transaction
 MAX_TX_BYTES: Final = 256 << 20           # one encoded transaction record
 MAX_REASON_BYTES: Final = 512             # epoch-history reason text
 
+U64_LE: Final = struct.Struct("<Q")
+U32_LE: Final = struct.Struct("<I")
+
 # Largest u64: the range of XXH64 seeds and of the record's integer fields.
 U64_MAX: Final = (1 << 64) - 1
+
+# ---- transaction record sizing (see FORMAT.md, "Transaction record") -------
+TX_EVENT_COUNT_OFFSET: Final = 40         # u32 LE event_count in the record header
+# Upper bound a builder reserves per event for its fixed columns and short names
+# before encoding (version 8 + prev_tx 8 + data length 4 + names); the encoder's
+# exact size check (eng_tx_encoded_size) is final.
+TX_EVENT_BUDGET_BYTES: Final = 64

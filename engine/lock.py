@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 
-from . import formats
+from . import layout
 from .errors import DatabaseLockedError, StorageError
 
 
@@ -20,7 +20,7 @@ class DirLock:
     """An acquired directory lock; :meth:`release` (or process exit) frees it."""
 
     def __init__(self, directory: str) -> None:
-        self.path = os.path.join(directory, formats.LOCK_FILE)
+        self.path = layout.lock_file(directory)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:

@@ -31,9 +31,11 @@ from typing import Any
 
 import lmdb
 
-from . import formats
+from . import formats, layout
 from .errors import CorruptLogError, DatabaseClosedError, StorageError
+from .files import fs
 from .model import EpochRecord
+from .native import peek_tx_header
 
 _U64 = struct.Struct("<Q")
 _KEY = struct.Struct(">Q")
@@ -91,7 +93,7 @@ def _translate(exc: Exception, what: str) -> Exception:
 
 
 def _env_present(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "data.mdb"))
+    return os.path.isfile(layout.log_data_file(path))
 
 
 class LogStore:
@@ -116,11 +118,11 @@ class LogStore:
             # leave a window where a meta page could reach the disk before the pages
             # it points to.) "none" leaves flushing to the OS.
             durable = sync in ("commit", "group")
-            self._env = lmdb.open(
+            self._env = fs().wrap_env(lmdb.open(
                 path, map_size=size, max_dbs=0, subdir=True, readonly=readonly,
                 sync=durable, metasync=durable, readahead=False,
                 max_readers=256, lock=not readonly,
-            )  # fmt: skip
+            ))  # fmt: skip
         except lmdb.Error as exc:
             raise _translate(exc, f"cannot open the log at {path}") from exc
         except OSError as exc:
@@ -152,8 +154,6 @@ class LogStore:
         base_pos = _U64.unpack(meta[formats.META_BASE_POSITION])[0]
         last_pos = base_pos
         if last is not None:
-            from .native import peek_tx_header
-
             rec = self.get(last)
             assert rec is not None
             try:
@@ -341,6 +341,6 @@ class LogStore:
 
 def _file_size(path: str) -> int:
     try:
-        return os.path.getsize(os.path.join(path, "data.mdb"))
+        return os.path.getsize(layout.log_data_file(path))
     except OSError:
         return 0

@@ -20,7 +20,7 @@ from itertools import accumulate
 from typing import Any, NamedTuple
 
 from . import formats
-from .errors import CorruptLogError, CorruptSnapshotError, EngineError
+from .errors import CorruptLogError, CorruptSnapshotError, EngineError, InvalidEventError
 
 try:
     from ._ccore import ffi, lib
@@ -104,9 +104,7 @@ class TxColumns(NamedTuple):
 
 
 def _corrupt_log(rc: int, message: str | None = None) -> CorruptLogError:
-    err = CorruptLogError(message or _code_message(rc))
-    err.code = rc  # type: ignore[attr-defined]
-    return err
+    return CorruptLogError(message or _code_message(rc), rc)
 
 
 def _tx_view(buf: bytes) -> Any:
@@ -147,7 +145,8 @@ def encode_tx(
     data = b"".join(datas)
     size = lib.eng_tx_encoded_size(n, len(streams_col), len(types_col), len(data))
     if size == 0 or size > formats.MAX_TX_BYTES:
-        raise EngineError(f"transaction record of {n} events is too large to encode")
+        raise InvalidEventError(f"transaction record of {n} events would be {size or 'over'} "
+                                f"bytes; the limit is {formats.MAX_TX_BYTES}. Split it.")
     if n <= 16:  # cffi copies short lists itself: cheaper than building arrays
         va: Any = versions
         pa: Any = prev_tx
@@ -229,6 +228,14 @@ def select_tx(buf: bytes, stream: str) -> StreamSlice:
 _U64 = struct.Struct("<Q")
 
 
+def event_count_hint(buf: bytes) -> int:
+    """The event count a record's header claims, *unchecked* (0 if too short to say):
+    only for sizing (the index), never for trusting."""
+    if len(buf) < formats.TX_EVENT_COUNT_OFFSET + 4:
+        return 0
+    return int(formats.U32_LE.unpack_from(buf, formats.TX_EVENT_COUNT_OFFSET)[0])
+
+
 def peek_tx_header(buf: bytes) -> tuple[int, int, int, int, int]:
     """``(tx_id, epoch, ts_ns, first_position, event_count)`` of a validated record."""
     view = _tx_view(buf)
@@ -291,19 +298,26 @@ def scan_blocks(body: bytes) -> tuple[int, int]:
     while off < len(body):
         rc = lib.eng_block_decode(cbuf + off, len(body) - off, view)
         if rc != 0:
-            err = CorruptSnapshotError(f"block {blocks} at body offset {off}: {_code_message(rc)}")
-            err.code = rc  # type: ignore[attr-defined]
-            raise err
+            raise CorruptSnapshotError(
+                f"block {blocks} at body offset {off}: {_code_message(rc)}", rc)
         try:
             body[off + view.names_off : off + view.names_off + view.names_len].decode("utf-8")
         except UnicodeDecodeError as exc:
-            err = CorruptSnapshotError(f"block {blocks}: name column is not valid UTF-8")
-            err.code = -6  # type: ignore[attr-defined]
-            raise err from exc
+            raise CorruptSnapshotError(
+                f"block {blocks}: name column is not valid UTF-8", -6) from exc
         entries += view.entry_count
         blocks += 1
         off += view.block_len
     return blocks, entries
+
+
+class IndexedTx(NamedTuple):
+    """The header fields of a record applied to a :class:`StateIndex`."""
+
+    tx_id: int
+    epoch: int
+    first_position: int
+    event_count: int
 
 
 class StateIndex:
@@ -347,8 +361,8 @@ class StateIndex:
             raise CorruptSnapshotError(f"snapshot body cannot be indexed: {_code_message(rc)}")
         self._keep.append(body)
 
-    def put_tx(self, rec: bytes) -> tuple[int, int, int, int]:
-        """Apply one record (default reducer); returns (tx_id, epoch, first_position, n)."""
+    def put_tx(self, rec: bytes) -> IndexedTx:
+        """Apply one record (default reducer); returns what its header says."""
         view = ffi.new("eng_tx_view *")
         buf = ffi.from_buffer(rec)
         while (rc := lib.eng_index_put_tx(self._slots, self._cap, self._count, buf, len(rec),
@@ -357,7 +371,7 @@ class StateIndex:
         if rc != 0:
             raise _corrupt_log(rc)
         self._keep.append(rec)
-        return view.tx_id, view.epoch, view.first_position, view.event_count
+        return IndexedTx(view.tx_id, view.epoch, view.first_position, view.event_count)
 
     def get(self, stream: str) -> tuple[int, bytes | None, int] | None:
         try:
@@ -399,18 +413,16 @@ def decode_blocks(body: bytes) -> Iterator[BlockColumns]:
     while off < total:
         rc = lib.eng_block_decode(cbuf + off, total - off, view)
         if rc != 0:
-            err = CorruptSnapshotError(f"block {index} at body offset {off}: {_code_message(rc)}")
-            err.code = rc  # type: ignore[attr-defined]
-            raise err
+            raise CorruptSnapshotError(
+                f"block {index} at body offset {off}: {_code_message(rc)}", rc)
         n = view.entry_count
         blk = body[off : off + view.block_len]
         base = 0  # offsets in view are relative to the block start
         try:
             names = _names(blk, base + view.names_off, view.names_len)
         except UnicodeDecodeError as exc:
-            err = CorruptSnapshotError(f"block {index}: name column is not valid UTF-8")
-            err.code = -6  # type: ignore[attr-defined]
-            raise err from exc
+            raise CorruptSnapshotError(
+                f"block {index}: name column is not valid UTF-8", -6) from exc
         values: list[bytes | None] = _slices(  # type: ignore[assignment]
             blk, view.values_off, _u32_list(blk, view.value_lens_off, n)
         )

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,18 +22,15 @@ from itertools import islice
 
 import zstandard
 
-from . import formats
+from . import formats, layout
 from .errors import CorruptSnapshotError, StorageError
+from .files import fs
 from .model import EpochRecord, Position, SnapshotInfo
 from .native import decode_blocks, encode_block, scan_blocks, xxh64
 
-# magic, version, flags, header_len, db_id(36), reserved, epoch, tx_id, last_position,
-# stream_count, block_count, body_raw_len, body_compressed_len, created_ns, history_len, reserved
-_HEADER = struct.Struct("<8sHHI36sIQQQQQQQQII")
-assert _HEADER.size == 128
-_U64 = struct.Struct("<Q")
-_FOOTER_SIZE = 16
-_NAME_RE = re.compile(r"^(\d+)-(\d+)\.snap$")
+_HEADER = formats.SNAP_HEADER
+_U64 = formats.U64_LE
+_FOOTER_SIZE = formats.SNAP_FOOTER_SIZE
 
 StateEntry = tuple[int, bytes | None, int]  # (version, value, last_tx)
 
@@ -78,10 +73,6 @@ class LoadedSnapshot:
         return self._state
 
 
-def snapshot_name(epoch: int, tx_id: int) -> str:
-    return f"{epoch}-{tx_id}{formats.SNAP_SUFFIX}"
-
-
 def list_snapshots(snap_dir: str) -> list[tuple[Position, str]]:
     """Snapshot files in ``snap_dir``, newest ``(epoch, tx_id)`` first."""
     try:
@@ -92,20 +83,11 @@ def list_snapshots(snap_dir: str) -> list[tuple[Position, str]]:
         raise StorageError(f"cannot list {snap_dir}: {exc}") from exc
     found = []
     for name in names:
-        m = _NAME_RE.match(name)
-        if m:
-            found.append((Position(int(m.group(1)), int(m.group(2))), os.path.join(snap_dir, name)))
+        pos = layout.parse_snapshot_name(name)
+        if pos is not None:
+            found.append((Position(*pos), os.path.join(snap_dir, name)))
     found.sort(reverse=True)
     return found
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a directory so a rename or unlink inside it is durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _blocks_of(state: dict[str, StateEntry]) -> Iterator[list[tuple[str, StateEntry]]]:
@@ -143,7 +125,12 @@ def write_snapshot(
 
     Returns once the file and its directory entry are durable.
     """
-    os.makedirs(snap_dir, exist_ok=True)
+    files = fs()
+    try:
+        files.makedirs(snap_dir)
+    except OSError as exc:
+        raise StorageError(f"cannot create {snap_dir}: {exc}. Check free disk space and "
+                           "permissions.") from exc
     cctx = zstandard.ZstdCompressor(level=level)
     comp = cctx.compressobj()
     chunks: list[bytes] = []
@@ -169,19 +156,8 @@ def write_snapshot(
     payload = head + body
     payload += _U64.pack(xxh64(payload)) + formats.SNAP_END_MAGIC
 
-    final = os.path.join(snap_dir, snapshot_name(epoch, tx_id))
-    tmp = final[: -len(formats.SNAP_SUFFIX)] + formats.SNAP_TMP_SUFFIX
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        fsync_dir(snap_dir)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise StorageError(f"cannot write snapshot {final}: {exc}. Check free disk space.") from exc
+    final = os.path.join(snap_dir, layout.snapshot_name(epoch, tx_id))
+    files.write_atomic(final, layout.snapshot_tmp(final), [payload])  # StorageError on failure
     return SnapshotInfo(path=final, epoch=epoch, tx_id=tx_id, streams=len(state),
                         bytes=len(payload))
 
@@ -265,9 +241,9 @@ def load_snapshot(path: str) -> LoadedSnapshot:
         blocks, entries = scan_blocks(body)
     except CorruptSnapshotError as exc:
         raise _corrupt(path, str(exc)) from exc
-    m = _NAME_RE.match(os.path.basename(path))
-    if m and (int(m.group(1)), int(m.group(2))) != (header.epoch, header.tx_id):
-        raise _corrupt(path, f"its name says epoch {m.group(1)}, tx {m.group(2)} but its header "
+    named = layout.parse_snapshot_name(os.path.basename(path))
+    if named and named != (header.epoch, header.tx_id):
+        raise _corrupt(path, f"its name says epoch {named[0]}, tx {named[1]} but its header "
                              f"says epoch {header.epoch}, tx {header.tx_id}")
     if blocks != header.block_count or entries != header.stream_count:
         raise _corrupt(path, f"holds {entries} entries in {blocks} blocks, header says "
@@ -291,7 +267,7 @@ def build_state(header: SnapshotHeader, body: bytes) -> dict[str, StateEntry]:
 
 
 def header_len_of(data: bytes) -> int:
-    return int(struct.unpack_from("<I", data, 12)[0])
+    return int(formats.U32_LE.unpack_from(data, formats.SNAP_HEADER_LEN_OFFSET)[0])
 
 
 def prune(snap_dir: str, keep: int) -> list[str]:
@@ -299,19 +275,23 @@ def prune(snap_dir: str, keep: int) -> list[str]:
 
     Called only after a new snapshot is durable. Returns the removed paths.
     """
+    files = fs()
     removed: list[str] = []
     for _pos, path in list_snapshots(snap_dir)[max(keep, 1):]:
         try:
-            os.unlink(path)
+            files.unlink(path)
             removed.append(path)
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise StorageError(f"cannot remove old snapshot {path}: {exc}") from exc
     for name in os.listdir(snap_dir):
-        if name.endswith(formats.SNAP_TMP_SUFFIX):
+        if name.endswith(layout.SNAP_TMP_SUFFIX):
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(snap_dir, name))
+                files.unlink(os.path.join(snap_dir, name))
     if removed:
-        fsync_dir(snap_dir)
+        try:
+            files.fsync_dir(snap_dir)
+        except OSError as exc:
+            raise StorageError(f"cannot fsync {snap_dir}: {exc}") from exc
     return removed

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import engine
-from engine.admin import main
+from engine.cli import main
 from engine.log import tx_key
 
 
@@ -63,7 +63,7 @@ def test_demo_refuses_a_non_empty_directory(db_dir):
 
 
 def test_demo_console_script_runs_in_a_subprocess(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "engine.admin", "demo", str(tmp_path / "d"),
+    p = subprocess.run([sys.executable, "-m", "engine.cli", "demo", str(tmp_path / "d"),
                         "--events", "200"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "engine demo" in p.stdout and "reopened" in p.stdout

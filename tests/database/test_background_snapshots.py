@@ -6,12 +6,12 @@ import os
 import time
 
 import engine
-from engine import formats
+from engine import layout
 from engine.snapshot import list_snapshots, load_snapshot
 
 
 def _snaps(db_path):
-    return list_snapshots(os.path.join(db_path, formats.SNAP_SUBDIR))
+    return list_snapshots(os.path.join(db_path, layout.SNAP_SUBDIR))
 
 
 def _wait_for(cond, timeout=20.0):
@@ -32,7 +32,7 @@ def test_snapshot_returns_info_and_writes_a_loadable_file(open_db, db_path):
     info = db.snapshot()
     assert isinstance(info, engine.SnapshotInfo)
     assert (info.epoch, info.tx_id, info.streams) == (1, 2, 2)
-    assert info.path == os.path.join(db_path, formats.SNAP_SUBDIR, "1-2.snap")
+    assert info.path == os.path.join(db_path, layout.SNAP_SUBDIR, "1-2.snap")
     assert info.bytes == os.path.getsize(info.path)
     loaded = load_snapshot(info.path)
     assert loaded.header.db_id == db.db_id
@@ -67,7 +67,7 @@ def test_keep_snapshots_retention_with_background_snapshots(open_db, db_path):
             _snaps(db_path) and _snaps(db_path)[0][0] == want
             and len(_snaps(db_path)) == count))
     db.close()
-    names = sorted(os.listdir(os.path.join(db_path, formats.SNAP_SUBDIR)))
+    names = sorted(os.listdir(os.path.join(db_path, layout.SNAP_SUBDIR)))
     assert names == ["1-20.snap", "1-25.snap"]
 
 
@@ -78,8 +78,8 @@ def test_keep_snapshots_retention_with_manual_snapshots(open_db, db_path):
         db.snapshot()
         assert len(_snaps(db_path)) == min(i, 3)
     assert [p.tx_id for p, _ in _snaps(db_path)] == [7, 6, 5]
-    snap_dir = os.path.join(db_path, formats.SNAP_SUBDIR)
-    assert not [n for n in os.listdir(snap_dir) if n.endswith(formats.SNAP_TMP_SUFFIX)]
+    snap_dir = os.path.join(db_path, layout.SNAP_SUBDIR)
+    assert not [n for n in os.listdir(snap_dir) if n.endswith(layout.SNAP_TMP_SUFFIX)]
     db.close()
     db = open_db(keep_snapshots=1)
     db.append("s", "e", b"8")
@@ -109,8 +109,8 @@ def test_stale_temp_file_is_ignored_and_pruned(open_db, db_path):
     db.append("s", "e", b"1")
     db.snapshot()
     db.close()
-    snap_dir = os.path.join(db_path, formats.SNAP_SUBDIR)
-    with open(os.path.join(snap_dir, "1-9" + formats.SNAP_TMP_SUFFIX), "wb") as f:
+    snap_dir = os.path.join(db_path, layout.SNAP_SUBDIR)
+    with open(os.path.join(snap_dir, "1-9" + layout.SNAP_TMP_SUFFIX), "wb") as f:
         f.write(b"half a snapshot")
     db = open_db()
     assert db.get("s") == b"1"

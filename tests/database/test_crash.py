@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine import formats
+from engine import layout
 from engine.snapshot import list_snapshots, load_snapshot
 
 REPO = str(Path(__file__).resolve().parents[2])
@@ -159,7 +159,7 @@ def test_sigkill_during_commits_loses_no_acknowledged_tx(tmp_path):
         assert _fold(txs) == state
         for s in {e.stream for e in events}:
             assert list(db.read_stream(s)) == [e for e in events if e.stream == s]
-        snaps = list_snapshots(os.path.join(path, formats.SNAP_SUBDIR))
+        snaps = list_snapshots(os.path.join(path, layout.SNAP_SUBDIR))
         if last >= SNAPSHOT_EVERY * 2:
             assert snaps, "no background snapshot was ever written"
         for pos, spath in snaps:

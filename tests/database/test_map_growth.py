@@ -12,7 +12,7 @@ def _payload(i: int, size: int) -> bytes:
 
 
 def test_log_map_grows_past_its_initial_size(db_path):
-    db = Database(db_path, _map_size=1 << 20, sync="none")
+    db = Database(db_path, map_size=1 << 20, sync="none")
     stop = threading.Event()
     reader_errors: list[BaseException] = []
     reads = [0]

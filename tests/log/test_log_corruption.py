@@ -10,7 +10,7 @@ import lmdb
 import pytest
 
 import engine
-from engine import formats
+from engine import layout
 from engine.log import tx_key
 from engine.native import decode_tx, encode_tx
 
@@ -34,7 +34,7 @@ class RawLog:
     """The log's LMDB opened directly (the database must be closed)."""
 
     def __init__(self, db_path):
-        self.env = lmdb.open(os.path.join(db_path, formats.LOG_SUBDIR), max_dbs=4, subdir=True)
+        self.env = lmdb.open(os.path.join(db_path, layout.LOG_SUBDIR), max_dbs=4, subdir=True)
         self.tx = self.env.open_db()
 
     def get(self, tx_id):

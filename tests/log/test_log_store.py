@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import engine
-from engine import formats
+from engine import layout
 from engine import log as logmod
 from engine.log import LogStore, tx_key
 from engine.native import decode_tx
 
 
 def _log_dir(db_path):
-    return os.path.join(db_path, formats.LOG_SUBDIR)
+    return os.path.join(db_path, layout.LOG_SUBDIR)
 
 
 def test_probe_of_a_missing_directory_creates_nothing(tmp_path):

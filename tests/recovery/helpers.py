@@ -14,7 +14,7 @@ import lmdb
 import engine
 from engine.log import LogStore, tx_key
 
-ADMIN = [sys.executable, "-c", "from engine.admin import main; main()"]
+ADMIN = [sys.executable, "-c", "from engine.cli import main; main()"]
 
 
 def write_txs(db: engine.Database, n: int, tag: str = "e") -> None:

@@ -17,7 +17,7 @@ import pytest
 
 import engine
 from engine.lock import DirLock
-from engine.recovery import recover_new_epoch
+from engine.ops.recover import recover_new_epoch
 
 from .helpers import admin_json, delete_log, drop_first_records, empty_log, log_dir, state_of
 

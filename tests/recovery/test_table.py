@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import engine
-from engine.recovery import plan_open
+from engine.ops.plan import plan_open
 
 from .helpers import delete_log, drop_first_records, empty_log, log_dir, state_of, write_txs
 
@@ -141,7 +141,7 @@ def test_no_snapshot_and_log_not_from_tx_1_raises_gap(tmp_path):
 
 def _recover(path: str) -> None:
     from engine.lock import DirLock
-    from engine.recovery import recover_new_epoch
+    from engine.ops.recover import recover_new_epoch
 
     lock = DirLock(path)
     try:

@@ -10,13 +10,13 @@ import pytest
 import zstandard
 
 import engine
-from engine import formats
+from engine import formats, layout
 from engine.native import xxh64
 from engine.snapshot import list_snapshots
 
 
 def _snaps(db_path):
-    return list_snapshots(os.path.join(db_path, formats.SNAP_SUBDIR))
+    return list_snapshots(os.path.join(db_path, layout.SNAP_SUBDIR))
 
 
 def _build(open_db, db_path, keep=3):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 import engine
-from engine import formats
+from engine import formats, layout
 from engine.model import EpochRecord
 from engine.snapshot import list_snapshots, load_snapshot, read_header, write_snapshot
 
@@ -101,7 +101,7 @@ def test_database_round_trip_through_snapshot(open_db, db_path):
     assert {s: (e[1], e[0]) for s, e in snap.state.items()} == expected
     db = open_db(sync="none")
     assert {s: (db.get(s), db.version(s)) for s in names} == expected
-    assert list_snapshots(os.path.join(db_path, formats.SNAP_SUBDIR))[0][1] == info.path
+    assert list_snapshots(os.path.join(db_path, layout.SNAP_SUBDIR))[0][1] == info.path
     # read_stream still reaches back through the log from the snapshot's last_tx
     assert [e.type for e in db.read_stream(names[0])] == ["set", "delete"]
     assert [e.tx_id for e in db.read_stream(names[1])] == [1, 2]

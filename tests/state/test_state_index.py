@@ -44,11 +44,11 @@ def test_indexed_open_equals_eager_open(tmp_path_factory, steps, after):
                 names |= {s for s, _, _ in evs}
     # default reducer: the C index; an equivalent custom reducer: the eager dict
     with engine.open(path) as lazy:
-        assert lazy._state.base is not None or lazy.position.tx_id == 0
+        assert lazy._pipeline.state.base is not None or lazy.position.tx_id == 0
         got_lazy = _observe(lazy, names)
         pos = lazy.position
     with engine.open(path, reducer=engine.default_reducer) as eager:
-        assert eager._state.base is None
+        assert eager._pipeline.state.base is None
         assert _observe(eager, names) == got_lazy and eager.position == pos
     # writes over the index shadow it; a snapshot materialises it; both stay equal
     with engine.open(path) as lazy:
@@ -57,7 +57,7 @@ def test_indexed_open_equals_eager_open(tmp_path_factory, steps, after):
         names |= {s for s, _, _ in after}
         before = _observe(lazy, names)
         lazy.snapshot()
-        assert lazy._state.base is None
+        assert lazy._pipeline.state.base is None
         assert _observe(lazy, names) == before
         assert set(lazy.streams()) == names - {"never-written"}
     with engine.open(path, reducer=engine.default_reducer) as eager:
@@ -72,10 +72,10 @@ def test_streams_materialises_the_index(tmp_path):
         db.snapshot()
         db.append("late", "set", b"1")
     with engine.open(path) as db:
-        assert db._state.base is not None
+        assert db._pipeline.state.base is not None
         assert db.get("s7") == b"v" and db.version("late") == 1
         assert sorted(db.streams()) == sorted([f"s{i}" for i in range(50)] + ["late"])
-        assert db._state.base is None and db.get("s7") == b"v"
+        assert db._pipeline.state.base is None and db.get("s7") == b"v"
 
 
 def test_index_grows_past_its_first_guess(tmp_path):
@@ -85,7 +85,7 @@ def test_index_grows_past_its_first_guess(tmp_path):
             with db.transaction() as tx:
                 tx.extend((f"s{t}-{i}", "set", f"{t}".encode()) for i in range(100))
     with engine.open(path) as db:
-        index = db._state.base
+        index = db._pipeline.state.base
         assert index is not None and len(index) == 2000 and index._cap >= 2048
         assert db.get("s19-99") == b"19" and db.version("s0-0") == 1
 
@@ -104,12 +104,12 @@ def test_state_index_unit_grow_and_lookup():
 
 
 def test_huge_tail_uses_the_eager_path(tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.database.LAZY_TAIL_BYTES", 0)
+    monkeypatch.setattr("engine.loader.LAZY_TAIL_BYTES", 0)
     path = str(tmp_path / "db")
     with engine.open(path) as db:
         db.append("a", "set", b"1")
     with engine.open(path) as db:  # tail larger than allowed and no snapshot body
-        assert db._state.base is None and db.get("a") == b"1"
+        assert db._pipeline.state.base is None and db.get("a") == b"1"
 
 
 def test_tail_passing_the_budget_midway_switches_to_eager(tmp_path, monkeypatch):
@@ -121,14 +121,14 @@ def test_tail_passing_the_budget_midway_switches_to_eager(tmp_path, monkeypatch)
                            f"{t}:{i}".encode() * 20) for i in range(30))
         expected = {s: (db.version(s), db.get(s)) for s in db.streams()}
         record_bytes = len(db._log.get(1) or b"")
-    monkeypatch.setattr("engine.database.LAZY_TAIL_BYTES", 3 * record_bytes)
+    monkeypatch.setattr("engine.loader.LAZY_TAIL_BYTES", 3 * record_bytes)
     with engine.open(path) as db:  # budget passed at the 4th of 10 records
-        assert db._state.base is None
+        assert db._pipeline.state.base is None
         assert {s: (db.version(s), db.get(s)) for s in db.streams()} == expected
         assert db.position.tx_id == 10
-    monkeypatch.setattr("engine.database.LAZY_TAIL_BYTES", 20 * record_bytes)
+    monkeypatch.setattr("engine.loader.LAZY_TAIL_BYTES", 20 * record_bytes)
     with engine.open(path) as db:  # within budget: indexed, same answers
-        assert db._state.base is not None
+        assert db._pipeline.state.base is not None
         assert {s: (db.version(s), db.get(s)) for s in expected} == expected
 
 

@@ -1,0 +1,24 @@
+"""``engine.open``: the public entry point (keyword arguments -> :class:`Options`)."""
+
+from __future__ import annotations
+
+import os
+
+from .database import Database
+from .model import Reducer
+from .options import Options
+
+
+def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "commit",
+         reducer: Reducer | None = None, snapshot_every: int | None = None,
+         keep_snapshots: int = 3, map_size: int | None = None) -> Database:
+    """Open (or create) the database in directory ``path``. See the README's API tour.
+
+    Raises :class:`~engine.errors.OptionsError` for a bad option (nothing is created),
+    :class:`~engine.errors.DatabaseLockedError` if another handle owns the directory,
+    and the :class:`~engine.errors.RecoveryRequired` family when the log does not
+    cover the newest snapshot.
+    """
+    options = Options(create=create, sync=sync, reducer=reducer, snapshot_every=snapshot_every,
+                      keep_snapshots=keep_snapshots, map_size=map_size)
+    return Database(path, options)

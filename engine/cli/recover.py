@@ -1,0 +1,54 @@
+"""``engine-admin recover --new-epoch DIR``."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..database import Database
+from ..errors import EngineError
+from ..ops.recover import RecoveryReport, recover_new_epoch
+from .app import directory_argument, emit, fail, json_option, locked, main, out, require_dir
+
+
+@main.command()
+@directory_argument
+@click.option("--new-epoch", is_flag=True, required=True,
+              help="Rebuild the log from the newest valid snapshot in a new epoch.")
+@click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
+@click.option("--force", is_flag=True,
+              help="Start a new epoch even on a healthy database (snapshots first: no loss).")
+@json_option
+def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool, as_json: bool) -> None:
+    """Recover a database whose log is lost, gapped, stale or of an older epoch."""
+    path = require_dir(directory, as_json)
+    try:
+        with locked(path) as lock:
+
+            def snapshot_first() -> None:
+                with Database(path, create=False, _held_lock=lock) as db:
+                    db.snapshot()
+
+            report = recover_new_epoch(path, dry_run=dry_run, force=force,
+                                       snapshot_first=snapshot_first)
+    except EngineError as exc:
+        fail(as_json, exc)
+    emit(as_json, {"ok": True, **report.to_json()}, lambda: render(report))
+
+
+def render(report: RecoveryReport) -> None:
+    dry_run = report.dry_run
+    head = "[yellow]dry run[/]: would recover" if dry_run else "[green]recovered[/]"
+    out.print(f"{head} {report.path}")
+    out.print(f"  kept:      snapshot {os.path.basename(report.snapshot)} "
+              f"(epoch {report.snapshot_position.epoch}, tx {report.snapshot_position.tx_id}, "
+              f"{report.streams} streams)")
+    out.print(f"  log found: {report.log_found}")
+    if report.log_moved_to:
+        verb = "would move" if dry_run else "moved"
+        out.print(f"  old log:   {verb} aside to {report.log_moved_to}", markup=False)
+    out.print(f"  new epoch: {report.new_epoch}, next tx {report.next_tx}")
+    out.print(f"  lost:      {report.lost}", markup=False, highlight=False)
+    for n in report.notes:
+        out.print(f"  note:      {n}", markup=False, highlight=False)

@@ -1,0 +1,83 @@
+"""Every path under a database directory, named by one function each.
+
+LevelDB's ``db/filename.h`` does the same: no other module joins a name under
+``DIR`` itself, so the on-disk layout (ENGINE.md, "On disk") is readable here in
+one screen and changes in one place::
+
+    DIR/
+      LOCK              lock_file()        flock held while open
+      log/              log_dir()          LMDB environment (data.mdb, lock.mdb)
+      log.new/          log_staging_dir()  a new epoch's log while it is built
+      snapshots/        snapshot_dir()     <epoch>-<tx_id>.snap (+ .snap.tmp while written)
+      aside/            aside_dir()        files moved out of the way, never deleted
+      admin.sock        admin_socket()     only with admin_socket=True (mode 0600)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Final
+
+LOCK_FILE: Final = "LOCK"
+LOG_SUBDIR: Final = "log"
+LOG_STAGING_SUBDIR: Final = "log.new"
+SNAP_SUBDIR: Final = "snapshots"
+ASIDE_SUBDIR: Final = "aside"
+ADMIN_SOCKET: Final = "admin.sock"
+LMDB_DATA_FILE: Final = "data.mdb"
+SNAP_SUFFIX: Final = ".snap"
+SNAP_TMP_SUFFIX: Final = ".snap.tmp"
+
+_SNAP_NAME = re.compile(r"^(\d+)-(\d+)\.snap$")
+
+
+def lock_file(path: str) -> str:
+    """``DIR/LOCK``: the lock file of the database in ``path``."""
+    return os.path.join(path, LOCK_FILE)
+
+
+def log_dir(path: str) -> str:
+    """``DIR/log``: the LMDB environment holding the transaction log."""
+    return os.path.join(path, LOG_SUBDIR)
+
+
+def log_data_file(log_path: str) -> str:
+    """``DIR/log/data.mdb``: LMDB's data file inside a log directory."""
+    return os.path.join(log_path, LMDB_DATA_FILE)
+
+
+def log_staging_dir(path: str) -> str:
+    """``DIR/log.new``: where recovery builds a new epoch's log before renaming it."""
+    return os.path.join(path, LOG_STAGING_SUBDIR)
+
+
+def snapshot_dir(path: str) -> str:
+    """``DIR/snapshots``: the snapshot files."""
+    return os.path.join(path, SNAP_SUBDIR)
+
+
+def snapshot_name(epoch: int, tx_id: int) -> str:
+    """The file name of the snapshot at ``(epoch, tx_id)``: ``<epoch>-<tx_id>.snap``."""
+    return f"{epoch}-{tx_id}{SNAP_SUFFIX}"
+
+
+def parse_snapshot_name(name: str) -> tuple[int, int] | None:
+    """``(epoch, tx_id)`` from a snapshot file name, or None if it is not one."""
+    m = _SNAP_NAME.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def snapshot_tmp(final: str) -> str:
+    """The temporary name a snapshot is written under before its rename."""
+    return final[: -len(SNAP_SUFFIX)] + SNAP_TMP_SUFFIX
+
+
+def aside_dir(path: str) -> str:
+    """``DIR/aside``: files the engine moved out of the way (it never deletes them)."""
+    return os.path.join(path, ASIDE_SUBDIR)
+
+
+def admin_socket(path: str) -> str:
+    """``DIR/admin.sock``: the admin endpoint's Unix socket."""
+    return os.path.join(path, ADMIN_SOCKET)

@@ -1,0 +1,183 @@
+"""Reading log records with their checks written once.
+
+Three checks hold for every record of a log (docs/FORMAT.md, "Log"): the record
+decodes (its checksum and layout are valid), the tx id inside equals the key it is
+stored under and its epoch is the log's, and the records continue gap-free: each
+tx id is the previous one plus one and its first event position follows the
+previous record's last. :class:`LogReader` applies them for every consumer: open
+(the replay of the tail), ``read_log``/``read_stream``, ``engine-admin verify``,
+and later backup and restore.
+
+A problem goes to a *reporter*: :data:`RAISE` turns it into a
+:class:`~engine.errors.CorruptLogError` (open and reads), a :class:`ProblemList`
+collects it and lets the scan go on (verify).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
+
+from .errors import CorruptLogError
+from .native import StreamSlice, TxColumns, decode_tx, select_tx
+
+
+class _Header(Protocol):
+    @property
+    def tx_id(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+
+
+_Rec = TypeVar("_Rec", bound=_Header)
+
+
+class Reporter(Protocol):
+    def __call__(self, tx_id: int, message: str) -> None: ...
+
+
+class _Raise:
+    """The reporter of open and reads: a problem is a :class:`CorruptLogError`."""
+
+    def __call__(self, tx_id: int, message: str) -> None:
+        raise CorruptLogError(message)
+
+
+RAISE: Reporter = _Raise()
+
+
+class ProblemList(list[str]):
+    """The reporter of verify: collects every problem's message and lets the scan go on."""
+
+    def __call__(self, tx_id: int, message: str) -> None:
+        self.append(message)
+
+
+class Continuity:
+    """The gap-free check: tx ids and event positions continue from a known point.
+
+    ``tx_id`` and ``position`` are the last accepted transaction and event position;
+    ``position`` is None right after a record that could not be decoded (the next
+    record's position is then taken as it is).
+    """
+
+    __slots__ = ("position", "tx_id")
+
+    def __init__(self, tx_id: int, position: int | None) -> None:
+        self.tx_id = tx_id
+        self.position = position
+
+    def skip(self, tx_id: int) -> None:
+        """Resynchronise after the undecodable record ``tx_id``."""
+        self.tx_id = tx_id
+        self.position = None
+
+    def follow(self, tx_id: int, first_position: int, count: int) -> str | None:
+        """Accept the record if it continues; returns the problem otherwise (and resyncs)."""
+        problem = None
+        if tx_id != self.tx_id + 1:
+            problem = f"log gap: expected tx {self.tx_id + 1}, found {tx_id}"
+        elif self.position is not None and first_position != self.position + 1:
+            problem = (f"tx {tx_id}: first position {first_position}, expected "
+                       f"{self.position + 1}")
+        self.tx_id = tx_id
+        self.position = first_position + count - 1
+        return problem
+
+
+class RecordSource(Protocol):
+    """What the reader needs of the log (``engine.log.LogStore``)."""
+
+    def iter_range(self, from_tx: int, to_tx: int | None = None
+                   ) -> Iterator[tuple[int, bytes]]: ...
+
+
+class LogReader:
+    """Checked access to the records of one log of one epoch.
+
+    ``base_tx``/``base_position`` precede the log's first record (0 for a database's
+    first epoch). ``where`` names the database in messages.
+    """
+
+    def __init__(self, source: RecordSource, *, epoch: int, base_tx: int,
+                 base_position: int, where: str) -> None:
+        self.source = source
+        self.epoch = epoch
+        self.base_tx = base_tx
+        self.base_position = base_position
+        self.where = where
+
+    def epoch_of(self, tx_id: int) -> int:
+        """The epoch a record under ``tx_id`` must carry (a log holds one epoch)."""
+        return self.epoch if tx_id > self.base_tx else 0
+
+    def _damaged(self, tx_id: int, exc: CorruptLogError) -> str:
+        return (f"log record for tx {tx_id} in {self.where} is corrupt: {exc}. "
+                f"Run `engine-admin verify {self.where}` to see every damaged record.")
+
+    def _misplaced(self, tx_id: int, got: _Header) -> str | None:
+        if got.tx_id == tx_id and got.epoch == self.epoch_of(tx_id):
+            return None
+        return (f"log record under key {tx_id} holds tx {got.tx_id} of epoch {got.epoch} "
+                f"(expected tx {tx_id} of epoch {self.epoch_of(tx_id)}) in {self.where}.")
+
+    def checked(self, tx_id: int, decode: Callable[[], _Rec]) -> _Rec:
+        """``decode()`` of the record under ``tx_id``, checked against its key and epoch;
+        raises :class:`CorruptLogError`."""
+        try:
+            got = decode()
+        except CorruptLogError as exc:
+            raise CorruptLogError(self._damaged(tx_id, exc), exc.code) from exc
+        problem = self._misplaced(tx_id, got)
+        if problem is not None:
+            raise CorruptLogError(problem)
+        return got
+
+    def decode(self, tx_id: int, rec: bytes) -> TxColumns:
+        """The whole record stored under ``tx_id``, checked (raises CorruptLogError)."""
+        return self.checked(tx_id, lambda: decode_tx(rec))
+
+    def select(self, tx_id: int, rec: bytes, stream: str) -> StreamSlice:
+        """Only ``stream``'s events of the record under ``tx_id``, checked."""
+        return self.checked(tx_id, lambda: select_tx(rec, stream))
+
+    def follow(self, cont: Continuity, tx_id: int, first_position: int, count: int,
+               report: Reporter = RAISE) -> None:
+        """Apply the gap-free check to one record that passed the other checks."""
+        problem = cont.follow(tx_id, first_position, count)
+        if problem is not None:
+            report(tx_id, f"{problem} in {self.where}. Run `engine-admin verify "
+                          f"{self.where}`.")
+
+    def start(self) -> Continuity:
+        """Continuity from the log's base: where its first record must continue."""
+        return Continuity(self.base_tx, self.base_position)
+
+    def scan(self, from_tx: int = 1, to_tx: int | None = None, *,
+             cont: Continuity | None = None, report: Reporter = RAISE,
+             on_record: Callable[[int], None] | None = None) -> Iterator[TxColumns]:
+        """Records ``from_tx..to_tx`` decoded and checked, in order.
+
+        With ``cont`` the gap-free check runs too. A record that fails a check is
+        reported; if ``report`` returns, the scan goes on (resynchronised after it)
+        and the bad record is not yielded. ``on_record(tx_id)`` sees every record read.
+        """
+        for tx_id, rec in self.source.iter_range(from_tx, to_tx):
+            if on_record is not None:
+                on_record(tx_id)
+            try:
+                cols = decode_tx(rec)
+            except CorruptLogError as exc:
+                report(tx_id, self._damaged(tx_id, exc))
+                if cont is not None:
+                    cont.skip(tx_id)
+                continue
+            problem = self._misplaced(tx_id, cols)
+            if problem is not None:
+                report(tx_id, problem)
+                if cont is not None:
+                    cont.tx_id, cont.position = tx_id, cols.first_position + len(cols.streams) - 1
+                continue
+            if cont is not None:
+                self.follow(cont, tx_id, cols.first_position, len(cols.streams), report)
+            yield cols

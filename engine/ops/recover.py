@@ -1,0 +1,175 @@
+"""Log-loss recovery: ``engine-admin recover --new-epoch``.
+
+:func:`recover_new_epoch` rebuilds a log for a new epoch from the newest valid
+snapshot, never deleting anything; each step is safe to repeat after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import formats, layout
+from ..errors import CorruptSnapshotError, EngineError, RecoveryRequired, StorageError
+from ..files import fs
+from ..log import LogInfo, LogStore
+from ..model import EpochRecord, Position
+from ..snapshot import LoadedSnapshot, list_snapshots, load_snapshot, read_header, write_snapshot
+from .plan import in_history, plan_open, set_aside_dir
+
+
+@dataclass
+class RecoveryReport:
+    """What ``recover --new-epoch`` kept, started and lost (printed or as JSON)."""
+
+    path: str
+    dry_run: bool
+    snapshot: str
+    snapshot_position: Position
+    streams: int
+    new_epoch: int
+    next_tx: int
+    lost: str
+    log_found: str
+    log_moved_to: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path, "dry_run": self.dry_run, "snapshot": self.snapshot,
+            "kept": {"epoch": self.snapshot_position.epoch,
+                     "tx_id": self.snapshot_position.tx_id, "streams": self.streams},
+            "new_epoch": self.new_epoch, "next_tx": self.next_tx, "lost": self.lost,
+            "log_found": self.log_found, "log_moved_to": self.log_moved_to,
+            "notes": self.notes,
+        }  # fmt: skip
+
+
+def _newest_known_history(path: str, info: LogInfo) -> tuple[EpochRecord, ...]:
+    """The epoch history reaching the newest epoch, from the log and every snapshot
+    header that still reads (a header has its own checksum: a damaged body does not
+    hide the history it carries)."""
+    histories = [info.history] if info.exists else []
+    for _pos, spath in list_snapshots(layout.snapshot_dir(path)):
+        try:
+            histories.append(read_header(spath).history)
+        except EngineError:
+            continue
+    histories = [h for h in histories if h]
+    return max(histories, key=lambda h: max(r.epoch for r in h)) if histories else ()
+
+
+def _newest_valid(path: str, notes: list[str],
+                  history: tuple[EpochRecord, ...]) -> LoadedSnapshot:
+    """The newest snapshot that loads and lies on ``history``'s timeline."""
+    for pos, spath in list_snapshots(layout.snapshot_dir(path)):
+        if history and not in_history(pos, history):
+            notes.append(f"skipped {os.path.basename(spath)}: epoch {pos.epoch} forked off "
+                         "before it, so it holds transactions the newer timeline never had")
+            continue
+        try:
+            return load_snapshot(spath)
+        except CorruptSnapshotError as exc:
+            notes.append(f"{exc} -- falling back to an older snapshot")
+    raise CorruptSnapshotError(
+        f"cannot recover {path}: no valid snapshot to rebuild from. Restore from a backup.")
+
+
+def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
+                      reason: str = "log lost: rebuilt from snapshot",
+                      snapshot_first: Callable[[], object] | None = None) -> RecoveryReport:
+    """Rebuild the log of ``path`` for a new epoch from its newest valid snapshot.
+
+    The caller holds the directory lock. Steps, each safe to repeat after a crash:
+    move ``DIR/log`` into ``DIR/aside/log-<time>`` (never deleted); build the new
+    log in ``DIR/log.new`` (meta: epoch E+1, base = snapshot position, history);
+    rename it to ``DIR/log``; write a snapshot of the new epoch at the same tx so
+    the history survives a later loss. Until the rename, the directory still
+    refuses to open, so a half-made epoch never opens.
+
+    On a healthy database it refuses unless ``force``; with ``force`` it calls
+    ``snapshot_first`` (which snapshots the current state) so nothing is lost.
+    """
+    notes: list[str] = []
+    healthy = False
+    try:
+        plan_open(path, create=False)
+        healthy = True
+    except RecoveryRequired:
+        pass
+    except EngineError as exc:
+        if not isinstance(exc, CorruptSnapshotError):
+            raise
+    if healthy and not force:
+        raise EngineError(
+            f"{path} is healthy: its log covers the newest snapshot, so there is nothing to "
+            "recover. Pass --force to start a new epoch anyway (a snapshot of the current "
+            "state is taken first, so nothing committed is lost).")
+    if healthy and force and not dry_run:
+        if snapshot_first is None:
+            raise EngineError("recover --force on a healthy database needs a snapshot first")
+        snapshot_first()
+        notes.append("forced on a healthy database: a snapshot of the current state was "
+                     "taken first")
+    info = LogStore.probe(layout.log_dir(path))
+    # Every epoch ever started here must stay used up, even one known only from a
+    # damaged snapshot's header: the new epoch is past all of them.
+    known = _newest_known_history(path, info)
+    snap = _newest_valid(path, notes, known)
+    h = snap.header
+    epochs = [h.epoch, info.epoch] + [r.epoch for r in (*h.history, *known)]
+    new_epoch = max(epochs) + 1
+    if healthy:  # --force: the state at the log's last tx is (or would be) snapshotted first
+        lost = f"nothing: the new epoch starts after tx {info.last_tx}, the log's last"
+    elif info.exists and info.first_tx is not None and info.last_tx > h.tx_id:
+        lost = (f"txs {h.tx_id + 1}..{info.last_tx} of epoch {info.epoch} (moved aside with the "
+                "old log, not applied)")
+    elif info.exists and info.first_tx is not None:
+        lost = (f"transactions after tx {h.tx_id}, if any were committed (the log found ends "
+                f"at tx {info.last_tx}: a stale copy)")
+    else:
+        lost = f"transactions after tx {h.tx_id}, if any were committed (no log was found)"
+    moved: str | None = None
+    logp = layout.log_dir(path)
+    has_log_dir = os.path.exists(logp)
+    if has_log_dir:
+        moved = set_aside_dir(path, f"log-epoch{info.epoch}" if info.exists else "log")
+    report = RecoveryReport(
+        path=path, dry_run=dry_run, snapshot=h.path, snapshot_position=h.position,
+        streams=h.stream_count, new_epoch=new_epoch,
+        # forced: after the snapshot of the current state (taken unless this is a dry run)
+        next_tx=max(h.tx_id, info.last_tx if healthy else 0) + 1, lost=lost,
+        log_found=info.describe(), log_moved_to=moved, notes=notes,
+    )  # fmt: skip
+    if dry_run:
+        return report
+
+    try:
+        files = fs()
+        if has_log_dir and moved is not None:
+            files.makedirs(os.path.dirname(moved))
+            files.move_durably(logp, moved)
+        staging = layout.log_staging_dir(path)
+        if os.path.exists(staging):
+            shutil.rmtree(staging)  # a half-made epoch from an interrupted run
+        history = [r for r in (known or h.history) if r.epoch < new_epoch]
+        history.append(EpochRecord(epoch=new_epoch, first_tx=h.tx_id + 1,
+                                   first_position=h.last_position + 1, time=time.time(),
+                                   reason=reason.encode()[: formats.MAX_REASON_BYTES]
+                                   .decode("utf-8", "ignore")))
+        store = LogStore(staging, sync="commit")
+        try:
+            store.initialise(h.db_id, new_epoch, h.tx_id, h.last_position, history)
+        finally:
+            store.close()
+        files.fsync_dir(staging)
+        files.move_durably(staging, logp)
+    except OSError as exc:
+        raise StorageError(f"recovery of {path} failed: {exc}. Nothing was deleted; fix the "
+                           "cause and run the same command again.") from exc
+    write_snapshot(layout.snapshot_dir(path), db_id=h.db_id, epoch=new_epoch, tx_id=h.tx_id,
+                   last_position=h.last_position, history=history, state=snap.state)
+    return report

@@ -1,0 +1,86 @@
+"""Taking snapshots: on request (``db.snapshot()``) and in the background.
+
+:class:`Snapshotter` serialises snapshot writes (one at a time), prunes old files
+after a new one is durable, and, with ``snapshot_every``, runs a thread that waits
+on the :class:`~engine.notify.CommitSignal` until that many transactions were
+committed since the last snapshot. The thread costs committers nothing while it
+waits (the signal wakes it only when its target tx is reached).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .model import EpochRecord, SnapshotInfo
+from .notify import CommitSignal
+from .snapshot import prune, write_snapshot
+from .state import StateEntry
+
+log = logging.getLogger("engine")
+
+Capture = Callable[[], tuple[dict[str, StateEntry], int, int]]
+
+
+class Snapshotter:
+    """Writes snapshots of one open database into ``snapshot_dir``."""
+
+    def __init__(self, *, snapshot_dir: str, db_id: str, epoch: int,
+                 history: tuple[EpochRecord, ...], capture: Capture, keep: int,
+                 last_snapshot_tx: int, signal: CommitSignal, every: int | None,
+                 name: str) -> None:
+        self._dir = snapshot_dir
+        self._db_id = db_id
+        self._epoch = epoch
+        self._history = history
+        self._capture = capture  # (private state copy, tx_id, last position)
+        self._keep = keep
+        self._signal = signal
+        self._every = every
+        self._lock = threading.Lock()  # one snapshot write at a time
+        # Written under _lock; read lock-free by the background loop.
+        self.last_snapshot_tx = last_snapshot_tx
+        # Written by the background thread only: the last background failure (None after
+        # a success); surfaced by status and the log.
+        self.last_error: BaseException | None = None
+        self._stop = False  # set once by close()
+        self._thread: threading.Thread | None = None
+        if every:
+            self._thread = threading.Thread(target=self._loop, name=f"engine-snapshot:{name}",
+                                            daemon=True)
+            self._thread.start()
+
+    def take(self) -> SnapshotInfo:
+        """Write a snapshot of the current state; returns once it is durable."""
+        with self._lock:
+            entries, tx_id, pos = self._capture()
+            info = write_snapshot(self._dir, db_id=self._db_id, epoch=self._epoch, tx_id=tx_id,
+                                  last_position=pos, history=self._history, state=entries)
+            self.last_snapshot_tx = tx_id
+            prune(self._dir, self._keep)
+            return info
+
+    def _loop(self) -> None:
+        every = self._every
+        assert every
+        while True:
+            self._signal.wait_for_tx(self.last_snapshot_tx + every)
+            if self._stop or self._signal.closed:
+                return
+            if self._signal.current.tx_id - self.last_snapshot_tx < every:
+                continue  # a snapshot was taken on request meanwhile
+            try:
+                self.take()
+                self.last_error = None
+            except Exception as exc:  # keep serving; surfaced by status and the log
+                self.last_error = exc
+                log.error("background snapshot into %s failed: %s", self._dir, exc)
+                # Wait for the next `every` commits before trying again.
+                self._signal.wait_for_tx(self._signal.current.tx_id + every)
+
+    def close(self) -> None:
+        """Stop the background thread (the signal must be closed first, or be closed next)."""
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join()
