@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .database import Database
 from .model import Reducer
-from .options import Options
+from .options import GROUP_MAX_BYTES, GROUP_MAX_TXS, Options
 
 
 def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "commit",
          reducer: Reducer | None = None, snapshot_every: int | None = None,
-         keep_snapshots: int = 3, map_size: int | None = None) -> Database:
-    """Open (or create) the database in directory ``path``. See the README's API tour.
+         keep_snapshots: int = 3, map_size: int | None = None,
+         group_max_txs: int = GROUP_MAX_TXS, group_max_bytes: int = GROUP_MAX_BYTES,
+         backup: Any = None, admin_socket: bool = False) -> Database:
+    """Open (or create) the database in directory ``path``. See the README's API tour;
+    every option is documented on :class:`~engine.options.Options`.
 
     Raises :class:`~engine.errors.OptionsError` for a bad option (nothing is created),
     :class:`~engine.errors.DatabaseLockedError` if another handle owns the directory,
@@ -20,5 +24,7 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
     cover the newest snapshot.
     """
     options = Options(create=create, sync=sync, reducer=reducer, snapshot_every=snapshot_every,
-                      keep_snapshots=keep_snapshots, map_size=map_size)
+                      keep_snapshots=keep_snapshots, map_size=map_size,
+                      group_max_txs=group_max_txs, group_max_bytes=group_max_bytes,
+                      backup=backup, admin_socket=admin_socket)
     return Database(path, options)

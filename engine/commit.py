@@ -119,6 +119,10 @@ class CommitPipeline:
             raise w.error
         return w.tx_id
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _check_usable(self) -> None:
         if self._closed:
             raise DatabaseClosedError(f"database {self._describe} is closed; open it again "
@@ -204,6 +208,8 @@ class CommitPipeline:
             self._log.append(records)  # one LMDB commit: durable unless sync="none"
         except BaseException as exc:
             if not self._after_failed_append(records[-1][0], written, exc):
+                if self._broken is not None:
+                    raise self._broken from exc
                 raise
             self._merge(changes, tx_id, pos)
             if not isinstance(exc, Exception):

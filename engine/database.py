@@ -96,8 +96,10 @@ class Database:
             small_leader_extra=SMALL_LEADER_EXTRA_BYTES, describe=self.path)
         reader = LogReader(self._log, epoch=loaded.epoch, base_tx=loaded.base_tx,
                            base_position=loaded.base_position, where=self.path)
-        self._history_reader = History(self._log, reader, loaded.state, loaded.history,
-                                       lambda: self._pipeline.last_tx, self._check_open)
+        # Nothing below holds a reference back to self: a closed, dropped handle is
+        # freed by reference counting at once (a cycle would keep the whole state alive
+        # until the cyclic GC runs; tested).
+        self._history_reader = History(self._log, reader, self._pipeline, loaded.history)
         self._snapshots = Snapshotter(
             snapshot_dir=layout.snapshot_dir(self.path), db_id=loaded.db_id,
             epoch=loaded.epoch, history=loaded.history, capture=self._pipeline.capture,

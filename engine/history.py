@@ -7,9 +7,10 @@ the range; it is never silently skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
-from .errors import CorruptLogError, HistoryLostError, InvalidEventError
+from .errors import CorruptLogError, DatabaseClosedError, HistoryLostError, InvalidEventError
 from .log import LogStore
 from .logreader import LogReader
 from .model import EpochRecord, Event, Transaction
@@ -25,19 +26,35 @@ def events_of(cols: TxColumns) -> tuple[Event, ...]:
                                                       cols.datas, strict=True)))
 
 
-class History:
-    """Reads of one open database's log. ``last_tx`` says how far it is committed;
-    ``check_open`` raises once the database is closed (checked between records)."""
+class Committed(Protocol):
+    """How far the database is committed, and whether it is still open
+    (``engine.commit.CommitPipeline``)."""
 
-    def __init__(self, log: LogStore, reader: LogReader, state: State,
-                 history: tuple[EpochRecord, ...], last_tx: Callable[[], int],
-                 check_open: Callable[[], None]) -> None:
+    @property
+    def state(self) -> State: ...
+    @property
+    def last_tx(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+
+class History:
+    """Reads of one open database's log, up to what ``committed`` says is committed.
+
+    Holds no reference to the ``Database`` (no cycle: a closed handle is freed at once).
+    """
+
+    def __init__(self, log: LogStore, reader: LogReader, committed: Committed,
+                 history: tuple[EpochRecord, ...]) -> None:
         self._log = log
         self._reader = reader
-        self._state = state
+        self._committed = committed
         self._history = history
-        self._last_tx = last_tx
-        self._check_open = check_open
+
+    def _check_open(self) -> None:
+        if self._committed.closed:
+            raise DatabaseClosedError(f"database {self._reader.where} is closed; open it "
+                                      "again to use it")
 
     def lost(self, what: str) -> HistoryLostError:
         """The error for a read of history before the log's base."""
@@ -60,7 +77,7 @@ class History:
         return self._read_log(from_tx, to_tx)
 
     def _read_log(self, from_tx: int, to_tx: int | None) -> Iterator[Transaction]:
-        last = self._last_tx()
+        last = self._committed.last_tx
         end = last if to_tx is None else min(to_tx, last)
         for tx_id, rec in self._log.iter_range(from_tx, end):
             self._check_open()
@@ -75,7 +92,7 @@ class History:
         """
         if type(from_version) is not int or from_version < 1:
             raise InvalidEventError(f"from_version must be an int >= 1, got {from_version!r}")
-        e = self._state.lookup(stream) if isinstance(stream, str) else None
+        e = self._committed.state.lookup(stream) if isinstance(stream, str) else None
         if e is None or from_version > e[0]:
             return iter(())
         chunks: list[list[Event]] = []
