@@ -53,58 +53,56 @@ class Database:
             raise OptionsError("give either an Options object or keyword options, not both")
         self.options = options  # immutable
         self.path = _directory(path, options.create)  # absolute; immutable
-        self._closed = True  # becomes False once everything below is up
         # A caller that already holds the directory lock (engine-admin recover) lends it;
         # then close() leaves it held.
         self._owns_lock = _held_lock is None
         self._lock = DirLock(self.path) if _held_lock is None else _held_lock
+        log: LogStore | None = None
         try:
-            self._open()
+            plan = plan_open(self.path, create=options.create)
+            apply_set_aside(plan)
+            log_kwargs: dict[str, Any] = {"sync": options.sync}
+            if options.map_size:
+                log_kwargs["map_size"] = options.map_size
+            log = LogStore(layout.log_dir(self.path), **log_kwargs)
+            loaded = load(plan, log, options.reducer, self.path)
         except BaseException:
+            if log is not None:
+                log.close()
             if self._owns_lock:
                 self._lock.release()
             raise
-        self._closed = False
-
-    def _open(self) -> None:
-        o = self.options
-        plan = plan_open(self.path, create=o.create)
-        apply_set_aside(plan)
-        self.open_warnings: list[str] = list(plan.warnings)  # immutable after open
-        kwargs: dict[str, Any] = {"sync": o.sync}
-        if o.map_size:
-            kwargs["map_size"] = o.map_size
-        self._log = LogStore(layout.log_dir(self.path), **kwargs)  # closed by close()
-        try:
-            loaded = load(plan, self._log, o.reducer, self.path)
-        except BaseException:
-            self._log.close()
-            raise
-        # Identity and timeline: fixed for the life of the handle.
+        # Every field below is set once here and never reassigned; the objects they
+        # name guard their own mutable parts (see docs/ARCHITECTURE.md, "Locks").
+        self.open_warnings: list[str] = list(plan.warnings)
+        self._log = log  # the only LMDB handle; closed by close()
         self.db_id: str = loaded.db_id
         self._epoch = loaded.epoch
         self._history: tuple[EpochRecord, ...] = loaded.history
-        # The commit signal: the last committed point; services wait on it.
+        # The last committed point; background services wait on it.
         self.commit_signal = CommitSignal(
             CommitPoint(loaded.epoch, loaded.last_tx, loaded.last_position))
-        # Owns the state and the position; every commit goes through it.
+        # Owns the state and the position (under its state_lock); every commit goes
+        # through it.
         self._pipeline = CommitPipeline(
-            log=self._log, state=loaded.state, signal=self.commit_signal, epoch=loaded.epoch,
+            log=log, state=loaded.state, signal=self.commit_signal, epoch=loaded.epoch,
             last_tx=loaded.last_tx, last_position=loaded.last_position,
-            group=o.sync == "group", group_max_txs=o.group_max_txs,
-            group_max_bytes=o.group_max_bytes, small_leader_bytes=SMALL_LEADER_BYTES,
+            group=options.sync == "group", group_max_txs=options.group_max_txs,
+            group_max_bytes=options.group_max_bytes, small_leader_bytes=SMALL_LEADER_BYTES,
             small_leader_extra=SMALL_LEADER_EXTRA_BYTES, describe=self.path)
-        reader = LogReader(self._log, epoch=loaded.epoch, base_tx=loaded.base_tx,
+        reader = LogReader(log, epoch=loaded.epoch, base_tx=loaded.base_tx,
                            base_position=loaded.base_position, where=self.path)
         # Nothing below holds a reference back to self: a closed, dropped handle is
         # freed by reference counting at once (a cycle would keep the whole state alive
         # until the cyclic GC runs; tested).
-        self._history_reader = History(self._log, reader, self._pipeline, loaded.history)
+        self._history_reader = History(log, reader, self._pipeline, loaded.history)
         self._snapshots = Snapshotter(
             snapshot_dir=layout.snapshot_dir(self.path), db_id=loaded.db_id,
             epoch=loaded.epoch, history=loaded.history, capture=self._pipeline.capture,
-            keep=o.keep_snapshots, last_snapshot_tx=loaded.snapshot_tx,
-            signal=self.commit_signal, every=o.snapshot_every, name=self.path)
+            keep=options.keep_snapshots, last_snapshot_tx=loaded.snapshot_tx,
+            signal=self.commit_signal, every=options.snapshot_every, name=self.path)
+        # Written only by close() (then never back); read lock-free by every call.
+        self._closed = False
 
     # ------------------------------------------------------------- options
     @property

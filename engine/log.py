@@ -105,9 +105,9 @@ class LogStore:
         self.sync_mode = sync
         self.readonly = readonly
         self._gate = threading.Condition()
-        self._readers = 0
-        self._growing = False
-        self._closed = False
+        self._readers = 0  # guarded by _gate: open read transactions of this process
+        self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
+        self._closed = False  # guarded by _gate
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
