@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .backup.uploader import BackupOptions, attach_backup
 from .database import Database
 from .model import Reducer
 from .options import GROUP_MAX_BYTES, GROUP_MAX_TXS, Options
@@ -18,6 +19,11 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
     """Open (or create) the database in directory ``path``. See the README's API tour;
     every option is documented on :class:`~engine.options.Options`.
 
+    ``backup=`` (a target URL, ``TargetOptions`` or ``BackupOptions``) starts the
+    continuous log backup, controlled through ``db.backup``. A target that cannot be
+    reached does not stop the open: the backup retries and ``db.backup.status()`` says
+    it is failing; a malformed target is refused before anything is opened.
+
     Raises :class:`~engine.errors.OptionsError` for a bad option (nothing is created),
     :class:`~engine.errors.DatabaseLockedError` if another handle owns the directory,
     and the :class:`~engine.errors.RecoveryRequired` family when the log does not
@@ -27,4 +33,12 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
                       keep_snapshots=keep_snapshots, map_size=map_size,
                       group_max_txs=group_max_txs, group_max_bytes=group_max_bytes,
                       backup=backup, admin_socket=admin_socket)
-    return Database(path, options)
+    backup_options = None if backup is None else BackupOptions.coerce(backup)  # before opening
+    db = Database(path, options, _services=True)
+    try:
+        if backup_options is not None:
+            attach_backup(db, backup_options)
+    except BaseException:
+        db.close()
+        raise
+    return db

@@ -17,10 +17,11 @@ class, and none reaches into its fields.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from . import layout
 from .commit import CommitPipeline, Intent
@@ -34,8 +35,17 @@ from .model import EpochRecord, Event, Position, SnapshotInfo, Transaction
 from .notify import CommitPoint, CommitSignal
 from .ops.plan import apply_set_aside, plan_open
 from .options import SMALL_LEADER_BYTES, SMALL_LEADER_EXTRA_BYTES, Options
+from .port import ServicePort
 from .snapshotter import Snapshotter
 from .transaction import TransactionBuilder, check_event, check_expected
+
+log = logging.getLogger("engine")
+
+
+class Service(Protocol):
+    """A background service attached to an open database."""
+
+    def close(self) -> None: ...
 
 
 class Database:
@@ -46,11 +56,15 @@ class Database:
     """
 
     def __init__(self, path: str | os.PathLike[str], options: Options | None = None, *,
-                 _held_lock: DirLock | None = None, **kwargs: Any) -> None:
+                 _held_lock: DirLock | None = None, _services: bool = False,
+                 **kwargs: Any) -> None:
         if options is None:
             options = Options.from_kwargs(kwargs)
         elif kwargs:
             raise OptionsError("give either an Options object or keyword options, not both")
+        if options.backup is not None and not _services:
+            raise OptionsError("backup= is started by engine.open(); Database() opens only "
+                               "the core. Open with engine.open(path, backup=...)")
         self.options = options  # immutable
         self.path = _directory(path, options.create)  # absolute; immutable
         # A caller that already holds the directory lock (engine-admin recover) lends it;
@@ -91,7 +105,8 @@ class Database:
             group_max_bytes=options.group_max_bytes, small_leader_bytes=SMALL_LEADER_BYTES,
             small_leader_extra=SMALL_LEADER_EXTRA_BYTES, describe=self.path)
         reader = LogReader(log, epoch=loaded.epoch, base_tx=loaded.base_tx,
-                           base_position=loaded.base_position, where=self.path)
+                           base_position=loaded.base_position, where=self.path,
+                           history=loaded.history)
         # Nothing below holds a reference back to self: a closed, dropped handle is
         # freed by reference counting at once (a cycle would keep the whole state alive
         # until the cyclic GC runs; tested).
@@ -101,6 +116,11 @@ class Database:
             epoch=loaded.epoch, history=loaded.history, capture=self._pipeline.capture,
             keep=options.keep_snapshots, last_snapshot_tx=loaded.snapshot_tx,
             signal=self.commit_signal, every=options.snapshot_every, name=self.path)
+        self._reader = reader
+        # Background services attached after open (the log backup, ...), by name; each
+        # has close(). Written by attach() before the handle is handed out, then only
+        # read; close() closes them before the log.
+        self._services: dict[str, Service] = {}
         # Written only by close() (then never back); read lock-free by every call.
         self._closed = False
 
@@ -174,6 +194,33 @@ class Database:
         self._check_open()
         return self._history_reader.read_stream(stream, from_version)
 
+    # -------------------------------------------------------------- services
+    def service_port(self) -> ServicePort:
+        """What a background service may use of this database (see engine.port)."""
+        self._check_open()
+        return ServicePort(path=self.path, db_id=self.db_id, epoch=self._epoch,
+                           base_tx=self._reader.base_tx,
+                           base_position=self._reader.base_position,
+                           history=self._history, signal=self.commit_signal,
+                           reader=self._reader, _log=self._log)
+
+    def attach(self, name: str, service: Service) -> None:
+        """Hand ``service`` to this handle: ``close()`` will close it before the log."""
+        self._check_open()
+        if name in self._services:
+            raise EngineError(f"a {name} service is already attached to {self.path}")
+        self._services[name] = service
+
+    @property
+    def backup(self) -> Any:
+        """The continuous log backup (``engine.backup.uploader.LogBackup``) of a database
+        opened with ``backup=``; :class:`EngineError` otherwise."""
+        svc = self._services.get("backup")
+        if svc is None:
+            raise EngineError(f"{self.path} was opened without backup=: there is no log "
+                              "backup to control. Open it with backup=URL.")
+        return svc
+
     # ------------------------------------------------------------- snapshots
     def snapshot(self) -> SnapshotInfo:
         """Write a snapshot of the current state now; returns once it is durable."""
@@ -200,6 +247,11 @@ class Database:
             return
         self._closed = True
         self._pipeline.close()
+        for name, svc in reversed(list(self._services.items())):
+            try:
+                svc.close()  # a backup flushes what is committed (bounded) and stops
+            except Exception as exc:  # close the rest regardless; the service logged it
+                log.error("closing the %s service of %s failed: %s", name, self.path, exc)
         self.commit_signal.close()
         self._snapshots.close()
         self._log.close()

@@ -163,14 +163,33 @@ class BackupConflictError(PermanentBackupError):
     """A create-if-absent or compare-and-swap write found the object already there or changed."""
 
 
+class BackupFencedError(PermanentBackupError):
+    """The target holds a newer epoch (or another writer's) of this database: this process
+    stops shipping and never overwrites it. See docs/RUNBOOK.md, "A fenced backup"."""
+
+
+class BackupPausedError(BackupError):
+    """The log backup is paused (``db.backup.pause()``): resume it before flushing."""
+
+
 class InvalidTargetError(PermanentBackupError, OptionsError):
     """The backup URL or options are malformed (unknown scheme, relative path, ...)."""
+
+
+class InvalidKeyError(EngineError, ValueError):
+    """An object key, list prefix or byte range handed to a backup target is malformed.
+
+    A bug in the caller (the engine chooses every key), not a target failure, so it is
+    not a :class:`BackupError`: nothing was sent to the target, and retrying cannot help.
+    """
 
 
 __all__ = [
     "BackupConflictError",
     "BackupError",
+    "BackupFencedError",
     "BackupNotFoundError",
+    "BackupPausedError",
     "ConcurrencyError",
     "CorruptLogError",
     "CorruptSnapshotError",
@@ -181,6 +200,7 @@ __all__ = [
     "EngineWarning",
     "HistoryLostError",
     "InvalidEventError",
+    "InvalidKeyError",
     "InvalidTargetError",
     "LogGapError",
     "LogMissingError",

@@ -59,7 +59,23 @@ META_EPOCH: Final = META_PREFIX + b"epoch"              # u64 LE: the log's epoc
 META_BASE_TX: Final = META_PREFIX + b"base_tx"          # u64 LE: tx before the first record
 META_BASE_POSITION: Final = META_PREFIX + b"base_position"  # u64 LE: event position before it
 META_HISTORY: Final = META_PREFIX + b"epoch_history"    # JSON list of EpochRecord dicts
+META_BACKUP: Final = META_PREFIX + b"backup"            # JSON: the log backup's checkpoint
 LOG_FORMAT: Final = 1
+
+# ---- log-backup segment (an object in the backup target) -------------------
+# Header: magic, version, flags, header_len, db_id (36), reserved, epoch, first_tx,
+# last_tx, first_position, last_position, first_ts_ns, last_ts_ns, record_count,
+# reserved, body_raw_len, body_len; then the u64 header checksum. The body is one
+# zstd frame of [u32 LE record length][tx record] repeated; the footer is the u64
+# checksum of every byte before it and SEG_END_MAGIC.
+SEG_MAGIC: Final = b"ENGSEG01"
+SEG_END_MAGIC: Final = b"ENGSEND1"
+SEG_VERSION: Final = 1
+SEG_FLAG_ZSTD: Final = 1
+SEG_HEADER: Final = struct.Struct("<8sHHI36sIQQQQQQQIIQQ")
+SEG_HEADER_SIZE: Final = 144              # SEG_HEADER + u64 checksum
+SEG_FOOTER_SIZE: Final = 16
+SEG_SUFFIX: Final = ".seg"
 
 # ---- input limits (documented in README/FORMAT) ---------------------------
 MAX_NAME_BYTES: Final = 1024              # stream name, UTF-8
@@ -76,6 +92,7 @@ U32_LE: Final = struct.Struct("<I")
 U64_MAX: Final = (1 << 64) - 1
 
 # ---- transaction record sizing (see FORMAT.md, "Transaction record") -------
+TX_ID_OFFSET: Final = 8                   # u64 LE tx_id in the record header
 TX_EVENT_COUNT_OFFSET: Final = 40         # u32 LE event_count in the record header
 # Upper bound a builder reserves per event for its fixed columns and short names
 # before encoding (version 8 + prev_tx 8 + data length 4 + names); the encoder's

@@ -76,7 +76,8 @@ def _load(plan: OpenPlan, log: LogStore, reducer: Reducer | None, where: str) ->
         info = log.info()
     assert info.db_id is not None  # the log was initialised above
     reader = LogReader(log, epoch=info.epoch, base_tx=info.base_tx,
-                       base_position=info.base_position, where=where)
+                       base_position=info.base_position, where=where,
+                       history=info.history)
     start_tx = snap.header.tx_id if snap else info.base_tx
     start_pos = snap.header.last_position if snap else info.base_position
     cont = Continuity(start_tx, start_pos)

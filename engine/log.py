@@ -200,6 +200,23 @@ class LogStore:
         self._write(put)
         self.sync()
 
+    def put_meta(self, key: bytes, value: bytes) -> None:
+        """Write one meta entry (``formats.META_*``) in its own LMDB write transaction;
+        durable on return unless sync is "none" (then flushed with the next fsync)."""
+        if not key.startswith(formats.META_PREFIX) or len(key) <= len(formats.META_PREFIX):
+            raise ValueError(f"not a meta key: {key!r}")
+
+        def put(txn: Any) -> None:
+            txn.put(key, value)
+
+        self._write(put)
+
+    def get_meta(self, key: bytes) -> bytes | None:
+        """One meta entry, or None."""
+        with self._reading() as txn:
+            v = txn.get(key)
+            return None if v is None else bytes(v)
+
     # ---------------------------------------------------------------- writing
     def append(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
         """Append ``(tx_id, record)`` pairs in one LMDB write transaction.

@@ -15,10 +15,12 @@ collects it and lets the scan go on (verify).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 from .errors import CorruptLogError
+from .model import EpochRecord
 from .native import StreamSlice, TxColumns, decode_tx, select_tx
 
 
@@ -44,6 +46,7 @@ class _Raise:
 
 
 RAISE: Reporter = _Raise()
+_MAX_EPOCH = 1 << 64
 
 
 class ProblemList(list[str]):
@@ -93,23 +96,32 @@ class RecordSource(Protocol):
 
 
 class LogReader:
-    """Checked access to the records of one log of one epoch.
+    """Checked access to the records of one log.
 
+    ``epoch`` is the log's (newest) epoch; ``history`` its epoch history: a record
+    carries the epoch whose range holds its tx (a log rebuilt from a backup holds the
+    records of earlier epochs too; any other log holds only its own epoch's).
     ``base_tx``/``base_position`` precede the log's first record (0 for a database's
     first epoch). ``where`` names the database in messages.
     """
 
     def __init__(self, source: RecordSource, *, epoch: int, base_tx: int,
-                 base_position: int, where: str) -> None:
+                 base_position: int, where: str,
+                 history: Sequence[EpochRecord] = ()) -> None:
         self.source = source
         self.epoch = epoch
         self.base_tx = base_tx
         self.base_position = base_position
         self.where = where
+        # (first_tx, epoch) of the history's epochs up to the log's, ascending.
+        self._starts = sorted((h.first_tx, h.epoch) for h in history if h.epoch <= epoch)
 
     def epoch_of(self, tx_id: int) -> int:
-        """The epoch a record under ``tx_id`` must carry (a log holds one epoch)."""
-        return self.epoch if tx_id > self.base_tx else 0
+        """The epoch a record under ``tx_id`` must carry (0: no record may be there)."""
+        if tx_id <= self.base_tx:
+            return 0
+        i = bisect_right(self._starts, (tx_id, _MAX_EPOCH)) - 1
+        return self._starts[i][1] if i >= 0 else self.epoch
 
     def _damaged(self, tx_id: int, exc: CorruptLogError) -> str:
         return (f"log record for tx {tx_id} in {self.where} is corrupt: {exc}. "

@@ -74,13 +74,18 @@ class CommitSignal:
             self._waiters = keep
             self._wake_at = min((t for t, _ in keep), default=_NEVER)
 
-    def wait_for_tx(self, tx_id: int, timeout: float | None = None) -> CommitPoint:
+    def wait_for_tx(self, tx_id: int, timeout: float | None = None,
+                    wake: threading.Event | None = None) -> CommitPoint:
         """Block until a transaction ``>= tx_id`` is committed, the signal is closed, or
-        ``timeout`` seconds pass; returns the current point either way (check it)."""
+        ``timeout`` seconds pass; returns the current point either way (check it).
+
+        ``wake``: an event of the caller's that other threads may set to end the wait
+        early (a service's control requests); it is set, not cleared, by a commit.
+        """
         point = self._point
         if point.tx_id >= tx_id or self._closed:
             return point
-        ev = threading.Event()
+        ev = threading.Event() if wake is None else wake
         with self._lock:
             if self._closed:
                 return self._point

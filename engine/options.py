@@ -52,7 +52,9 @@ class Options:
     """sync="group": most event-data bytes in one commit group (the leader's own
     transaction always goes, however large)."""
     backup: Any = None
-    """Continuous log backup target: a URL or target options (not built yet: must be None)."""
+    """Continuous log backup: a target URL (``file:///abs``, ``s3://bucket/prefix``,
+    ``memory://name``), ``TargetOptions`` or ``BackupOptions`` (engine.backup); checked
+    and started by ``engine.open``."""
     admin_socket: bool = False
     """Serve the admin endpoint on ``DIR/admin.sock`` (not built yet: must be False)."""
     readonly: bool = False
@@ -74,8 +76,7 @@ class Options:
         _check_int("group_max_bytes", self.group_max_bytes, 1)
         _check_bool("admin_socket", self.admin_socket)
         _check_bool("readonly", self.readonly)
-        for name, value, off in (("backup", self.backup, None),
-                                 ("admin_socket", self.admin_socket, False),
+        for name, value, off in (("admin_socket", self.admin_socket, False),
                                  ("readonly", self.readonly, False)):
             if value != off:
                 raise OptionsError(f"{name}= is not available in this version of the engine "

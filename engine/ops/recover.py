@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .. import formats, layout
@@ -17,7 +17,14 @@ from ..errors import CorruptSnapshotError, EngineError, RecoveryRequired, Storag
 from ..files import fs
 from ..log import LogInfo, LogStore
 from ..model import EpochRecord, Position
-from ..snapshot import LoadedSnapshot, list_snapshots, load_snapshot, read_header, write_snapshot
+from ..snapshot import (
+    LoadedSnapshot,
+    SnapshotHeader,
+    list_snapshots,
+    load_snapshot,
+    read_header,
+    write_snapshot,
+)
 from .plan import in_history, plan_open, set_aside_dir
 
 
@@ -78,9 +85,31 @@ def _newest_valid(path: str, notes: list[str],
         f"cannot recover {path}: no valid snapshot to rebuild from. Restore from a backup.")
 
 
+@dataclass(frozen=True)
+class RecoveryTail:
+    """Records from elsewhere (a log backup) that the new log starts with.
+
+    The new log's base is ``(base_tx, base_position)`` and it holds ``first_tx ..
+    last_tx`` (``first_tx = base_tx + 1``) with their original epochs; the new epoch
+    starts at ``last_tx + 1``. ``records()`` yields batches of ``(tx_id, record)``,
+    already verified. ``source`` names where they came from.
+    """
+
+    base_tx: int
+    base_position: int
+    last_tx: int
+    last_position: int
+    source: str
+    records: Callable[[], Iterator[list[tuple[int, bytes]]]]
+
+
+TailProvider = Callable[[SnapshotHeader], "RecoveryTail | None"]
+
+
 def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
                       reason: str = "log lost: rebuilt from snapshot",
-                      snapshot_first: Callable[[], object] | None = None) -> RecoveryReport:
+                      snapshot_first: Callable[[], object] | None = None,
+                      tail: TailProvider | None = None) -> RecoveryReport:
     """Rebuild the log of ``path`` for a new epoch from its newest valid snapshot.
 
     The caller holds the directory lock. Steps, each safe to repeat after a crash:
@@ -92,6 +121,12 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
 
     On a healthy database it refuses unless ``force``; with ``force`` it calls
     ``snapshot_first`` (which snapshots the current state) so nothing is lost.
+
+    ``tail`` (``--from-backup``): given the snapshot kept, it may return records to
+    start the new log with (history before the snapshot, and txs after it that the
+    log backup holds), so the loss shrinks to what was never shipped. Then no new
+    snapshot is written: the kept one stays on the new log's lineage, and the next
+    open replays the tail with the application's own reducer.
     """
     notes: list[str] = []
     healthy = False
@@ -132,6 +167,16 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
                 f"at tx {info.last_tx}: a stale copy)")
     else:
         lost = f"transactions after tx {h.tx_id}, if any were committed (no log was found)"
+    extra = tail(h) if tail is not None else None
+    if extra is not None and not extra.base_tx <= h.tx_id <= extra.last_tx:
+        extra = None  # the backup neither reaches the snapshot nor continues it
+    if extra is not None:
+        if not healthy:
+            lost = (f"only transactions after tx {extra.last_tx} (never shipped to the "
+                    "backup), if any were committed")
+        notes.append(f"from the log backup {extra.source}: txs {extra.base_tx + 1}.."
+                     f"{extra.last_tx} ({max(0, extra.last_tx - h.tx_id)} past the snapshot"
+                     f"{', with the history before it' if extra.base_tx == 0 else ''})")
     moved: str | None = None
     logp = layout.log_dir(path)
     has_log_dir = os.path.exists(logp)
@@ -141,7 +186,8 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         path=path, dry_run=dry_run, snapshot=h.path, snapshot_position=h.position,
         streams=h.stream_count, new_epoch=new_epoch,
         # forced: after the snapshot of the current state (taken unless this is a dry run)
-        next_tx=max(h.tx_id, info.last_tx if healthy else 0) + 1, lost=lost,
+        next_tx=max(h.tx_id, info.last_tx if healthy else 0,
+                    extra.last_tx if extra else 0) + 1, lost=lost,
         log_found=info.describe(), log_moved_to=moved, notes=notes,
     )  # fmt: skip
     if dry_run:
@@ -155,14 +201,24 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         staging = layout.log_staging_dir(path)
         if os.path.exists(staging):
             shutil.rmtree(staging)  # a half-made epoch from an interrupted run
+        base_tx, base_pos = h.tx_id, h.last_position
+        last_tx, last_pos = h.tx_id, h.last_position
+        if extra is not None:
+            base_tx, base_pos = extra.base_tx, extra.base_position
+            last_tx, last_pos = extra.last_tx, extra.last_position
+            reason = f"{reason}; txs {base_tx + 1}..{last_tx} from {extra.source}"
         history = [r for r in (known or h.history) if r.epoch < new_epoch]
-        history.append(EpochRecord(epoch=new_epoch, first_tx=h.tx_id + 1,
-                                   first_position=h.last_position + 1, time=time.time(),
+        history.append(EpochRecord(epoch=new_epoch, first_tx=last_tx + 1,
+                                   first_position=last_pos + 1, time=time.time(),
                                    reason=reason.encode()[: formats.MAX_REASON_BYTES]
                                    .decode("utf-8", "ignore")))
-        store = LogStore(staging, sync="commit")
+        store = LogStore(staging, sync="commit" if extra is None else "none")
         try:
-            store.initialise(h.db_id, new_epoch, h.tx_id, h.last_position, history)
+            store.initialise(h.db_id, new_epoch, base_tx, base_pos, history)
+            if extra is not None:
+                for batch in extra.records():
+                    store.append(list(batch))
+                store.sync()
         finally:
             store.close()
         files.fsync_dir(staging)
@@ -170,6 +226,8 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
     except OSError as exc:
         raise StorageError(f"recovery of {path} failed: {exc}. Nothing was deleted; fix the "
                            "cause and run the same command again.") from exc
-    write_snapshot(layout.snapshot_dir(path), db_id=h.db_id, epoch=new_epoch, tx_id=h.tx_id,
-                   last_position=h.last_position, history=history, state=snap.state)
+    if extra is None:
+        write_snapshot(layout.snapshot_dir(path), db_id=h.db_id, epoch=new_epoch,
+                       tx_id=h.tx_id, last_position=h.last_position, history=history,
+                       state=snap.state)
     return report

@@ -54,7 +54,8 @@ def verify_directory(path: str, progress: Progress | None = None) -> VerifyRepor
     try:
         total = store.count()
         reader = LogReader(store, epoch=info.epoch, base_tx=info.base_tx,
-                           base_position=info.base_position, where=path)
+                           base_position=info.base_position, where=path,
+                           history=info.history)
         problems = ProblemList()
 
         def seen(_tx_id: int) -> None:

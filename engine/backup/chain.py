@@ -1,0 +1,189 @@
+"""The chain of log-backup segments a restore replays, planned and checked before use.
+
+:func:`plan_chain` reads a database's epoch claims from the target, takes the newest
+epoch (litestream#631: never an older timeline by default) and follows its epoch
+history back: epoch ``e`` contributes its segments for txs ``first_tx(e) ..
+first_tx(e+1) - 1`` (what an older epoch shipped past the fork is not on the
+lineage and is left out). Contiguity of the whole chain is checked from the names
+before anything is downloaded (litestream#627); each segment is checked in full
+(checksums, records) when :func:`fetch_segments` downloads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..errors import BackupError, BackupNotFoundError, DatabaseMismatchError, EngineError
+from ..model import EpochRecord
+from . import keys
+from .segment import SegmentHeader, decode_segment
+from .targets import Target
+
+
+class BackupChainError(BackupError):
+    """The backup's segments do not form a whole chain (a gap, a missing or foreign
+    segment); the message names what is missing."""
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One segment of the chain and the part of it on the lineage (``use_to``)."""
+
+    key: str
+    epoch: int
+    first_tx: int
+    last_tx: int
+    use_to: int  # last tx of this segment that is on the lineage (<= last_tx)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The segments to replay, in order, and the lineage's epoch history."""
+
+    db_id: str
+    newest_epoch: int
+    history: tuple[EpochRecord, ...]
+    links: tuple[ChainLink, ...]
+
+    @property
+    def first_tx(self) -> int:
+        return self.links[0].first_tx if self.links else 0
+
+    @property
+    def last_tx(self) -> int:
+        return self.links[-1].use_to if self.links else 0
+
+
+def databases(target: Target) -> list[str]:
+    """The db_ids that have claimed an epoch in ``target``."""
+    found = set()
+    for info in target.list(""):
+        head, _, rest = info.key.partition("/")
+        if keys.is_db_id(head) and rest.startswith("epochs/"):
+            found.add(head)
+    return sorted(found)
+
+
+def choose_database(target: Target, db_id: str | None) -> str:
+    """``db_id`` checked against the target, or the only database in it."""
+    found = databases(target)
+    if db_id is not None:
+        if db_id not in found:
+            raise DatabaseMismatchError(
+                f"{target.url} holds no backup of database {db_id}; it holds: "
+                f"{', '.join(found) or 'nothing'}")
+        return db_id
+    if not found:
+        raise BackupNotFoundError(f"{target.url} holds no log backup of any database")
+    if len(found) > 1:
+        raise DatabaseMismatchError(
+            f"{target.url} holds backups of {len(found)} databases: {', '.join(found)}. "
+            "Choose one with --db-id ID.")
+    return found[0]
+
+
+def _claims(target: Target, db_id: str) -> dict[int, dict[str, object]]:
+    out: dict[int, dict[str, object]] = {}
+    for info in target.list(keys.epochs_prefix(db_id)):
+        e = keys.parse_claim_key(info.key, db_id)
+        if e is None:
+            continue
+        try:
+            body = json.loads(target.get(info.key))
+            if not isinstance(body, dict) or body.get("epoch") != e:
+                raise ValueError("not a claim of this epoch")
+        except ValueError as exc:
+            raise BackupChainError(f"epoch claim {info.key} in {target.url} is unreadable "
+                                   f"({exc})", key=info.key) from None
+        out[e] = body
+    return out
+
+
+def plan_chain(target: Target, db_id: str, *, epoch: int | None = None) -> Chain:
+    """The checked chain of ``db_id``'s newest epoch (or ``epoch``) in ``target``."""
+    claims = _claims(target, db_id)
+    if not claims:
+        raise BackupNotFoundError(f"{target.url} holds no epoch of database {db_id}")
+    newest = max(claims) if epoch is None else epoch
+    if newest not in claims:
+        raise BackupNotFoundError(f"{target.url} holds no epoch {newest} of {db_id}; it holds "
+                                  f"epochs {', '.join(map(str, sorted(claims)))}")
+    try:
+        raw = claims[newest]["history"]
+        if not isinstance(raw, list):
+            raise TypeError("history is not a list")
+        history = tuple(sorted((EpochRecord.from_json(d) for d in raw),
+                               key=lambda r: r.first_tx))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackupChainError(f"the claim of epoch {newest} in {target.url} has no readable "
+                               f"epoch history ({exc})") from None
+    lineage = [h for h in history if h.epoch <= newest]
+    links: list[ChainLink] = []
+    expect = 1
+    for i, h in enumerate(lineage):
+        end = lineage[i + 1].first_tx - 1 if i + 1 < len(lineage) else None
+        segs = []
+        for info in target.list(keys.log_prefix(db_id, h.epoch)):
+            r = keys.parse_segment_key(info.key, db_id, h.epoch)
+            if r is not None:
+                segs.append((r[0], r[1], info.key))
+        for first, last, key in sorted(segs):
+            if end is not None and first > end:
+                break  # shipped past the fork: not on the lineage
+            if last < expect:
+                continue
+            if first > expect:
+                where = "the first segment" if not links else f"after {links[-1].key}"
+                raise BackupChainError(
+                    f"the log backup of {db_id} in {target.url} has a gap: txs "
+                    f"{expect}..{first - 1} (epoch {h.epoch}) are missing ({where}). "
+                    "Restore can go no further than the gap; use --to-tx "
+                    f"{expect - 1} to restore up to it." if links else
+                    f"the log backup of {db_id} in {target.url} starts at tx {first}: txs "
+                    f"{expect}..{first - 1} were never shipped, so the state cannot be "
+                    "rebuilt from the log backup alone.", key=key)
+            if first < expect:
+                raise BackupChainError(f"segment {key} overlaps the chain (starts at tx {first}, "
+                                       f"expected {expect})", key=key)
+            use_to = last if end is None else min(last, end)
+            links.append(ChainLink(key, h.epoch, first, last, use_to))
+            expect = use_to + 1
+            if end is not None and expect > end:
+                break
+        if end is not None and expect <= end and i + 1 < len(lineage):
+            # the older epoch did not ship up to its fork: the lineage is broken here
+            raise BackupChainError(
+                f"epoch {h.epoch} of {db_id} in {target.url} was shipped only up to tx "
+                f"{expect - 1}, but epoch {lineage[i + 1].epoch} forked from it at tx "
+                f"{end + 1}: txs {expect}..{end} are not in the backup.")
+    return Chain(db_id=db_id, newest_epoch=newest, history=tuple(lineage), links=tuple(links))
+
+
+def fetch_segments(target: Target, chain: Chain, *, to_tx: int | None = None,
+                   on_segment: Callable[[int], None] | None = None
+                   ) -> Iterator[tuple[SegmentHeader, list[tuple[int, bytes]]]]:
+    """Download, verify and yield each segment's header and its records on the lineage
+    (cut at ``to_tx``). Fails fast naming the first missing or corrupt segment."""
+    for i, link in enumerate(chain.links):
+        if to_tx is not None and link.first_tx > to_tx:
+            return
+        try:
+            data = target.get(link.key)
+        except BackupNotFoundError:
+            raise BackupChainError(f"segment {link.key} disappeared from {target.url} while "
+                                   "restoring", key=link.key) from None
+        try:
+            h, records = decode_segment(data, f"{target.url}/{link.key}")
+        except EngineError as exc:
+            raise BackupChainError(str(exc), key=link.key) from None
+        if (h.db_id, h.epoch, h.first_tx, h.last_tx) != (chain.db_id, link.epoch,
+                                                         link.first_tx, link.last_tx):
+            raise BackupChainError(f"segment {link.key} holds txs {h.first_tx}..{h.last_tx} of "
+                                   f"epoch {h.epoch} of {h.db_id}: not what its name says",
+                                   key=link.key)
+        stop = link.use_to if to_tx is None else min(link.use_to, to_tx)
+        if on_segment is not None:
+            on_segment(i)
+        yield h, [(t, r) for t, r in records if t <= stop]

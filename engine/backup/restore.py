@@ -1,0 +1,248 @@
+"""``engine-admin restore``: rebuild a database from what a log backup holds.
+
+Follows the newest epoch (``chain.plan_chain``), checks the whole chain's contiguity
+from the names, then downloads and verifies every segment it needs *before* building
+anything (a broken backup fails fast, naming the segment). The database is built in
+a temporary directory beside ``DIR`` and renamed into place only when whole; the
+target is only read. The restored log holds the records of every epoch on the
+lineage with their true epochs; the restored database is a fork: it opens a new
+epoch whose first tx follows the last one restored.
+
+Point in time: ``to_tx`` stops after that tx; ``to_time`` after the last tx
+committed at or before that time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .. import formats, layout
+from ..database import Database
+from ..errors import EngineError, InvalidEventError
+from ..files import fs
+from ..log import LogStore
+from ..model import EpochRecord
+from ..native import peek_tx_header
+from .chain import Chain, choose_database, fetch_segments, plan_chain
+from .segment import decode_segment, read_segment_header
+from .targets import Target, TargetOptions, open_target
+
+# progress(done, total, what)
+Progress = Callable[[int, int, str], None]
+APPEND_BATCH = 256
+_SPOOL = struct.Struct("<QI")  # spool file entry: tx_id, record length
+
+
+@dataclass
+class RestoreReport:
+    """What a restore rebuilt, from where, and the new epoch it opened."""
+
+    path: str
+    target: str
+    db_id: str
+    restored_epoch: int
+    epochs: list[int]
+    first_tx: int
+    last_tx: int
+    last_position: int
+    last_time: float | None
+    new_epoch: int
+    segments: int
+    seconds: float
+    to_tx: int | None = None
+    to_time: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": True, "path": self.path, "from": self.target, "db_id": self.db_id,
+                "restored_epoch": self.restored_epoch, "epochs": self.epochs,
+                "first_tx": self.first_tx, "last_tx": self.last_tx,
+                "last_position": self.last_position, "last_time": self.last_time,
+                "new_epoch": self.new_epoch, "segments": self.segments,
+                "seconds": round(self.seconds, 3), "to_tx": self.to_tx,
+                "to_time": self.to_time, "notes": self.notes}
+
+
+def _check_destination(path: str) -> None:
+    if os.path.lexists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise EngineError(f"{path} exists and is not an empty directory; restore builds a new "
+                          "database and never writes into an existing one. Give a new path.")
+
+
+def _cut_at_time(target: Target, chain: Chain, to_time: float) -> int:
+    """The last tx committed at or before ``to_time`` (0 if none): from segment headers,
+    then the records of the one segment the time falls in."""
+    best = 0
+    for link in chain.links:
+        head = target.get_range(link.key, 0, formats.SEG_HEADER_SIZE)
+        h = read_segment_header(head, link.key)
+        if h.first_ts_ns / 1e9 > to_time:
+            break
+        if h.last_ts_ns / 1e9 <= to_time:
+            best = link.use_to
+            continue
+        _h, records = decode_segment(target.get(link.key), link.key)
+        for tx_id, rec in records:
+            if tx_id > link.use_to or peek_tx_header(rec)[2] / 1e9 > to_time:
+                break
+            best = tx_id
+        break
+    return best
+
+
+def spool_chain(target: Target, chain: Chain, *, stop: int, directory: str,
+                progress: Progress | None = None, total: int = 0) -> tuple[list[str], int]:
+    """Download and verify every segment of ``chain`` up to ``stop`` into files in
+    ``directory`` (one per segment: ``[u64 tx][u32 len][record]`` repeated); returns
+    the files and the last event position. Nothing is used before all are verified."""
+    paths: list[str] = []
+    last_pos = 0
+    needed = Chain(chain.db_id, chain.newest_epoch, chain.history,
+                   tuple(link for link in chain.links if link.first_tx <= stop))
+    for i, (_h, records) in enumerate(fetch_segments(target, needed, to_tx=stop)):
+        p = os.path.join(directory, f"{i:08d}")
+        with open(p, "wb") as f:
+            for tx_id, rec in records:
+                f.write(_SPOOL.pack(tx_id, len(rec)))
+                f.write(rec)
+        if records:
+            _t, _e, _ts, first, n = peek_tx_header(records[-1][1])
+            last_pos = int(first + n - 1)
+        paths.append(p)
+        if progress:
+            progress(i + 1, total or len(needed.links), "download and verify")
+    return paths, last_pos
+
+
+def spooled(path: str) -> Iterator[tuple[int, bytes]]:
+    """The ``(tx_id, record)`` pairs of one spool file."""
+    with open(path, "rb") as f:
+        while head := f.read(_SPOOL.size):
+            tx_id, n = _SPOOL.unpack(head)
+            yield tx_id, f.read(n)
+
+
+def last_position(target: Target, chain: Chain) -> int:
+    """The last event position of the chain (from the last segment's header)."""
+    link = chain.links[-1]
+    h = read_segment_header(target.get_range(link.key, 0, formats.SEG_HEADER_SIZE), link.key)
+    if link.use_to != h.last_tx:
+        _h, records = decode_segment(target.get(link.key), link.key)
+        rec = dict(records)[link.use_to]
+        _t, _e, _ts, first, n = peek_tx_header(rec)
+        return int(first + n - 1)
+    return h.last_position
+
+
+def restore(url: str | TargetOptions, path: str, *, to_tx: int | None = None,
+            to_time: float | None = None, db_id: str | None = None,
+            progress: Progress | None = None) -> RestoreReport:
+    """Restore the database backed up in ``url`` into the new directory ``path``.
+
+    Raises :class:`InvalidEventError` for a bad ``to_tx``/``to_time`` (outside the
+    backup), :class:`EngineError` for a non-empty ``path``, ``BackupChainError`` naming
+    a missing or corrupt segment, ``DatabaseMismatchError`` when the target holds
+    several databases and ``db_id`` does not choose one. Nothing is left behind on
+    failure, and the target is only read.
+    """
+    t0 = time.monotonic()
+    path = os.path.abspath(path)
+    if to_tx is not None and to_time is not None:
+        raise InvalidEventError("give --to-tx or --to-time, not both")
+    if to_tx is not None and (type(to_tx) is not int or to_tx < 1):
+        raise InvalidEventError(f"--to-tx must be a tx id >= 1, got {to_tx!r}")
+    _check_destination(path)
+    target = open_target(url)
+    db = choose_database(target, db_id)
+    chain = plan_chain(target, db)
+    if not chain.links:
+        raise EngineError(f"{target.url} holds no transactions of database {db}")
+    if to_tx is not None and not chain.first_tx <= to_tx <= chain.last_tx:
+        raise InvalidEventError(f"--to-tx {to_tx} is outside the backup, which holds txs "
+                                f"{chain.first_tx}..{chain.last_tx} of database {db}")
+    if to_time is not None:
+        to_tx = _cut_at_time(target, chain, to_time)
+        if to_tx == 0:
+            raise InvalidEventError(
+                f"--to-time {_iso(to_time)} is before the first transaction in the backup "
+                f"of {db}")
+    stop = chain.last_tx if to_tx is None else to_tx
+    needed = [link for link in chain.links if link.first_tx <= stop]
+
+    parent = os.path.dirname(path) or "."
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.restore-", dir=parent)
+    try:
+        spool = os.path.join(stage, "segments")
+        os.mkdir(spool)
+        # 1. download and verify everything needed before building anything
+        paths, last_pos = spool_chain(target, chain, stop=stop, directory=spool,
+                                      progress=progress, total=2 * len(needed))
+        # 2. build the log: every record with its true epoch; then the fork's new epoch
+        last_epoch = needed[-1].epoch
+        new_epoch = chain.newest_epoch + 1
+        history = [h for h in chain.history if h.epoch <= last_epoch]
+        history.append(EpochRecord(new_epoch, stop + 1, last_pos + 1, time.time(),
+                                   f"restored from {target.url} at tx {stop}"))
+        store = LogStore(layout.log_dir(stage), sync="none")
+        try:
+            store.initialise(db, new_epoch, 0, 0, history)
+            for i, p in enumerate(paths):
+                for batch in _batches(spooled(p)):
+                    store.append(batch)
+                if progress:
+                    progress(len(needed) + i + 1, 2 * len(needed), "replay")
+            store.sync()
+        finally:
+            store.close()
+        shutil.rmtree(spool)
+        # 3. open it (replays and checks every record), snapshot the state, close
+        with Database(stage, create=False) as restored:
+            if restored.position.tx_id != stop:
+                raise EngineError(f"the restored log ends at tx {restored.position.tx_id}, "
+                                  f"expected {stop}")
+            last_time = _commit_time(restored, stop)
+            restored.snapshot()
+        # 4. publish: rename the whole directory into place
+        files = fs()
+        files.fsync_dir(stage)
+        if os.path.isdir(path):
+            os.rmdir(path)  # checked empty above
+        files.move_durably(stage, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(stage)
+        raise
+    return RestoreReport(
+        path=path, target=target.url, db_id=db, restored_epoch=chain.newest_epoch,
+        epochs=sorted({link.epoch for link in needed}), first_tx=chain.first_tx, last_tx=stop,
+        last_position=last_pos, last_time=last_time, new_epoch=new_epoch,
+        segments=len(needed), seconds=time.monotonic() - t0, to_tx=to_tx, to_time=to_time)
+
+
+def _batches(pairs: Iterator[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes | bytearray]]]:
+    batch: list[tuple[int, bytes | bytearray]] = []
+    for pair in pairs:
+        batch.append(pair)
+        if len(batch) >= APPEND_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _commit_time(db: Database, tx_id: int) -> float | None:
+    for t in db.read_log(tx_id, tx_id):
+        return t.ts
+    return None
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

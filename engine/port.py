@@ -1,0 +1,68 @@
+"""What a background service may use of an open database: its service port.
+
+A service (log-backup uploader, subscription pump, admin server) is handed a
+:class:`ServicePort` by ``Database.service_port()`` and uses nothing else: the
+database's identity and timeline, the commit signal to wait on, checked record
+reads from the log, and the log meta entries that services own. It never reaches
+into ``Database`` fields, and the port holds no reference to the ``Database``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from . import formats
+from .log import LogStore
+from .logreader import LogReader
+from .model import EpochRecord
+from .native import peek_tx_header
+from .notify import CommitSignal
+
+# The meta entries a service may write (anything else in the log's meta is the engine's).
+SERVICE_META_KEYS: Final = frozenset({formats.META_BACKUP})
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """An open database as a background service sees it. All fields are immutable."""
+
+    path: str
+    db_id: str
+    epoch: int
+    base_tx: int
+    base_position: int
+    history: tuple[EpochRecord, ...]
+    signal: CommitSignal
+    reader: LogReader
+    _log: LogStore
+
+    @property
+    def epoch_first_tx(self) -> int:
+        """The first tx of this database's current epoch (where its own timeline starts)."""
+        mine = [h.first_tx for h in self.history if h.epoch == self.epoch]
+        return mine[-1] if mine else self.base_tx + 1
+
+    def records(self, from_tx: int, to_tx: int) -> Iterator[tuple[int, bytes]]:
+        """Raw ``(tx_id, record)`` pairs, in short read transactions (check them with
+        ``reader``)."""
+        return self._log.iter_range(from_tx, to_tx)
+
+    def commit_time(self, tx_id: int) -> float | None:
+        """The commit time (Unix seconds) of ``tx_id``, or None if it is not in the log."""
+        rec = self._log.get(tx_id)
+        if rec is None:
+            return None
+        return peek_tx_header(rec)[2] / 1e9
+
+    def get_meta(self, key: bytes) -> bytes | None:
+        if key not in SERVICE_META_KEYS:
+            raise ValueError(f"meta key {key!r} is not a service's")
+        return self._log.get_meta(key)
+
+    def put_meta(self, key: bytes, value: bytes) -> None:
+        """Write a service's meta entry (durable unless the database runs sync="none")."""
+        if key not in SERVICE_META_KEYS:
+            raise ValueError(f"meta key {key!r} is not a service's")
+        self._log.put_meta(key, value)
