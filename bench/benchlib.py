@@ -1,21 +1,64 @@
-"""Helpers shared by the core benchmarks (bench/test_bench_*.py) and bench/conftest.py.
+"""Helpers shared by every benchmark: the core ones (bench/test_bench_*.py and
+bench/conftest.py) and the comparison (bench/compare.py, bench/comparison/).
 
 A plain module (not ``conftest``) so test modules can import it whatever other
-``conftest.py`` files pytest has loaded; bench/ is on ``sys.path`` under pytest's
-default ``prepend`` import mode.
+``conftest.py`` files pytest has loaded; bench/ is on ``sys.path`` through
+``pythonpath`` in pyproject.toml (and as the script's directory for compare.py).
+
+Importing it imports the *installed* ``engine`` (see :func:`import_engine`), so a
+benchmark measures what ``pip install`` built, never the checkout's source
+directory.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import platform
 import random
 import struct
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import engine
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+LATEST_DIR = RESULTS_DIR / "latest"  # every run writes here (git-ignored)
+REFERENCE_DIR = RESULTS_DIR / "reference"  # committed; updated only by copying from latest/
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+def import_engine() -> ModuleType:
+    """Import ``engine`` as installed, even when the checkout root is on ``sys.path``.
+
+    ``python -m pytest`` puts the working directory on ``sys.path``, and pytest's
+    default import mode the rootdir (to import the root conftest.py); from a checkout
+    either makes ``import engine`` find the source directory ``engine/``, which holds
+    no compiled core after a plain (non-editable) ``pip install '.[bench]'``. So the
+    package is first looked up with the checkout root left out: that finds a regular
+    install (site-packages) and an editable one (its finder maps ``engine`` to the
+    checkout). Only when no engine is installed at all is the checkout's imported (a
+    core built in place). ``sys.path`` is restored either way; once ``engine`` is in
+    ``sys.modules`` every later ``import engine`` gets this module.
+    """
+    if "engine" in sys.modules:
+        return sys.modules["engine"]
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if Path(p or ".").resolve() != REPO_ROOT]
+    try:
+        return importlib.import_module("engine")
+    except ModuleNotFoundError as e:
+        if e.name != "engine":
+            raise
+    finally:
+        sys.path[:] = saved
+    return importlib.import_module("engine")  # not installed: the checkout's own
+
+
+engine = import_engine()
 
 EVENTS_PER_TX = 1000
 PAYLOAD_BYTES = 100
@@ -52,13 +95,25 @@ def make_payload(i: int, rnd: random.Random, size: int = PAYLOAD_BYTES) -> bytes
     return (body + b"." * size)[: size - 2] + b'"}'
 
 
-def make_payloads(n: int, seed: int = 1) -> list[bytes]:
+def make_payloads(n: int, seed: int = 1, size: int = PAYLOAD_BYTES) -> list[bytes]:
+    """``n`` payloads of ``size`` bytes (:func:`make_payload`), the same for the same seed."""
     rnd = random.Random(seed)
-    return [make_payload(i, rnd) for i in range(n)]
+    return [make_payload(i, rnd, size) for i in range(n)]
 
 
 def stream_name(i: int) -> str:
+    """The ``i``-th stream's name: ``account-0000042``."""
     return f"account-{i:07d}"
+
+
+def machine_info() -> dict[str, Any]:
+    """What every result file records about the machine and the run."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 RAW_HEADER = struct.Struct(">HH")  # len(stream), len(type): the raw log record header

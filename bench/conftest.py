@@ -4,34 +4,37 @@ Every benchmark here is a pair (or triple): the engine and the alternative it mu
 beat, measured in the same process and put in one pytest-benchmark group. Each test
 records its timing with :func:`record`; at the end of the session the ratios
 (engine throughput / alternative throughput, i.e. alternative time / engine time,
-from the medians) are printed and written to ``bench/results/core_ratios.json``.
+from the medians) are printed and written to ``bench/results/latest/core_ratios.json``
+(git-ignored; the committed reference is ``bench/results/reference/core_ratios.json``,
+updated only by copying a run's file there, see bench/README.md).
 
 The 300k-stream fixtures are built once per session and only when a benchmark runs:
 under the default ``--benchmark-skip`` pytest-benchmark marks these tests skipped at
 collection, so no fixture is set up and plain ``pytest`` stays fast.
+
+``benchlib`` is imported before ``engine`` (import sections: third-party before
+first-party), so the engine measured is the installed one (``benchlib.import_engine``);
+the report header names its location.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import platform
-import sys
-import time
 from typing import Any
 
 import lmdb
 import pytest
 from benchlib import (
     EVENTS_PER_TX,
+    LATEST_DIR,
     REOPEN_STREAMS,
     REOPEN_TAIL_TXS,
     RESULTS,
-    RESULTS_DIR,
     ReopenFixture,
     SnapshotFixture,
     build_state_db,
+    machine_info,
     make_payloads,
     ratios,
     raw_record,
@@ -39,6 +42,12 @@ from benchlib import (
 )
 
 import engine
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if not config.getoption("benchmark_only", default=False):
+        return None
+    return f"engine under test: {engine.__file__}"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -54,17 +63,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 f"{group:15s} {name:52s} {r['ratio']:6.3f}x (min {r['ratio_min']:6.3f}x) "
                 f"{verdict:6s} {r['meaning']}"
             )
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / "core_ratios.json"
-    payload = {
-        "workloads": report,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    }
+    LATEST_DIR.mkdir(parents=True, exist_ok=True)
+    path = LATEST_DIR / "core_ratios.json"
+    payload = {"workloads": report, "machine": machine_info()}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     tr.write_line(f"ratios written to {path}")
 

@@ -1,4 +1,10 @@
-"""Shared fixtures for the engine's core tests (log, state, snapshot, database)."""
+"""Shared fixtures and hypothesis profiles for the engine's tests (log, state, snapshot, ...).
+
+A pytest plugin, not ``tests/conftest.py``: the root conftest.py registers it for test
+runs only. pytest imports the conftest of every ``testpaths`` entry before any option
+takes effect, so a conftest here would be imported (with hypothesis and ``engine``)
+even by ``pytest --benchmark-only``, which must run with the bench extra alone.
+"""
 
 from __future__ import annotations
 

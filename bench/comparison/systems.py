@@ -1,0 +1,393 @@
+"""The stores under test: the :class:`System` interface and one class per system.
+
+Each system is driven through its own idiomatic API:
+
+``engine``
+    ``engine.open(path, sync="none")`` (``sync="commit"`` for ``append_durable``);
+    ``tx.extend`` for batches, ``db.append`` for single events, ``db.get``,
+    ``db.read_stream``. The engine assigns versions itself and folds the state.
+``lmdb``
+    raw py-lmdb as a hand-rolled event store: one key per event,
+    ``stream + b"\\0" + version`` (8-byte big-endian), value ``type + b"\\0" + data``;
+    batches with ``cursor.putmulti``; the current state is the stream's last
+    event (``set_range`` + ``prev``), a stream read a prefix range scan.
+    ``sync=False, metasync=False`` except for ``append_durable`` (``sync=True``).
+``sqlite``
+    stdlib ``sqlite3``, WAL, table ``events(stream, version, type, data,
+    PRIMARY KEY(stream, version))``; ``executemany`` in one ``BEGIN``/``COMMIT``;
+    current state ``ORDER BY version DESC LIMIT 1``. ``synchronous=NORMAL`` (no fsync
+    per commit in WAL mode) except ``append_durable`` (``synchronous=FULL``).
+``eventsourcing``
+    the PyPI ``eventsourcing`` library's SQLite persistence module, used through its
+    **recorder API** directly (``SQLiteApplicationRecorder.insert_events`` of
+    ``StoredEvent`` rows, ``select_events``): the library's fastest path, without
+    the Application/Aggregate layer's domain objects and JSON transcoding, so its
+    numbers are an upper bound for an eventsourcing application. Its datastore
+    uses WAL; it has no ``synchronous`` setting, so for the non-durable workloads
+    ``PRAGMA synchronous=NORMAL`` is set on its pooled connection (as for
+    ``sqlite``); ``append_durable`` keeps its default (``FULL``).
+``eventsourcing_app`` (reported as ``eventsourcing/app``)
+    the **Application + Aggregate** API, measured on ``append_batch`` only, in the
+    same rotation as the others, and reported inside the ``eventsourcing`` entry as
+    ``application_api_ops_per_s``: one ``Account`` aggregate per stream, held in
+    memory between batches (no ``repository.get`` replay timed), a ``Deposited``
+    event per event (payload as ``str``: the default transcoder has no ``bytes``),
+    and one ``app.save(*touched)`` per batch.
+
+lmdb, sqlite and eventsourcing get each stream's next version from an in-memory
+counter the benchmark keeps (what an application knows from the aggregate it
+loaded); computing it is part of their timed work, as it is inside the engine.
+
+Which workloads a system runs is its ``workloads`` class attribute; what a workload
+calls on it is the base class it requires (``Workload.needs`` in workloads.py):
+:class:`System` (writes: ``append_batch``, ``append_one``) or :class:`ReadableSystem`
+(also ``get``, ``read_stream``). See the package docstring for adding a system.
+"""
+
+from __future__ import annotations
+
+import abc
+import sqlite3
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lmdb
+
+Event = tuple[str, str, bytes]  # (stream, type, data)
+StreamEvent = tuple[int, str, bytes]  # (version, type, data)
+
+ALL_WORKLOADS = frozenset({"append_batch", "append_durable", "read_state", "read_stream", "reopen"})
+
+
+class System(abc.ABC):
+    """One store under test, written through its own idiomatic API.
+
+    Class attributes a system declares:
+
+    ``name``
+        its key in the results (and in ``--systems``).
+    ``workloads``
+        the workloads it is measured on; the runner gives a workload only the
+        selected systems that declare it, so a system never sees an operation it
+        does not offer.
+    ``file_suffix``
+        ``None``: the store lives in a directory; otherwise in one file with this
+        suffix (``path`` is that file).
+    ``note``
+        one line for the report on how the system is driven.
+    """
+
+    name: ClassVar[str]
+    workloads: ClassVar[frozenset[str]]
+    file_suffix: ClassVar[str | None] = None
+    note: ClassVar[str] = ""
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        self.path = path
+        self.durable = durable
+        self.versions: dict[str, int] = {}  # next-version bookkeeping (not the engine)
+
+    def _versioned(self, events: list[Event]) -> list[tuple[str, int, str, bytes]]:
+        versions = self.versions
+        out = []
+        for s, t, d in events:
+            v = versions.get(s, 0) + 1
+            versions[s] = v
+            out.append((s, v, t, d))
+        return out
+
+    @abc.abstractmethod
+    def append_batch(self, events: list[Event]) -> None:
+        """Append ``events`` in one transaction."""
+
+    def append_one(self, stream: str, etype: str, data: bytes) -> None:
+        """Append one event in its own transaction (durable if opened ``durable``)."""
+        self.append_batch([(stream, etype, data)])
+
+    def checkpoint(self) -> None:  # noqa: B027 - a hook: most systems need nothing here
+        """Called once between the bulk and the tail of the reopen database."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the store (its files stay)."""
+
+
+class ReadableSystem(System):
+    """A system that also answers reads (read_state, read_stream, reopen need them)."""
+
+    @abc.abstractmethod
+    def get(self, stream: str) -> bytes | None:
+        """The stream's current state: the data of its last event (None: no stream)."""
+
+    @abc.abstractmethod
+    def read_stream(self, stream: str) -> list[StreamEvent]:
+        """Every event of the stream, oldest first."""
+
+
+class EngineSystem(ReadableSystem):
+    name = "engine"
+    workloads = ALL_WORKLOADS
+    note = "engine.open; tx.extend / db.append / db.get / db.read_stream"
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        import engine
+
+        super().__init__(path, durable)
+        self.db = engine.open(str(path), sync="commit" if durable else "none")
+
+    def append_batch(self, events: list[Event]) -> None:
+        with self.db.transaction() as tx:
+            tx.extend(events)
+
+    def append_one(self, stream: str, etype: str, data: bytes) -> None:
+        self.db.append(stream, etype, data)
+
+    def get(self, stream: str) -> bytes | None:
+        return self.db.get(stream)
+
+    def read_stream(self, stream: str) -> list[StreamEvent]:
+        return [(e.version, e.type, e.data) for e in self.db.read_stream(stream)]
+
+    def checkpoint(self) -> None:
+        self.db.snapshot()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class LmdbSystem(ReadableSystem):
+    name = "lmdb"
+    workloads = ALL_WORKLOADS
+    note = "raw py-lmdb, key stream\\0version, putmulti; state = last key of the stream"
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        super().__init__(path, durable)
+        self.env = lmdb.open(str(path), map_size=8 << 30, sync=durable, metasync=durable)
+
+    @staticmethod
+    def _key(stream: str, version: int) -> bytes:
+        return stream.encode() + b"\0" + version.to_bytes(8, "big")
+
+    def append_batch(self, events: list[Event]) -> None:
+        versions = self.versions
+        items: list[tuple[bytes, bytes]] = []
+        add = items.append
+        for s, t, d in events:
+            v = versions.get(s, 0) + 1
+            versions[s] = v
+            add((s.encode() + b"\0" + v.to_bytes(8, "big"), t.encode() + b"\0" + d))
+        with self.env.begin(write=True) as txn:
+            txn.cursor().putmulti(items)
+
+    def append_one(self, stream: str, etype: str, data: bytes) -> None:
+        v = self.versions.get(stream, 0) + 1
+        self.versions[stream] = v
+        with self.env.begin(write=True) as txn:
+            txn.put(self._key(stream, v), etype.encode() + b"\0" + data)
+
+    def get(self, stream: str) -> bytes | None:
+        prefix = stream.encode() + b"\0"
+        with self.env.begin() as txn:
+            cur = txn.cursor()
+            found = cur.set_range(stream.encode() + b"\x01")
+            found = cur.prev() if found else cur.last()
+            if not found or not cur.key().startswith(prefix):
+                return None
+            return cur.value().split(b"\0", 1)[1]
+
+    def read_stream(self, stream: str) -> list[StreamEvent]:
+        prefix = stream.encode() + b"\0"
+        n = len(prefix)
+        out: list[StreamEvent] = []
+        with self.env.begin() as txn:
+            cur = txn.cursor()
+            if not cur.set_range(prefix):
+                return out
+            for k, v in cur:
+                if not k.startswith(prefix):
+                    break
+                t, d = v.split(b"\0", 1)
+                out.append((int.from_bytes(k[n:], "big"), t.decode(), d))
+        return out
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class SqliteSystem(ReadableSystem):
+    name = "sqlite"
+    workloads = ALL_WORKLOADS
+    file_suffix = ".db"
+    note = "stdlib sqlite3, WAL, synchronous NORMAL (FULL when durable), executemany"
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        super().__init__(path, durable)
+        self.conn = sqlite3.connect(str(path), isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS events (stream TEXT NOT NULL, version INTEGER NOT NULL,"
+            " type TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (stream, version))"
+        )
+
+    def append_batch(self, events: list[Event]) -> None:
+        rows = self._versioned(events)
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            c.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def get(self, stream: str) -> bytes | None:
+        row = self.conn.execute(
+            "SELECT data FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1", (stream,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def read_stream(self, stream: str) -> list[StreamEvent]:
+        return self.conn.execute(
+            "SELECT version, type, data FROM events WHERE stream = ? ORDER BY version", (stream,)
+        ).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class EventsourcingSystem(ReadableSystem):
+    name = "eventsourcing"
+    workloads = ALL_WORKLOADS
+    file_suffix = ".db"
+    note = (
+        "eventsourcing SQLite recorder API (SQLiteApplicationRecorder."
+        "insert_events / select_events), its fastest path; the 'eventsourcing/app' row is "
+        "Application+Aggregate (append_batch only)"
+    )
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        from eventsourcing.persistence import StoredEvent
+        from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+        super().__init__(path, durable)
+        self._stored_event = StoredEvent
+        self.datastore = SQLiteDatastore(str(path), originator_id_type="text")
+        self.recorder = SQLiteApplicationRecorder(self.datastore)
+        self.recorder.create_table()
+        if not durable:
+            # The datastore has no synchronous option; set it on the pooled connection,
+            # which single-threaded use keeps reusing (checked in the smoke test).
+            with self.datastore.get_connection(commit=True) as conn:
+                conn._sqlite_conn.execute("PRAGMA synchronous=NORMAL")
+
+    def append_batch(self, events: list[Event]) -> None:
+        se = self._stored_event
+        versions = self.versions
+        stored: list[Any] = []
+        add = stored.append
+        for s, t, d in events:
+            v = versions.get(s, 0) + 1
+            versions[s] = v
+            add(se(originator_id=s, originator_version=v, topic=t, state=d))
+        self.recorder.insert_events(stored)
+
+    def get(self, stream: str) -> bytes | None:
+        found = self.recorder.select_events(stream, desc=True, limit=1)
+        return found[0].state if found else None
+
+    def read_stream(self, stream: str) -> list[StreamEvent]:
+        return [
+            (e.originator_version, e.topic, e.state) for e in self.recorder.select_events(stream)
+        ]
+
+    def synchronous(self) -> int:
+        """The pooled connection's ``PRAGMA synchronous`` (1: NORMAL, 2: FULL)."""
+        with self.datastore.get_connection(commit=False) as conn:
+            return int(conn._sqlite_conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+class EventsourcingAppSystem(System):
+    """eventsourcing's Application + Aggregate layer (append_batch only, reported as
+    ``application_api_ops_per_s`` under ``eventsourcing``).
+
+    Aggregates stay in memory between batches (as an application holding them would),
+    so no ``repository.get`` replay is timed: only the domain events, their JSON
+    transcoding and ``app.save`` of the touched aggregates in one transaction. The
+    event carries the payload as a ``str`` (the default transcoder has no ``bytes``).
+    """
+
+    name = "eventsourcing_app"
+    workloads = frozenset({"append_batch"})
+    file_suffix = ".db"
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        from eventsourcing.application import Application
+
+        super().__init__(path, durable)
+        self.app: Any = Application(
+            env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+        )
+        if not durable:
+            with self.app.recorder.datastore.get_connection(commit=True) as conn:
+                conn._sqlite_conn.execute("PRAGMA synchronous=NORMAL")
+        self.aggregates: dict[str, Any] = {}
+
+    def append_batch(self, events: list[Event]) -> None:
+        aggs = self.aggregates
+        touched = {}
+        for s, _t, d in events:
+            a = aggs.get(s)
+            if a is None:
+                a = aggs[s] = Account(s)
+            a.deposit(d.decode("ascii"))
+            touched[s] = a
+        self.app.save(*touched.values())
+
+    def close(self) -> None:
+        self.app.close()
+
+
+try:
+    from eventsourcing.domain import Aggregate as _Aggregate
+    from eventsourcing.domain import event as _event
+
+    _HAVE_EVENTSOURCING = True
+except ImportError:  # compare.py still runs the other systems
+    _HAVE_EVENTSOURCING = False
+
+if _HAVE_EVENTSOURCING:
+
+    class Account(_Aggregate):
+        """The aggregate of the Application-API variant: one per stream."""
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.last = ""
+
+        @_event("Deposited")
+        def deposit(self, note: str) -> None:
+            self.last = note
+
+
+SYSTEM_CLASSES: dict[str, type[System]] = {
+    c.name: c
+    for c in (EngineSystem, LmdbSystem, SqliteSystem, EventsourcingSystem, EventsourcingAppSystem)
+}
+SYSTEMS = ("engine", "lmdb", "sqlite", "eventsourcing")  # reported; eventsourcing_app rides along
+NOTES = {name: SYSTEM_CLASSES[name].note for name in SYSTEMS}
+
+
+def open_system(name: str, root: Path, workload: str, durable: bool = False) -> System:
+    """A fresh ``name`` store under ``root/workload/``."""
+    cls = SYSTEM_CLASSES[name]
+    path = root / workload / name
+    if cls.file_suffix is None:
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path = path.with_suffix(cls.file_suffix)
+    return cls(path, durable)
