@@ -12,7 +12,9 @@ from .database import Database
 from .errors import (
     BackupConflictError,
     BackupError,
+    BackupFencedError,
     BackupNotFoundError,
+    BackupPausedError,
     ConcurrencyError,
     CorruptLogError,
     CorruptSnapshotError,
@@ -42,7 +44,9 @@ __version__ = "0.1.0"
 __all__ = [
     "BackupConflictError",
     "BackupError",
+    "BackupFencedError",
     "BackupNotFoundError",
+    "BackupPausedError",
     "CommitPoint",
     "CommitSignal",
     "ConcurrencyError",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
+from .backup.targets import Target, open_target
 from .backup.uploader import BackupOptions, attach_backup
 from .database import Database
 from .model import Reducer
@@ -33,7 +35,12 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
                       keep_snapshots=keep_snapshots, map_size=map_size,
                       group_max_txs=group_max_txs, group_max_bytes=group_max_bytes,
                       backup=backup, admin_socket=admin_socket)
-    backup_options = None if backup is None else BackupOptions.coerce(backup)  # before opening
+    backup_options = None
+    if backup is not None:  # a bad target is refused before anything is opened
+        backup_options = BackupOptions.coerce(backup)
+        if not isinstance(backup_options.target, Target):
+            backup_options = dataclasses.replace(
+                backup_options, target=open_target(backup_options.target))
     db = Database(path, options, _services=True)
     try:
         if backup_options is not None:

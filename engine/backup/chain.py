@@ -46,6 +46,9 @@ class Chain:
     newest_epoch: int
     history: tuple[EpochRecord, ...]
     links: tuple[ChainLink, ...]
+    gap: str | None = None
+    """Why the chain ends where it does when the backup holds more after a hole (the
+    links stop before it; restoring past ``last_tx`` is impossible)."""
 
     @property
     def first_tx(self) -> int:
@@ -121,6 +124,7 @@ def plan_chain(target: Target, db_id: str, *, epoch: int | None = None) -> Chain
                                f"epoch history ({exc})") from None
     lineage = [h for h in history if h.epoch <= newest]
     links: list[ChainLink] = []
+    gap: str | None = None
     expect = 1
     for i, h in enumerate(lineage):
         end = lineage[i + 1].first_tx - 1 if i + 1 < len(lineage) else None
@@ -134,31 +138,32 @@ def plan_chain(target: Target, db_id: str, *, epoch: int | None = None) -> Chain
                 break  # shipped past the fork: not on the lineage
             if last < expect:
                 continue
-            if first > expect:
-                where = "the first segment" if not links else f"after {links[-1].key}"
-                raise BackupChainError(
-                    f"the log backup of {db_id} in {target.url} has a gap: txs "
-                    f"{expect}..{first - 1} (epoch {h.epoch}) are missing ({where}). "
-                    "Restore can go no further than the gap; use --to-tx "
-                    f"{expect - 1} to restore up to it." if links else
-                    f"the log backup of {db_id} in {target.url} starts at tx {first}: txs "
-                    f"{expect}..{first - 1} were never shipped, so the state cannot be "
-                    "rebuilt from the log backup alone.", key=key)
             if first < expect:
                 raise BackupChainError(f"segment {key} overlaps the chain (starts at tx {first}, "
                                        f"expected {expect})", key=key)
+            if first > expect:
+                gap = (f"the log backup of {db_id} in {target.url} has a gap: txs "
+                       f"{expect}..{first - 1} (epoch {h.epoch}) are missing"
+                       + (f" (after {links[-1].key}); it can be restored up to tx "
+                          f"{expect - 1} (--to-tx {expect - 1})" if links else
+                          ": they were never shipped, so the state cannot be rebuilt from "
+                          "the log backup alone"))
+                break
             use_to = last if end is None else min(last, end)
             links.append(ChainLink(key, h.epoch, first, last, use_to))
             expect = use_to + 1
             if end is not None and expect > end:
                 break
-        if end is not None and expect <= end and i + 1 < len(lineage):
+        if gap is not None:
+            break
+        if end is not None and expect <= end:
             # the older epoch did not ship up to its fork: the lineage is broken here
-            raise BackupChainError(
-                f"epoch {h.epoch} of {db_id} in {target.url} was shipped only up to tx "
-                f"{expect - 1}, but epoch {lineage[i + 1].epoch} forked from it at tx "
-                f"{end + 1}: txs {expect}..{end} are not in the backup.")
-    return Chain(db_id=db_id, newest_epoch=newest, history=tuple(lineage), links=tuple(links))
+            gap = (f"epoch {h.epoch} of {db_id} in {target.url} was shipped only up to tx "
+                   f"{expect - 1}, but epoch {lineage[i + 1].epoch} forked from it at tx "
+                   f"{end + 1}: txs {expect}..{end} are not in the backup")
+            break
+    return Chain(db_id=db_id, newest_epoch=newest, history=tuple(lineage), links=tuple(links),
+                 gap=gap)
 
 
 def fetch_segments(target: Target, chain: Chain, *, to_tx: int | None = None,

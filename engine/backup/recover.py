@@ -19,14 +19,14 @@ from ..ops.recover import RecoveryTail, TailProvider
 from ..snapshot import SnapshotHeader
 from .chain import plan_chain
 from .restore import last_position, spool_chain, spooled
-from .targets import TargetOptions, open_target
+from .targets import Target, TargetOptions, open_target
 
 BATCH = 256
 
 
-def backup_tail(url: str | TargetOptions) -> TailProvider:
+def backup_tail(url: str | TargetOptions | Target) -> TailProvider:
     """A tail provider reading the log backup at ``url`` (see module doc)."""
-    target = open_target(url)
+    target = url if isinstance(url, Target) else open_target(url)
 
     def provide(h: SnapshotHeader) -> RecoveryTail | None:
         try:

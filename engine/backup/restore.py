@@ -30,7 +30,7 @@ from ..files import fs
 from ..log import LogStore
 from ..model import EpochRecord
 from ..native import peek_tx_header
-from .chain import Chain, choose_database, fetch_segments, plan_chain
+from .chain import BackupChainError, Chain, choose_database, fetch_segments, plan_chain
 from .segment import decode_segment, read_segment_header
 from .targets import Target, TargetOptions, open_target
 
@@ -141,7 +141,7 @@ def last_position(target: Target, chain: Chain) -> int:
     return h.last_position
 
 
-def restore(url: str | TargetOptions, path: str, *, to_tx: int | None = None,
+def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None = None,
             to_time: float | None = None, db_id: str | None = None,
             progress: Progress | None = None) -> RestoreReport:
     """Restore the database backed up in ``url`` into the new directory ``path``.
@@ -159,9 +159,11 @@ def restore(url: str | TargetOptions, path: str, *, to_tx: int | None = None,
     if to_tx is not None and (type(to_tx) is not int or to_tx < 1):
         raise InvalidEventError(f"--to-tx must be a tx id >= 1, got {to_tx!r}")
     _check_destination(path)
-    target = open_target(url)
+    target = url if isinstance(url, Target) else open_target(url)
     db = choose_database(target, db_id)
     chain = plan_chain(target, db)
+    if chain.gap is not None and (not chain.links or to_tx is None or to_tx > chain.last_tx):
+        raise BackupChainError(chain.gap)
     if not chain.links:
         raise EngineError(f"{target.url} holds no transactions of database {db}")
     if to_tx is not None and not chain.first_tx <= to_tx <= chain.last_tx:
@@ -169,6 +171,8 @@ def restore(url: str | TargetOptions, path: str, *, to_tx: int | None = None,
                                 f"{chain.first_tx}..{chain.last_tx} of database {db}")
     if to_time is not None:
         to_tx = _cut_at_time(target, chain, to_time)
+        if chain.gap is not None and to_tx == chain.last_tx:
+            raise BackupChainError(f"{chain.gap}; --to-time {_iso(to_time)} may lie past it")
         if to_tx == 0:
             raise InvalidEventError(
                 f"--to-time {_iso(to_time)} is before the first transaction in the backup "

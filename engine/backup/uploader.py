@@ -92,7 +92,8 @@ class Control(NamedTuple):
 class BackupOptions:
     """How the log backup runs. Only ``target`` is required (a URL or TargetOptions)."""
 
-    target: str | TargetOptions
+    target: str | TargetOptions | Target
+    """A URL, TargetOptions, or an open Target (a fault-injecting one in tests and drills)."""
     interval_seconds: float = 0.2
     """Shortest time between two shipping rounds under steady writes (batching)."""
     max_segment_bytes: int = 8 << 20
@@ -124,7 +125,7 @@ class BackupOptions:
         """``backup=`` of ``engine.open``: a URL, TargetOptions, or BackupOptions."""
         if isinstance(value, BackupOptions):
             return value
-        if isinstance(value, str | TargetOptions):
+        if isinstance(value, str | TargetOptions | Target):
             return cls(target=value)
         raise InvalidTargetError(f"backup= takes a URL (e.g. 'file:///var/backups/db' or "
                                  f"'s3://bucket/prefix'), TargetOptions or BackupOptions, not "
@@ -221,7 +222,8 @@ class LogBackup:
     @classmethod
     def start(cls, port: ServicePort, options: BackupOptions) -> LogBackup:
         """Open the target and start shipping (the first ``start`` control request)."""
-        target = open_target(options.target)
+        t = options.target
+        target = t if isinstance(t, Target) else open_target(t)
         svc = cls(port, options, target)
         svc.submit(Control("start", next_observation_id(), "open"))
         svc._thread.start()
@@ -476,6 +478,7 @@ class LogBackup:
             "history": [h.to_json() for h in port.history], "claimed": time.time(),
         }).encode()
         ckey = keys.claim_key(port.db_id, port.epoch)
+        self._save_meta(None)  # the token is durable before any claim names it
         try:
             target.put(ckey, claim, create_only=True)
         except BackupConflictError:
@@ -626,9 +629,22 @@ class LogBackup:
         body = {"format": 1, "db_id": port.db_id, "epoch": port.epoch, "tx_id": tx_id,
                 "position": position, "segment": key, "updated": time.time()}
         self.target.put(keys.checkpoint_key(port.db_id, port.epoch), json.dumps(body).encode())
+        self._save_meta(tx_id)
+
+    def _save_meta(self, checkpoint_tx: int | None) -> None:
+        """The log's meta entry: target, writer token, and the checkpoint (if known)."""
+        port = self._port
+        if checkpoint_tx is None:
+            raw = port.get_meta(formats.META_BACKUP)
+            try:
+                old = json.loads(raw) if raw else {}
+                if old.get("writer") == self._writer and old.get("epoch") == port.epoch:
+                    return  # already recorded
+            except (ValueError, AttributeError):
+                pass
         port.put_meta(formats.META_BACKUP, json.dumps({
             "target": self.target.url, "writer": self._writer, "epoch": port.epoch,
-            "checkpoint_tx": tx_id, "updated": body["updated"]}).encode())
+            "checkpoint_tx": checkpoint_tx, "updated": time.time()}).encode())
 
 
 def attach_backup(db: Any, spec: object) -> LogBackup:

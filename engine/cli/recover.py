@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ..backup.recover import backup_tail
 from ..database import Database
 from ..errors import EngineError
 from ..ops.recover import RecoveryReport, recover_new_epoch
@@ -19,8 +20,12 @@ from .app import directory_argument, emit, fail, json_option, locked, main, out,
 @click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
 @click.option("--force", is_flag=True,
               help="Start a new epoch even on a healthy database (snapshots first: no loss).")
+@click.option("--from-backup", "from_backup", metavar="URL",
+              help="Also replay what this log backup holds past the snapshot (and the "
+                   "history before it), so only what was never shipped is lost.")
 @json_option
-def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool, as_json: bool) -> None:
+def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool,
+            from_backup: str | None, as_json: bool) -> None:
     """Recover a database whose log is lost, gapped, stale or of an older epoch."""
     path = require_dir(directory, as_json)
     try:
@@ -30,8 +35,9 @@ def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool, as_json
                 with Database(path, create=False, _held_lock=lock) as db:
                     db.snapshot()
 
+            tail = backup_tail(from_backup) if from_backup else None
             report = recover_new_epoch(path, dry_run=dry_run, force=force,
-                                       snapshot_first=snapshot_first)
+                                       snapshot_first=snapshot_first, tail=tail)
     except EngineError as exc:
         fail(as_json, exc)
     emit(as_json, {"ok": True, **report.to_json()}, lambda: render(report))

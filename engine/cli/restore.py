@@ -1,0 +1,64 @@
+"""``engine-admin restore --from URL DIR``: rebuild a database from its log backup."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import click
+from rich.progress import Progress
+
+from ..backup.restore import RestoreReport, restore
+from ..errors import EngineError, InvalidEventError
+from .app import emit, err, fail, json_option, main, out
+
+
+def parse_time(text: str) -> float:
+    """An ISO 8601 time (a zone is required, or ``Z``) as Unix seconds."""
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEventError(f"--to-time {text!r} is not an ISO 8601 time, e.g. "
+                                "2026-12-01T07:30:00Z") from None
+    if t.tzinfo is None:
+        raise InvalidEventError(f"--to-time {text!r} has no time zone; add Z for UTC or an "
+                                "offset such as +01:00")
+    return t.timestamp()
+
+
+@main.command("restore")
+@click.option("--from", "source", required=True, metavar="URL", help="The backup target.")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--to-tx", type=int, help="Stop after this transaction.")
+@click.option("--to-time", help="Stop after the last tx committed at or before this time.")
+@click.option("--db-id", help="The database to restore when the target holds several.")
+@json_option
+def restore_command(source: str, directory: str, to_tx: int | None, to_time: str | None,
+                    db_id: str | None, as_json: bool) -> None:
+    """Restore a database from a log backup into a new directory (a new epoch)."""
+    try:
+        when = parse_time(to_time) if to_time is not None else None
+        with Progress(console=err, disable=as_json or not err.is_terminal,
+                      transient=True) as progress:
+            task = progress.add_task("restore", total=None)
+
+            def step(done: int, total: int, what: str) -> None:
+                progress.update(task, completed=done, total=total, description=what)
+
+            report = restore(source, directory, to_tx=to_tx, to_time=when, db_id=db_id,
+                             progress=step)
+    except EngineError as exc:
+        fail(as_json, exc)
+    emit(as_json, report.to_json(), lambda: render(report))
+
+
+def render(r: RestoreReport) -> None:
+    when = ("" if r.last_time is None else
+            f", committed {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(r.last_time))}")
+    out.print(f"[green]restored[/] {r.path} from {r.target}", highlight=False)
+    out.print(f"  database {r.db_id}, newest epoch {r.restored_epoch} (epochs "
+              f"{', '.join(map(str, r.epochs))} on its lineage)", highlight=False)
+    out.print(f"  txs {r.first_tx}..{r.last_tx}{when}; {r.segments} segment(s) verified, "
+              f"{r.seconds:.2f} s", highlight=False)
+    out.print(f"  the restored database is a fork: its next tx opens epoch {r.new_epoch}",
+              highlight=False)
