@@ -150,6 +150,14 @@ class InvalidTargetError(PermanentBackupError, OptionsError):
     """The backup URL or options are malformed (unknown scheme, relative path, ...)."""
 
 
+class InvalidKeyError(EngineError, ValueError):
+    """An object key, list prefix or byte range handed to a backup target is malformed.
+
+    A bug in the caller (the engine chooses every key), not a target failure, so it is
+    not a :class:`BackupError`: nothing was sent to the target, and retrying cannot help.
+    """
+
+
 __all__ = [
     "BackupConflictError",
     "BackupError",
@@ -164,6 +172,7 @@ __all__ = [
     "EngineWarning",
     "HistoryLostError",
     "InvalidEventError",
+    "InvalidKeyError",
     "InvalidTargetError",
     "LogGapError",
     "LogMissingError",
