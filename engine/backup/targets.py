@@ -27,18 +27,26 @@ Errors
     (``_translate``): ``TransientBackupError`` for what a later retry may fix (timeouts,
     connection refused/reset, HTTP 408/409/429/5xx except 501/505, S3 ``SlowDown``,
     ``RequestTimeout``, ``InternalError``), ``PermanentBackupError`` for what it will not
-    (401/403, no such bucket, ``http://`` without ``allow_http``, ENOSPC, EACCES, ...),
+    (401/403, no such bucket, a rejected TLS certificate, ENOSPC, EACCES, EROFS, EIO...),
     ``BackupNotFoundError`` for a missing object and ``BackupConflictError`` for a failed
-    create-if-absent or compare-and-swap. obstore exposes little structure: its exception
-    *class* says not-found / already-exists / precondition / permission; for everything
-    else (``GenericError``) we read its message, which holds the HTTP status
-    (``status code: 503``), the S3 error XML (``<Code>SlowDown</Code>``), reqwest's
-    error kind (``HttpError { kind: Timeout``) and, for local files, the OS error
-    (``Os { code: 28``). Those four patterns are all this module relies on; an error
-    matching none of them is treated as transient. Messages name the target URL and key
-    and never hold credentials: URLs with user info are refused, secrets are passed to
-    obstore through a credential provider (so they are not in ``store.config``), and
-    every message is scrubbed of the secret values before it is raised or logged.
+    create-if-absent or compare-and-swap. Malformed URLs and options are
+    ``InvalidTargetError`` from ``open_target``, before anything is contacted.
+
+    obstore exposes little structure: its exception *class* says not-found /
+    already-exists / precondition / permission; for the rest (``GenericError``) we read
+    its message, which holds the HTTP status (``status code: 503``), the S3 error XML
+    (``<Code>SlowDown</Code>``), reqwest's error kind (``HttpError { kind: Timeout``)
+    and, for local files, the OS error (``Os { code: 28``). Those patterns and a few
+    fixed phrases ("builder error", "invalid peer certificate", the three spellings of a
+    range past the end) are all this module relies on. Each holds a space, ``<`` or
+    ``{``, which keys, buckets and prefixes cannot, so a key echoed in a URL inside the
+    message never matches. An error matching none of them is treated as transient (the
+    caller's attempts are bounded).
+
+    Messages name the target URL and the key, and never hold credentials: URLs with
+    user info are refused, secrets reach obstore through a credential provider (so they
+    are not in ``store.config``), and every message is scrubbed of the secret values
+    before it is raised or logged (at DEBUG, logger ``engine.backup.targets``).
 
 Retries and timeouts
     obstore's own retries are off by default (``TargetOptions.request_retries = 0``):
@@ -857,9 +865,10 @@ _S3_MESSAGE_RE: Final = re.compile(r"<Message>([^<]{1,300})</Message>")
 _HTTP_KIND_RE: Final = re.compile(r"HttpError \{\s*kind: (\w+)")
 _OS_CODE_RE: Final = re.compile(r"Os \{\s*code: (\d+)")
 _OS_MESSAGE_RE: Final = re.compile(r'message: "([^"]{1,200})"')
-_RANGE_RE: Final = re.compile(
-    r"InvalidRange|Range Not Satisfiable|Requested range was invalid|Invalid range|"
-    r"StartTooLarge", re.IGNORECASE)
+# S3, LocalStore and MemoryStore spellings of "the range starts past the end"
+_RANGE_RE: Final = re.compile(r"status code: 416|Requested range was invalid|Invalid range: ")
+_TLS_RE: Final = re.compile(
+    r"invalid peer certificate|UnknownIssuer|certificate verify failed|NotValidForName")
 
 _TRANSIENT_S3_CODES: Final = frozenset({
     "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
@@ -900,7 +909,11 @@ def _translate(exc: BaseException, ctx: _Ctx, op: str, key: str | None) -> Backu
 
     cls: type[BackupError]
     hint = ""
-    if isinstance(exc, AlreadyExistsError):
+    if s3_code in _TRANSIENT_S3_CODES and status is not None:
+        # first: object_store reports any 409 on a PUT as AlreadyExists, but S3's 409
+        # ConditionalRequestConflict / OperationAborted mean "busy, retry"
+        cls, cause, hint = _from_status(status, s3_code, http or summary, ctx)
+    elif isinstance(exc, AlreadyExistsError):
         cls, cause = BackupConflictError, "the object already exists"
     elif isinstance(exc, PreconditionError):
         cls, cause = BackupConflictError, "the object changed or is gone (ETag mismatch)"
@@ -912,7 +925,8 @@ def _translate(exc: BaseException, ctx: _Ctx, op: str, key: str | None) -> Backu
             cls, cause = BackupNotFoundError, "no such object"
     elif isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
         cls, cause = PermanentBackupError, http or summary
-        hint = _credentials_hint(ctx, s3_code)
+        hint = ("this machine's clock is off: fix it (NTP)" if s3_code == "RequestTimeTooSkewed"
+                else _credentials_hint(ctx, s3_code))
     elif isinstance(exc, (NotSupportedError, NotImplementedError)):
         cls, cause = PermanentBackupError, summary
         hint = "this target does not support the operation"
@@ -955,29 +969,28 @@ def _from_status(status: int, s3_code: str | None, cause: str,
 
 
 def _from_text(text: str, summary: str, ctx: _Ctx) -> tuple[type[BackupError], str, str]:
-    os_code = _first(_OS_CODE_RE, text)
-    if os_code is not None:
-        return _from_errno(int(os_code), _first(_OS_MESSAGE_RE, text) or summary)
     kind = _first(_HTTP_KIND_RE, text)
+    os_code = _first(_OS_CODE_RE, text)
+    if os_code is not None and kind is None:  # a local file error (LocalStore)
+        return _from_errno(int(os_code), _first(_OS_MESSAGE_RE, text) or summary)
     detail = _first(_OS_MESSAGE_RE, text)
     where = f" {ctx.endpoint}" if ctx.endpoint else ""
-    if "certificate" in text.lower():
+    if _TLS_RE.search(text):
         return (PermanentBackupError, f"TLS certificate rejected ({detail or summary})",
                 "check the endpoint's certificate; note that obstore does not read "
                 "AWS_CA_BUNDLE")
-    if kind == "Unknown" and "builder error" in text:
+    if "builder error" in text:
         return (PermanentBackupError, "the HTTP client refused to build the request",
                 "for an http:// endpoint set allow_http=True (or AWS_ALLOW_HTTP=true)")
     if kind == "Timeout":
         return (TransientBackupError, "the request timed out",
                 f"check that the endpoint{where} is reachable; raise timeout_seconds "
                 "for slow links")
-    if kind in ("Connect", "Request", "Interrupted", "Decode"):
+    if kind is not None:  # Connect, Request, Interrupted, Decode, and Unknown (a pooled
+        # connection closed under us shows up as kind Unknown, "connection was not ready")
         what = "cannot connect" if kind == "Connect" else "the connection failed"
         return (TransientBackupError, f"{what} ({detail or summary})",
                 f"check that the endpoint{where} is up and reachable if this persists")
-    if kind == "Unknown":
-        return PermanentBackupError, summary, "the HTTP client failed"
     return TransientBackupError, summary, ""
 
 
@@ -1018,7 +1031,8 @@ def _first(pattern: re.Pattern[str], text: str) -> str | None:
 
 def _is_range_past_end(exc: BackupError) -> bool:
     cause = exc.__cause__
-    return cause is not None and bool(_RANGE_RE.search(str(cause)))
+    return (cause is not None and not isinstance(exc, BackupNotFoundError)
+            and bool(_RANGE_RE.search(str(cause))))
 
 
 def _scrub(message: str, secret_values: tuple[str, ...]) -> str:
