@@ -37,7 +37,7 @@ Errors
     its message, which holds the HTTP status (``status code: 503``), the S3 error XML
     (``<Code>SlowDown</Code>``), reqwest's error kind (``HttpError { kind: Timeout``)
     and, for local files, the OS error (``Os { code: 28``). Those patterns and a few
-    fixed phrases ("builder error", "invalid peer certificate", the three spellings of a
+    fixed phrases ("builder error", ``InvalidCertificate(``, the three spellings of a
     range past the end) are all this module relies on. Each holds a space, ``<`` or
     ``{``, which keys, buckets and prefixes cannot, so a key echoed in a URL inside the
     message never matches. An error matching none of them is treated as transient (the
@@ -865,10 +865,17 @@ _S3_MESSAGE_RE: Final = re.compile(r"<Message>([^<]{1,300})</Message>")
 _HTTP_KIND_RE: Final = re.compile(r"HttpError \{\s*kind: (\w+)")
 _OS_CODE_RE: Final = re.compile(r"Os \{\s*code: (\d+)")
 _OS_MESSAGE_RE: Final = re.compile(r'message: "([^"]{1,200})"')
+# the informative bits of a reqwest/hyper error chain, in the order they are joined
+_NET_DETAIL_RES: Final = (
+    re.compile(r'ConnectError\(\s*"([^"]{1,100})"'),           # "tcp connect error", "dns error"
+    re.compile(r'(?:message|error): "([^"]{1,200})"'),          # OS / resolver text
+    re.compile(r'hyper::Error\(\s*(\w+)'),                      # IncompleteMessage, Canceled
+    re.compile(r'hyper::Error\(\s*\w+,\s*"([^"]{1,100})"'),    # "connection was not ready"
+)
 # S3, LocalStore and MemoryStore spellings of "the range starts past the end"
 _RANGE_RE: Final = re.compile(r"status code: 416|Requested range was invalid|Invalid range: ")
-_TLS_RE: Final = re.compile(
-    r"invalid peer certificate|UnknownIssuer|certificate verify failed|NotValidForName")
+_TLS_RE: Final = re.compile(r"InvalidCertificate\(|invalid peer certificate")
+_WORD_RE: Final = re.compile(r"\b([A-Z][A-Za-z]+)\b")
 
 _TRANSIENT_S3_CODES: Final = frozenset({
     "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
@@ -973,10 +980,15 @@ def _from_text(text: str, summary: str, ctx: _Ctx) -> tuple[type[BackupError], s
     os_code = _first(_OS_CODE_RE, text)
     if os_code is not None and kind is None:  # a local file error (LocalStore)
         return _from_errno(int(os_code), _first(_OS_MESSAGE_RE, text) or summary)
-    detail = _first(_OS_MESSAGE_RE, text)
+    found = [m.group(1) for r in _NET_DETAIL_RES for m in [r.search(text)] if m]
+    detail = ": ".join(dict.fromkeys(found)) or None
     where = f" {ctx.endpoint}" if ctx.endpoint else ""
-    if _TLS_RE.search(text):
-        return (PermanentBackupError, f"TLS certificate rejected ({detail or summary})",
+    tls = _TLS_RE.search(text)
+    if tls:
+        # rustls names the reason innermost: InvalidCertificate(Other(OtherError(Reason)))
+        words = _WORD_RE.findall(text[tls.end():].split("}")[0])
+        why = words[-1] if words else "invalid certificate"
+        return (PermanentBackupError, f"TLS certificate rejected ({why})",
                 "check the endpoint's certificate; note that obstore does not read "
                 "AWS_CA_BUNDLE")
     if "builder error" in text:

@@ -11,6 +11,8 @@ import logging
 import os
 import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -311,6 +313,37 @@ def test_connection_refused_is_transient() -> None:
         message = str(err.value)
         assert "cannot connect" in message and "Connection refused" in message
         assert f"http://127.0.0.1:{port}" in message  # names the endpoint to check
+
+
+def test_an_unresolvable_endpoint_is_transient() -> None:
+    target = open_target(s3_options("http://no-such-host.invalid:9000"))
+    with pytest.raises(TransientBackupError, match=r"cannot connect \(dns error"):
+        target.get("k")
+
+
+def test_an_untrusted_tls_certificate_is_permanent(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             http.server.BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        target = open_target(s3_options(f"https://127.0.0.1:{server.server_address[1]}"))
+        with pytest.raises(PermanentBackupError, match="TLS certificate rejected") as err:
+            target.get("k")
+        assert "AWS_CA_BUNDLE" in str(err.value)
+        # rustls' reason for a self-signed (CA:TRUE) certificate, read from obstore's text
+        assert "(CaUsedAsEndEntity)" in str(err.value)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_silent_server_times_out_transiently() -> None:
