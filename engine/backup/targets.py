@@ -262,7 +262,7 @@ class TargetOptions:
         explicit key is never paired with someone else's session token. Non-S3 URLs are
         returned unchanged.
         """
-        if not self.url.startswith("s3://"):
+        if not _is_s3(self.url):
             return self
         env = os.environ if environ is None else environ
 
@@ -292,10 +292,10 @@ class TargetOptions:
         """A one-line, credential-free description (the fields as given, not resolved)."""
         parts = []
         if self.endpoint:
-            parts.append(f"endpoint {_safe_endpoint(self.endpoint)}")
+            parts.append(f"endpoint {_safe_url(self.endpoint)}")
         if self.region:
             parts.append(f"region {self.region}")
-        if self.url.startswith("s3://"):
+        if _is_s3(self.url):
             if self.access_key_id or self.secret_access_key:
                 parts.append("credentials set" + (" with session token"
                                                    if self.session_token else ""))
@@ -318,7 +318,7 @@ class TargetOptions:
             elif f.name == "url":
                 fields.append(f"url={_safe_url(value)!r}")
             elif f.name == "endpoint" and value is not None:
-                fields.append(f"endpoint={_safe_endpoint(value)!r}")
+                fields.append(f"endpoint={_safe_url(value)!r}")
             else:
                 fields.append(f"{f.name}={value!r}")
         return f"TargetOptions({', '.join(fields)})"
@@ -345,6 +345,10 @@ def _env_bool(env: Mapping[str, str], name: str, current: bool | None) -> bool |
         f"environment variable {name}={env[name]!r} is not a boolean: use true or false")
 
 
+def _is_s3(url: str) -> bool:
+    return url[:5].lower() == "s3://"
+
+
 def _safe_url(url: str) -> str:
     """``url`` without user info, query or fragment (for messages about a rejected URL)."""
     try:
@@ -353,10 +357,6 @@ def _safe_url(url: str) -> str:
         return "<unparsable URL>"
     netloc = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else parts.path
-
-
-def _safe_endpoint(endpoint: str) -> str:
-    return _safe_url(endpoint)
 
 
 # ---------------------------------------------------------------- objects
@@ -1197,16 +1197,16 @@ def _open_s3(options: TargetOptions, bucket: str, path: str) -> Target:
         ep = urlsplit(endpoint)
         if ep.scheme not in ("http", "https") or not ep.netloc:
             raise InvalidTargetError(
-                f"endpoint {_safe_endpoint(endpoint)!r} must be an http:// or https:// URL, "
+                f"endpoint {_safe_url(endpoint)!r} must be an http:// or https:// URL, "
                 "e.g. http://127.0.0.1:8333")
         if "@" in ep.netloc or ep.query or ep.fragment:
             raise InvalidTargetError(
-                f"endpoint {_safe_endpoint(endpoint)!r} may not hold user info, a query or a "
+                f"endpoint {_safe_url(endpoint)!r} may not hold user info, a query or a "
                 "fragment; pass credentials as access_key_id / secret_access_key")
         if ep.scheme == "http":
             if allow_http is False:
                 raise InvalidTargetError(
-                    f"endpoint {_safe_endpoint(endpoint)} is plain http but allow_http is "
+                    f"endpoint {_safe_url(endpoint)} is plain http but allow_http is "
                     "False (or AWS_ALLOW_HTTP=false); use https or allow http")
             allow_http = True  # an explicit http:// endpoint is the operator's choice
     if (options.access_key_id is None) != (options.secret_access_key is None):
@@ -1232,7 +1232,7 @@ def _open_s3(options: TargetOptions, bucket: str, path: str) -> Target:
     if options.access_key_id is not None and options.secret_access_key is not None:
         provider = _StaticCredentials(options.access_key_id, options.secret_access_key,
                                       options.session_token)
-    ctx = _Ctx(url=url, endpoint=_safe_endpoint(endpoint) if endpoint else None,
+    ctx = _Ctx(url=url, endpoint=_safe_url(endpoint) if endpoint else None,
                bucket=bucket, secrets=options._secrets())
     with _translating(ctx, "open"):
         store = S3Store(bucket, config=config, client_options=client, retry_config=retry,

@@ -299,6 +299,22 @@ def test_put_file_from_a_file_object_and_small_files(target: Target, tmp_path: P
     assert (tmp_path / "empty.out").read_bytes() == b""
 
 
+def test_get_file_refuses_to_mix_two_versions(target: Target) -> None:
+    target.put("snap", _payload(MIN_PART_SIZE + 100))
+
+    class Meddler(io.BytesIO):
+        """A download file whose first write replaces the object being downloaded."""
+
+        def write(self, chunk: object) -> int:
+            if not self.getbuffer().nbytes:
+                target.put("snap", b"a newer, shorter version")
+            return super().write(chunk)  # type: ignore[call-overload, no-any-return]
+
+    with pytest.raises(BackupConflictError) as err:
+        target.get_file("snap", Meddler(), part_size=MIN_PART_SIZE)
+    assert err.value.key == "snap"
+
+
 def test_get_file_of_a_missing_object(target: Target, tmp_path: Path) -> None:
     with pytest.raises(BackupNotFoundError):
         target.get_file("missing", tmp_path / "out")
