@@ -760,7 +760,7 @@ def _mkdirs_durable(path: str, *, below: str | None = None) -> None:
 
 
 def _conflict(ctx: _Ctx, op: str, key: str, why: str) -> BackupConflictError:
-    return BackupConflictError(f"backup target {ctx.url}: {op} {key!r} refused: {why}",
+    return BackupConflictError(f"backup target {ctx.url}: {op} {key!r} failed: {why}",
                                key=key)
 
 
