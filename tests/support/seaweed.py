@@ -20,6 +20,8 @@ Facts this relies on (docs: /work/shared/design/S3-TESTING.md, checked with
   first-write volume allocation once, not inside some test.
 - Stop: SIGTERM (about 2.3 s: the volume server stops last), SIGKILL after 6 s: now
   and then (about one run in six here) the volume server never finishes stopping.
+  The master never removes its ``/tmp/seaweedfs-master-grpc-PORT.sock`` (nor the others
+  after a SIGKILL), so ``stop`` removes the sockets named by this server's ports.
 """
 
 from __future__ import annotations
@@ -98,15 +100,20 @@ class SeaweedServer:
             return "(no log)"
 
     def stop(self, timeout: float = 6.0) -> None:
-        """SIGTERM, then SIGKILL if the server has not exited within ``timeout``."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        """SIGTERM, then SIGKILL if the server has not exited within ``timeout``; then
+        remove the gRPC sockets it leaves in /tmp (named by our own ports only)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        for service in _SERVICES:
+            port = self.ports.get(f"{service}.port.grpc")
+            if port is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"/tmp/seaweedfs-{service}-grpc-{port}.sock")
 
 
 def _free_port_pairs(n: int, rng: random.Random) -> list[int]:
