@@ -27,18 +27,26 @@ Errors
     (``_translate``): ``TransientBackupError`` for what a later retry may fix (timeouts,
     connection refused/reset, HTTP 408/409/429/5xx except 501/505, S3 ``SlowDown``,
     ``RequestTimeout``, ``InternalError``), ``PermanentBackupError`` for what it will not
-    (401/403, no such bucket, ``http://`` without ``allow_http``, ENOSPC, EACCES, ...),
+    (401/403, no such bucket, a rejected TLS certificate, ENOSPC, EACCES, EROFS, EIO...),
     ``BackupNotFoundError`` for a missing object and ``BackupConflictError`` for a failed
-    create-if-absent or compare-and-swap. obstore exposes little structure: its exception
-    *class* says not-found / already-exists / precondition / permission; for everything
-    else (``GenericError``) we read its message, which holds the HTTP status
-    (``status code: 503``), the S3 error XML (``<Code>SlowDown</Code>``), reqwest's
-    error kind (``HttpError { kind: Timeout``) and, for local files, the OS error
-    (``Os { code: 28``). Those four patterns are all this module relies on; an error
-    matching none of them is treated as transient. Messages name the target URL and key
-    and never hold credentials: URLs with user info are refused, secrets are passed to
-    obstore through a credential provider (so they are not in ``store.config``), and
-    every message is scrubbed of the secret values before it is raised or logged.
+    create-if-absent or compare-and-swap. Malformed URLs and options are
+    ``InvalidTargetError`` from ``open_target``, before anything is contacted.
+
+    obstore exposes little structure: its exception *class* says not-found /
+    already-exists / precondition / permission; for the rest (``GenericError``) we read
+    its message, which holds the HTTP status (``status code: 503``), the S3 error XML
+    (``<Code>SlowDown</Code>``), reqwest's error kind (``HttpError { kind: Timeout``)
+    and, for local files, the OS error (``Os { code: 28``). Those patterns and a few
+    fixed phrases ("builder error", ``InvalidCertificate(``, the three spellings of a
+    range past the end) are all this module relies on. Each holds a space, ``<`` or
+    ``{``, which keys, buckets and prefixes cannot, so a key echoed in a URL inside the
+    message never matches. An error matching none of them is treated as transient (the
+    caller's attempts are bounded).
+
+    Messages name the target URL and the key, and never hold credentials: URLs with
+    user info are refused, secrets reach obstore through a credential provider (so they
+    are not in ``store.config``), and every message is scrubbed of the secret values
+    before it is raised or logged (at DEBUG, logger ``engine.backup.targets``).
 
 Retries and timeouts
     obstore's own retries are off by default (``TargetOptions.request_retries = 0``):
@@ -254,7 +262,7 @@ class TargetOptions:
         explicit key is never paired with someone else's session token. Non-S3 URLs are
         returned unchanged.
         """
-        if not self.url.startswith("s3://"):
+        if not _is_s3(self.url):
             return self
         env = os.environ if environ is None else environ
 
@@ -284,10 +292,10 @@ class TargetOptions:
         """A one-line, credential-free description (the fields as given, not resolved)."""
         parts = []
         if self.endpoint:
-            parts.append(f"endpoint {_safe_endpoint(self.endpoint)}")
+            parts.append(f"endpoint {_safe_url(self.endpoint)}")
         if self.region:
             parts.append(f"region {self.region}")
-        if self.url.startswith("s3://"):
+        if _is_s3(self.url):
             if self.access_key_id or self.secret_access_key:
                 parts.append("credentials set" + (" with session token"
                                                    if self.session_token else ""))
@@ -310,7 +318,7 @@ class TargetOptions:
             elif f.name == "url":
                 fields.append(f"url={_safe_url(value)!r}")
             elif f.name == "endpoint" and value is not None:
-                fields.append(f"endpoint={_safe_endpoint(value)!r}")
+                fields.append(f"endpoint={_safe_url(value)!r}")
             else:
                 fields.append(f"{f.name}={value!r}")
         return f"TargetOptions({', '.join(fields)})"
@@ -337,6 +345,10 @@ def _env_bool(env: Mapping[str, str], name: str, current: bool | None) -> bool |
         f"environment variable {name}={env[name]!r} is not a boolean: use true or false")
 
 
+def _is_s3(url: str) -> bool:
+    return url[:5].lower() == "s3://"
+
+
 def _safe_url(url: str) -> str:
     """``url`` without user info, query or fragment (for messages about a rejected URL)."""
     try:
@@ -345,10 +357,6 @@ def _safe_url(url: str) -> str:
         return "<unparsable URL>"
     netloc = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else parts.path
-
-
-def _safe_endpoint(endpoint: str) -> str:
-    return _safe_url(endpoint)
 
 
 # ---------------------------------------------------------------- objects
@@ -752,7 +760,7 @@ def _mkdirs_durable(path: str, *, below: str | None = None) -> None:
 
 
 def _conflict(ctx: _Ctx, op: str, key: str, why: str) -> BackupConflictError:
-    return BackupConflictError(f"backup target {ctx.url}: {op} {key!r} refused: {why}",
+    return BackupConflictError(f"backup target {ctx.url}: {op} {key!r} failed: {why}",
                                key=key)
 
 
@@ -857,9 +865,17 @@ _S3_MESSAGE_RE: Final = re.compile(r"<Message>([^<]{1,300})</Message>")
 _HTTP_KIND_RE: Final = re.compile(r"HttpError \{\s*kind: (\w+)")
 _OS_CODE_RE: Final = re.compile(r"Os \{\s*code: (\d+)")
 _OS_MESSAGE_RE: Final = re.compile(r'message: "([^"]{1,200})"')
-_RANGE_RE: Final = re.compile(
-    r"InvalidRange|Range Not Satisfiable|Requested range was invalid|Invalid range|"
-    r"StartTooLarge", re.IGNORECASE)
+# the informative bits of a reqwest/hyper error chain, in the order they are joined
+_NET_DETAIL_RES: Final = (
+    re.compile(r'ConnectError\(\s*"([^"]{1,100})"'),           # "tcp connect error", "dns error"
+    re.compile(r'(?:message|error): "([^"]{1,200})"'),          # OS / resolver text
+    re.compile(r'hyper::Error\(\s*(\w+)'),                      # IncompleteMessage, Canceled
+    re.compile(r'hyper::Error\(\s*\w+,\s*"([^"]{1,100})"'),    # "connection was not ready"
+)
+# S3, LocalStore and MemoryStore spellings of "the range starts past the end"
+_RANGE_RE: Final = re.compile(r"status code: 416|Requested range was invalid|Invalid range: ")
+_TLS_RE: Final = re.compile(r"InvalidCertificate\(|invalid peer certificate")
+_WORD_RE: Final = re.compile(r"\b([A-Z][A-Za-z]+)\b")
 
 _TRANSIENT_S3_CODES: Final = frozenset({
     "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
@@ -964,25 +980,29 @@ def _from_text(text: str, summary: str, ctx: _Ctx) -> tuple[type[BackupError], s
     os_code = _first(_OS_CODE_RE, text)
     if os_code is not None and kind is None:  # a local file error (LocalStore)
         return _from_errno(int(os_code), _first(_OS_MESSAGE_RE, text) or summary)
-    detail = _first(_OS_MESSAGE_RE, text)
+    found = [m.group(1) for r in _NET_DETAIL_RES for m in [r.search(text)] if m]
+    detail = ": ".join(dict.fromkeys(found)) or None
     where = f" {ctx.endpoint}" if ctx.endpoint else ""
-    if "certificate" in text.lower():
-        return (PermanentBackupError, f"TLS certificate rejected ({detail or summary})",
+    tls = _TLS_RE.search(text)
+    if tls:
+        # rustls names the reason innermost: InvalidCertificate(Other(OtherError(Reason)))
+        words = _WORD_RE.findall(text[tls.end():].split("}")[0])
+        why = words[-1] if words else "invalid certificate"
+        return (PermanentBackupError, f"TLS certificate rejected ({why})",
                 "check the endpoint's certificate; note that obstore does not read "
                 "AWS_CA_BUNDLE")
-    if kind == "Unknown" and "builder error" in text:
+    if "builder error" in text:
         return (PermanentBackupError, "the HTTP client refused to build the request",
                 "for an http:// endpoint set allow_http=True (or AWS_ALLOW_HTTP=true)")
     if kind == "Timeout":
         return (TransientBackupError, "the request timed out",
                 f"check that the endpoint{where} is reachable; raise timeout_seconds "
                 "for slow links")
-    if kind in ("Connect", "Request", "Interrupted", "Decode"):
+    if kind is not None:  # Connect, Request, Interrupted, Decode, and Unknown (a pooled
+        # connection closed under us shows up as kind Unknown, "connection was not ready")
         what = "cannot connect" if kind == "Connect" else "the connection failed"
         return (TransientBackupError, f"{what} ({detail or summary})",
                 f"check that the endpoint{where} is up and reachable if this persists")
-    if kind == "Unknown":
-        return PermanentBackupError, summary, "the HTTP client failed"
     return TransientBackupError, summary, ""
 
 
@@ -1023,7 +1043,8 @@ def _first(pattern: re.Pattern[str], text: str) -> str | None:
 
 def _is_range_past_end(exc: BackupError) -> bool:
     cause = exc.__cause__
-    return cause is not None and bool(_RANGE_RE.search(str(cause)))
+    return (cause is not None and not isinstance(exc, BackupNotFoundError)
+            and bool(_RANGE_RE.search(str(cause))))
 
 
 def _scrub(message: str, secret_values: tuple[str, ...]) -> str:
@@ -1176,16 +1197,16 @@ def _open_s3(options: TargetOptions, bucket: str, path: str) -> Target:
         ep = urlsplit(endpoint)
         if ep.scheme not in ("http", "https") or not ep.netloc:
             raise InvalidTargetError(
-                f"endpoint {_safe_endpoint(endpoint)!r} must be an http:// or https:// URL, "
+                f"endpoint {_safe_url(endpoint)!r} must be an http:// or https:// URL, "
                 "e.g. http://127.0.0.1:8333")
         if "@" in ep.netloc or ep.query or ep.fragment:
             raise InvalidTargetError(
-                f"endpoint {_safe_endpoint(endpoint)!r} may not hold user info, a query or a "
+                f"endpoint {_safe_url(endpoint)!r} may not hold user info, a query or a "
                 "fragment; pass credentials as access_key_id / secret_access_key")
         if ep.scheme == "http":
             if allow_http is False:
                 raise InvalidTargetError(
-                    f"endpoint {_safe_endpoint(endpoint)} is plain http but allow_http is "
+                    f"endpoint {_safe_url(endpoint)} is plain http but allow_http is "
                     "False (or AWS_ALLOW_HTTP=false); use https or allow http")
             allow_http = True  # an explicit http:// endpoint is the operator's choice
     if (options.access_key_id is None) != (options.secret_access_key is None):
@@ -1211,7 +1232,7 @@ def _open_s3(options: TargetOptions, bucket: str, path: str) -> Target:
     if options.access_key_id is not None and options.secret_access_key is not None:
         provider = _StaticCredentials(options.access_key_id, options.secret_access_key,
                                       options.session_token)
-    ctx = _Ctx(url=url, endpoint=_safe_endpoint(endpoint) if endpoint else None,
+    ctx = _Ctx(url=url, endpoint=_safe_url(endpoint) if endpoint else None,
                bucket=bucket, secrets=options._secrets())
     with _translating(ctx, "open"):
         store = S3Store(bucket, config=config, client_options=client, retry_config=retry,

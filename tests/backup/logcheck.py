@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -40,7 +41,7 @@ def assert_exactly_once(target: Target, db: engine.Database, *, through: int | N
     seg_keys = [o.key for o in target.list(keys.log_prefix(db.db_id, ep))
                 if o.key.endswith(".seg")]
     ranges = sorted(keys.parse_segment_key(k, db.db_id, ep) for k in seg_keys)  # type: ignore[type-var]
-    for (_a, b), (c, _d) in zip(ranges, ranges[1:], strict=False):
+    for (_a, b), (c, _d) in itertools.pairwise(ranges):
         assert c == b + 1, ranges
 
 

@@ -169,7 +169,7 @@ def test_a_target_outage_fails_flush_loses_nothing_and_ships_after(db_path, tmp_
         db.backup.flush()
         faulty.outage()
         _fill(db, 5, "during")
-        with pytest.raises(engine.TransientBackupError, match="timed out.*Nothing is lost"):
+        with pytest.raises(engine.TransientBackupError, match=r"timed out.*Nothing is lost"):
             db.backup.flush(timeout=0.3)
         st = db.backup.status()
         assert st.state == "failing" and st.last_error and st.checkpoint_tx == 5

@@ -1,0 +1,1 @@
+"""Helpers shared by test packages (servers and fixtures that are not tests themselves)."""
