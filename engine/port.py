@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from . import formats
+from . import formats, layout
 from .log import LogStore
 from .logreader import LogReader
 from .model import EpochRecord
 from .native import peek_tx_header
 from .notify import CommitSignal
+from .snapshot import list_snapshots
 
 # The meta entries a service may write (anything else in the log's meta is the engine's).
 SERVICE_META_KEYS: Final = frozenset({formats.META_BACKUP})
@@ -55,6 +56,14 @@ class ServicePort:
         if rec is None:
             return None
         return peek_tx_header(rec)[2] / 1e9
+
+    def snapshot_at(self, tx_id: int) -> str | None:
+        """The path of a snapshot file of this database at ``tx_id`` on its lineage, or
+        None (the file is not opened; the caller verifies what it reads)."""
+        for pos, path in list_snapshots(layout.snapshot_dir(self.path)):
+            if pos.tx_id == tx_id and pos.epoch <= self.epoch:
+                return path
+        return None
 
     def get_meta(self, key: bytes) -> bytes | None:
         if key not in SERVICE_META_KEYS:

@@ -218,7 +218,10 @@ def load_snapshot(path: str) -> LoadedSnapshot:
 
     Raises :class:`CorruptSnapshotError` naming the file and the failed check.
     """
-    data = _read(path)
+    return _verified(path, _read(path))
+
+
+def _verified(path: str, data: bytes) -> LoadedSnapshot:
     header = _parse_header(path, data)
     body_start = len(data) - _FOOTER_SIZE - header.body_compressed_len
     if data[-8:] != formats.SNAP_END_MAGIC:
@@ -249,6 +252,13 @@ def load_snapshot(path: str) -> LoadedSnapshot:
         raise _corrupt(path, f"holds {entries} entries in {blocks} blocks, header says "
                              f"{header.stream_count} in {header.block_count}")
     return LoadedSnapshot(header=header, body=body)
+
+
+def load_snapshot_bytes(path: str) -> bytes:
+    """The bytes of a snapshot file after verifying them all (as :func:`load_snapshot`)."""
+    data = _read(path)
+    _verified(path, data)
+    return data
 
 
 def build_state(header: SnapshotHeader, body: bytes) -> dict[str, StateEntry]:

@@ -39,8 +39,19 @@ class ChainLink:
 
 
 @dataclass(frozen=True)
+class ChainBase:
+    """A base snapshot the chain starts from (the state at ``tx_id``), when the backup
+    does not hold every tx before it."""
+
+    key: str
+    epoch: int
+    tx_id: int
+
+
+@dataclass(frozen=True)
 class Chain:
-    """The segments to replay, in order, and the lineage's epoch history."""
+    """The segments to replay, in order, the lineage's epoch history, and the base
+    snapshot they start from (None: they start at tx 1)."""
 
     db_id: str
     newest_epoch: int
@@ -49,14 +60,20 @@ class Chain:
     gap: str | None = None
     """Why the chain ends where it does when the backup holds more after a hole (the
     links stop before it; restoring past ``last_tx`` is impossible)."""
+    base: ChainBase | None = None
 
     @property
     def first_tx(self) -> int:
+        """The first tx the chain can restore to (its base, or the first segment's)."""
+        if self.base is not None:
+            return self.base.tx_id
         return self.links[0].first_tx if self.links else 0
 
     @property
     def last_tx(self) -> int:
-        return self.links[-1].use_to if self.links else 0
+        if self.links:
+            return self.links[-1].use_to
+        return self.base.tx_id if self.base is not None else 0
 
 
 def databases(target: Target) -> list[str]:
@@ -125,14 +142,28 @@ def plan_chain(target: Target, db_id: str, *, epoch: int | None = None) -> Chain
     lineage = [h for h in history if h.epoch <= newest]
     links: list[ChainLink] = []
     gap: str | None = None
+    base: ChainBase | None = None
     expect = 1
     for i, h in enumerate(lineage):
         end = lineage[i + 1].first_tx - 1 if i + 1 < len(lineage) else None
         segs = []
+        bases = []
         for info in target.list(keys.log_prefix(db_id, h.epoch)):
             r = keys.parse_segment_key(info.key, db_id, h.epoch)
             if r is not None:
                 segs.append((r[0], r[1], info.key))
+            b = keys.parse_base_key(info.key, db_id, h.epoch)
+            if b is not None:
+                bases.append((b, info.key))
+        for b, key in sorted(bases, reverse=True):
+            # A base heals a chain that does not reach it (a gap, or txs never shipped);
+            # a chain that does reach it is kept whole (it carries the history).
+            if gap is not None or expect <= b:
+                links, gap, expect = [], None, b + 1
+                base = ChainBase(key, h.epoch, b)
+            break
+        if gap is not None:
+            continue  # a later epoch's base may still heal it
         for first, last, key in sorted(segs):
             if end is not None and first > end:
                 break  # shipped past the fork: not on the lineage
@@ -155,15 +186,14 @@ def plan_chain(target: Target, db_id: str, *, epoch: int | None = None) -> Chain
             if end is not None and expect > end:
                 break
         if gap is not None:
-            break
+            continue
         if end is not None and expect <= end:
             # the older epoch did not ship up to its fork: the lineage is broken here
             gap = (f"epoch {h.epoch} of {db_id} in {target.url} was shipped only up to tx "
                    f"{expect - 1}, but epoch {lineage[i + 1].epoch} forked from it at tx "
                    f"{end + 1}: txs {expect}..{end} are not in the backup")
-            break
     return Chain(db_id=db_id, newest_epoch=newest, history=tuple(lineage), links=tuple(links),
-                 gap=gap)
+                 gap=gap, base=base)
 
 
 def fetch_segments(target: Target, chain: Chain, *, to_tx: int | None = None,

@@ -35,9 +35,10 @@ def backup_tail(url: str | TargetOptions | Target) -> TailProvider:
             return None
         if not chain.links or chain.last_tx < h.tx_id:
             return None
-        if chain.first_tx == 1:
+        records_from = chain.links[0].first_tx  # after a base snapshot, or tx 1
+        if records_from == 1:
             base_tx, base_pos = 0, 0
-        elif chain.first_tx <= h.tx_id + 1:
+        elif records_from <= h.tx_id + 1:
             base_tx, base_pos = h.tx_id, h.last_position
         else:
             return None

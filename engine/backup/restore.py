@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 
 from .. import formats, layout
 from ..database import Database
-from ..errors import EngineError, InvalidEventError
+from ..errors import EngineError, HistoryLostError, InvalidEventError
 from ..files import fs
 from ..log import LogStore
 from ..model import EpochRecord
 from ..native import peek_tx_header
+from ..snapshot import load_snapshot
 from .chain import BackupChainError, Chain, choose_database, fetch_segments, plan_chain
 from .segment import decode_segment, read_segment_header
 from .targets import Target, TargetOptions, open_target
@@ -164,7 +165,7 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
     chain = plan_chain(target, db)
     if chain.gap is not None and (not chain.links or to_tx is None or to_tx > chain.last_tx):
         raise BackupChainError(chain.gap)
-    if not chain.links:
+    if not chain.links and chain.base is None:
         raise EngineError(f"{target.url} holds no transactions of database {db}")
     if to_tx is not None and not chain.first_tx <= to_tx <= chain.last_tx:
         raise InvalidEventError(f"--to-tx {to_tx} is outside the backup, which holds txs "
@@ -179,6 +180,9 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
                 f"of {db}")
     stop = chain.last_tx if to_tx is None else to_tx
     needed = [link for link in chain.links if link.first_tx <= stop]
+    if chain.base is not None and stop < chain.base.tx_id:
+        raise InvalidEventError(f"--to-tx {stop} is before tx {chain.base.tx_id}, where the "
+                                f"backup of {db} starts (from a snapshot)")
 
     parent = os.path.dirname(path) or "."
     os.makedirs(parent, exist_ok=True)
@@ -187,17 +191,23 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
         spool = os.path.join(stage, "segments")
         os.mkdir(spool)
         # 1. download and verify everything needed before building anything
+        base_tx = base_pos = 0
+        last_epoch = needed[-1].epoch if needed else 0
+        if chain.base is not None:
+            base_tx, base_pos = _fetch_base(target, chain, db, stage)
+            last_epoch = max(last_epoch, chain.base.epoch)
         paths, last_pos = spool_chain(target, chain, stop=stop, directory=spool,
                                       progress=progress, total=2 * len(needed))
+        if not paths:
+            last_pos = base_pos
         # 2. build the log: every record with its true epoch; then the fork's new epoch
-        last_epoch = needed[-1].epoch
         new_epoch = chain.newest_epoch + 1
         history = [h for h in chain.history if h.epoch <= last_epoch]
         history.append(EpochRecord(new_epoch, stop + 1, last_pos + 1, time.time(),
                                    f"restored from {target.url} at tx {stop}"))
         store = LogStore(layout.log_dir(stage), sync="none")
         try:
-            store.initialise(db, new_epoch, 0, 0, history)
+            store.initialise(db, new_epoch, base_tx, base_pos, history)
             for i, p in enumerate(paths):
                 for batch in _batches(spooled(p)):
                     store.append(batch)
@@ -231,6 +241,27 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
         segments=len(needed), seconds=time.monotonic() - t0, to_tx=to_tx, to_time=to_time)
 
 
+def _fetch_base(target: Target, chain: Chain, db_id: str, stage: str) -> tuple[int, int]:
+    """Download and verify the chain's base snapshot into ``stage``'s snapshots/;
+    returns its (tx_id, last_position)."""
+    assert chain.base is not None
+    snaps = layout.snapshot_dir(stage)
+    os.makedirs(snaps, exist_ok=True)
+    tmp = os.path.join(snaps, "base.download")
+    with open(tmp, "wb") as f:
+        f.write(target.get(chain.base.key))
+    try:
+        h = load_snapshot(tmp).header
+    except EngineError as exc:
+        raise BackupChainError(f"base snapshot {chain.base.key} in {target.url} is unusable: "
+                               f"{exc}", key=chain.base.key) from None
+    if h.db_id != db_id or h.tx_id != chain.base.tx_id:
+        raise BackupChainError(f"base snapshot {chain.base.key} holds tx {h.tx_id} of "
+                               f"{h.db_id}: not what its name says", key=chain.base.key)
+    os.replace(tmp, os.path.join(snaps, layout.snapshot_name(h.epoch, h.tx_id)))
+    return h.tx_id, h.last_position
+
+
 def _batches(pairs: Iterator[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes | bytearray]]]:
     batch: list[tuple[int, bytes | bytearray]] = []
     for pair in pairs:
@@ -243,8 +274,11 @@ def _batches(pairs: Iterator[tuple[int, bytes]]) -> Iterator[list[tuple[int, byt
 
 
 def _commit_time(db: Database, tx_id: int) -> float | None:
-    for t in db.read_log(tx_id, tx_id):
-        return t.ts
+    try:
+        for t in db.read_log(tx_id, tx_id):
+            return t.ts
+    except HistoryLostError:  # restored to the base snapshot itself: no record of it
+        pass
     return None
 
 

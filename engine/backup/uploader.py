@@ -61,6 +61,7 @@ from ..errors import (
 from ..logreader import Continuity
 from ..native import peek_tx_header
 from ..port import ServicePort
+from ..snapshot import load_snapshot_bytes
 from . import keys
 from .segment import CorruptSegmentError, decode_segment, encode_segment
 from .targets import Target, TargetOptions, open_target
@@ -286,7 +287,8 @@ class LogBackup:
         with self._cv:
             while True:
                 self._apply_pending_state_checks()
-                if self._checkpoint >= wanted:
+                # observing: the epoch is claimed and its base (if any) is in the target
+                if self._checkpoint >= wanted and (self._observing or wanted == 0):
                     ckpt = self._checkpoint
                     self._stats.flushes += 1
                     break
@@ -492,6 +494,8 @@ class LogBackup:
                     "by another writer (a copy of this database?): two writers never ship "
                     "into one lineage, so this one stops (docs/RUNBOOK.md, 'A fenced "
                     "backup').") from None
+        if port.base_tx > 0:
+            self._ship_base(port.base_tx)
         origin = port.epoch_first_tx - 1
         ckpt, last_key = origin, None
         segs = []
@@ -520,6 +524,37 @@ class LogBackup:
         self._set_state("running")
         log.info("backup of %s to %s: observing epoch %d from tx %d", port.path, target.url,
                  port.epoch, ckpt + 1)
+
+    def _ship_base(self, tx_id: int) -> None:
+        """An epoch whose log starts after tx ``tx_id`` (a log-loss recovery) cannot be
+        restored from segments alone when the txs before it were never shipped: ship
+        the snapshot at ``tx_id`` beside the epoch's segments (once; verified)."""
+        port = self._port
+        key = keys.base_key(port.db_id, port.epoch, tx_id)
+        path = port.snapshot_at(tx_id)
+        if path is None:
+            if self.target.head(key) is None:
+                log.warning("backup of %s: no local snapshot at tx %d, where this epoch's log "
+                            "starts; a restore needs the txs before it in the backup (or a "
+                            "full backup)", port.path, tx_id)
+            return
+        try:
+            data = load_snapshot_bytes(path)
+        except EngineError as exc:
+            log.warning("backup of %s: the snapshot at tx %d is unusable (%s); not shipped",
+                        port.path, tx_id, exc)
+            return
+        try:
+            self.target.put(key, data, create_only=True)
+        except BackupConflictError:
+            if self.target.get(key) == data:
+                return
+            self.target.delete(key)  # ours, left half-written by an interrupted upload
+            raise TransientBackupError(f"{key} in {self.target.url} was damaged; removed, "
+                                       "shipping again", key=key) from None
+        if self.target.get(key) != data:
+            raise TransientBackupError(f"{key} read back from {self.target.url} differs from "
+                                       "what was written; it will be shipped again", key=key)
 
     def _position_after(self, tx_id: int) -> int:
         """The last event position of ``tx_id`` (its base when it precedes the log)."""

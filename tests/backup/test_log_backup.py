@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -22,11 +23,16 @@ from engine.backup.uploader import BackupOptions, Control, next_observation_id
 from .logcheck import assert_exactly_once, assert_restore_equals
 
 
-@pytest.fixture(params=["file", "memory"])
-def url(request, tmp_path) -> str:
+@pytest.fixture(params=["file", "memory", "s3"])
+def url(request, tmp_path):  # type: ignore[no-untyped-def]
+    """A fresh target of each backend: a URL (file, memory) or TargetOptions (the real S3
+    server of the session)."""
     if request.param == "file":
         return f"file://{tmp_path}/target"
-    return f"memory://logbackup-{os.getpid()}-{id(request)}-{time.monotonic_ns()}"
+    if request.param == "memory":
+        return f"memory://logbackup-{os.getpid()}-{id(request)}-{time.monotonic_ns()}"
+    server = request.getfixturevalue("s3_server")
+    return server.options(f"logbackup-{uuid.uuid4().hex[:12]}")
 
 
 def _fill(db: engine.Database, n: int, prefix: str = "s") -> None:
@@ -449,12 +455,22 @@ def test_recover_from_backup_loses_only_what_was_never_shipped(db_path, tmp_path
         assert next(iter(db.read_log(26))).epoch == 2
 
 
-def test_recover_from_backup_cli(db_path, url):
+def test_recover_from_backup_cli(db_path, url, monkeypatch):
     import shutil
 
     from click.testing import CliRunner
 
+    from engine.backup.targets import TargetOptions
     from engine.cli import main
+
+    if isinstance(url, TargetOptions):  # the CLI takes a URL and the usual AWS_* variables
+        for var, value in (("AWS_ENDPOINT_URL", url.endpoint), ("AWS_REGION", url.region),
+                           ("AWS_ACCESS_KEY_ID", url.access_key_id),
+                           ("AWS_SECRET_ACCESS_KEY", url.secret_access_key),
+                           ("AWS_ALLOW_HTTP", "true"),
+                           ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false")):
+            monkeypatch.setenv(var, value or "")
+        url = url.url
 
     with engine.open(db_path, backup=url) as db:
         _fill(db, 5)
