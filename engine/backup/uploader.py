@@ -317,7 +317,7 @@ class LogBackup:
                             for c in self._controls)
         if not self._active and not pending_start:
             raise BackupPausedError(f"the log backup of {self._port.path} is paused; call "
-                                    "resume() (or engine-admin backup resume) before flushing")
+                                    "db.backup.resume() before flushing")
 
     # ------------------------------------------------------------- status
     def status(self) -> BackupStatus:
