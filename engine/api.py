@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
+from .admin.server import AdminServer
 from .backup.targets import Target, open_target
 from .backup.uploader import BackupOptions, attach_backup
 from .database import Database
@@ -20,6 +21,10 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
          backup: Any = None, admin_socket: bool = False) -> Database:
     """Open (or create) the database in directory ``path``. See the README's API tour;
     every option is documented on :class:`~engine.options.Options`.
+
+    ``admin_socket=True`` serves the admin endpoint on ``DIR/admin.sock`` (HTTP, JSON,
+    ``/metrics``; see engine.admin.server), which ``engine-admin`` uses to reach a
+    live process.
 
     ``backup=`` (a target URL, ``TargetOptions`` or ``BackupOptions``) starts the
     continuous log backup, controlled through ``db.backup``. A target that cannot be
@@ -45,6 +50,8 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
     try:
         if backup_options is not None:
             attach_backup(db, backup_options)
+        if admin_socket:
+            db.attach("admin", AdminServer(db))  # closed first: attached last
     except BaseException:
         db.close()
         raise

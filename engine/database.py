@@ -24,12 +24,12 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from . import layout
-from .commit import CommitPipeline, Intent
+from .commit import GROUP_BUCKETS, LATENCY_BUCKETS, CommitPipeline, Intent
 from .errors import DatabaseClosedError, EngineError, OptionsError, StorageError
 from .history import History
 from .loader import load
 from .lock import DirLock
-from .log import LogStore
+from .log import LogInfo, LogStore
 from .logreader import LogReader
 from .model import EpochRecord, Event, Position, SnapshotInfo, Transaction
 from .notify import CommitPoint, CommitSignal
@@ -62,9 +62,9 @@ class Database:
             options = Options.from_kwargs(kwargs)
         elif kwargs:
             raise OptionsError("give either an Options object or keyword options, not both")
-        if options.backup is not None and not _services:
-            raise OptionsError("backup= is started by engine.open(); Database() opens only "
-                               "the core. Open with engine.open(path, backup=...)")
+        if (options.backup is not None or options.admin_socket) and not _services:
+            raise OptionsError("backup= and admin_socket= are started by engine.open(); "
+                               "Database() opens only the core. Use engine.open(path, ...)")
         self.options = options  # immutable
         self.path = _directory(path, options.create)  # absolute; immutable
         # A caller that already holds the directory lock (engine-admin recover) lends it;
@@ -193,6 +193,36 @@ class Database:
         """The stream's events from ``from_version`` on, oldest first."""
         self._check_open()
         return self._history_reader.read_stream(stream, from_version)
+
+    def log_info(self) -> LogInfo:
+        """What the open log holds (db_id, epoch, base, first/last tx and position, history)."""
+        self._check_open()
+        return self._log.info()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring (the admin endpoint's /metrics reads these): commits,
+        events, LMDB commits, failed transactions, the commit latency and group size
+        histograms (bucket bounds and counts), snapshots, state and log size."""
+        c = self._pipeline.stats
+        sn = self._snapshots
+        state = self._pipeline.state
+        base = state.base
+        try:
+            log_bytes = os.path.getsize(layout.log_data_file(layout.log_dir(self.path)))
+        except OSError:
+            log_bytes = 0
+        return {
+            "commits": c.commits, "events": c.events, "batches": c.batches,
+            "failed": c.failed, "latency_sum": c.latency_sum,
+            "latency_buckets": LATENCY_BUCKETS, "latency_counts": list(c.latency_counts),
+            "group_buckets": GROUP_BUCKETS, "group_counts": list(c.group_counts),
+            "snapshots": sn.taken, "snapshot_failures": sn.failures,
+            "snapshot_seconds": sn.seconds_total, "snapshot_last_bytes": sn.last_bytes,
+            # an upper bound until the first snapshot folds the open-time index
+            "state_streams": len(state.entries) + (len(base) if base is not None else 0),
+            "log_bytes": log_bytes, "epoch": self._epoch, "last_tx": self._pipeline.last_tx,
+            "last_position": self._pipeline.last_position,
+        }
 
     # -------------------------------------------------------------- services
     def service_port(self) -> ServicePort:

@@ -35,8 +35,9 @@ class DirLock:
                 who = f"this process (pid {holder}): close the other handle first"
             raise DatabaseLockedError(
                 f"database {directory} is locked by {who}. One process owns a database; "
-                "close it there, or use the admin socket of the running process."
-            ) from None
+                "close it there, or reach it through its admin socket (engine-admin status, "
+                "snapshot, backup status|flush use it when the process opened the database "
+                "with admin_socket=True).", holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd

@@ -56,7 +56,8 @@ class Options:
     ``memory://name``), ``TargetOptions`` or ``BackupOptions`` (engine.backup); checked
     and started by ``engine.open``."""
     admin_socket: bool = False
-    """Serve the admin endpoint on ``DIR/admin.sock`` (not built yet: must be False)."""
+    """Serve the admin endpoint (HTTP over ``DIR/admin.sock``, mode 0600; started by
+    ``engine.open``)."""
     readonly: bool = False
     """Open as a reader beside a writer process (not built yet: must be False)."""
 
@@ -76,8 +77,7 @@ class Options:
         _check_int("group_max_bytes", self.group_max_bytes, 1)
         _check_bool("admin_socket", self.admin_socket)
         _check_bool("readonly", self.readonly)
-        for name, value, off in (("admin_socket", self.admin_socket, False),
-                                 ("readonly", self.readonly, False)):
+        for name, value, off in (("readonly", self.readonly, False),):
             if value != off:
                 raise OptionsError(f"{name}= is not available in this version of the engine "
                                    f"(got {value!r}); open without it")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from .model import EpochRecord, SnapshotInfo
@@ -45,6 +46,11 @@ class Snapshotter:
         # a success); surfaced by status and the log.
         self.last_error: BaseException | None = None
         self._stop = False  # set once by close()
+        # Written under _lock (by take()), read lock-free by the metrics collector.
+        self.taken = 0
+        self.failures = 0
+        self.seconds_total = 0.0
+        self.last_bytes = 0
         self._thread: threading.Thread | None = None
         if every:
             self._thread = threading.Thread(target=self._loop, name=f"engine-snapshot:{name}",
@@ -54,10 +60,19 @@ class Snapshotter:
     def take(self) -> SnapshotInfo:
         """Write a snapshot of the current state; returns once it is durable."""
         with self._lock:
-            entries, tx_id, pos = self._capture()
-            info = write_snapshot(self._dir, db_id=self._db_id, epoch=self._epoch, tx_id=tx_id,
-                                  last_position=pos, history=self._history, state=entries)
+            t0 = time.perf_counter()
+            try:
+                entries, tx_id, pos = self._capture()
+                info = write_snapshot(self._dir, db_id=self._db_id, epoch=self._epoch,
+                                      tx_id=tx_id, last_position=pos, history=self._history,
+                                      state=entries)
+            except BaseException:
+                self.failures += 1
+                raise
             self.last_snapshot_tx = tx_id
+            self.taken += 1
+            self.seconds_total += time.perf_counter() - t0
+            self.last_bytes = info.bytes
             prune(self._dir, self._keep)
             return info
 

@@ -44,6 +44,7 @@ import logging
 import threading
 import time
 import uuid
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -171,12 +172,18 @@ class BackupStatus:
                 for k, v in self.__dict__.items()}
 
 
+FLUSH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
+
+
 @dataclass
 class _Stats:
     segments: int = 0
     bytes: int = 0
     flushes: int = 0
     stale: int = 0
+    errors: int = 0  # failed shipping rounds (each is retried)
+    flush_sum: float = 0.0
+    flush_counts: list[int] = field(default_factory=lambda: [0] * (len(FLUSH_BUCKETS) + 1))
     ship_seconds: list[float] = field(default_factory=list)
 
 
@@ -303,7 +310,18 @@ class LogBackup:
                         "Nothing is lost: they ship when the target answers; flush again.")
                 self._cv.wait(left)
         pending = max(0, self._port.signal.current.tx_id - ckpt)
-        return FlushResult(self._port.epoch, ckpt, pending, time.monotonic() - t0)
+        seconds = time.monotonic() - t0
+        with self._cv:
+            self._stats.flush_sum += seconds
+            self._stats.flush_counts[bisect_left(FLUSH_BUCKETS, seconds)] += 1
+        return FlushResult(self._port.epoch, ckpt, pending, seconds)
+
+    def flush_stats(self) -> dict[str, Any]:
+        """The flush duration histogram and the count of failed rounds (for metrics)."""
+        with self._cv:
+            s = self._stats
+            return {"buckets": FLUSH_BUCKETS, "counts": list(s.flush_counts),
+                    "sum": s.flush_sum, "errors": s.errors}
 
     def _apply_pending_state_checks(self) -> None:
         """Under _cv: refuse a flush that cannot finish."""
@@ -428,6 +446,7 @@ class LogBackup:
         with self._cv:
             first = self._state not in ("failing", "fenced")
             self._last_error = exc
+            self._stats.errors += 1
             self._state = "fenced" if fenced else "failing"
             self._observing = False  # re-derive the checkpoint from the target on retry
             self._cv.notify_all()

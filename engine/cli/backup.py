@@ -10,8 +10,9 @@ import click
 from ..api import open as open_database
 from ..backup.status import closed_status, recorded_target
 from ..backup.uploader import BackupOptions
-from ..errors import EngineError
+from ..errors import DatabaseLockedError, EngineError
 from .app import directory_argument, emit, fail, json_option, locked, main, out, require_dir
+from .client import live_or_fail, request
 
 target_option = click.option(
     "--target", "target_url", metavar="URL",
@@ -31,8 +32,14 @@ def status(directory: str, target_url: str | None, as_json: bool) -> None:
     """Checkpoint, lag (RPO) and state of the log backup of a closed database."""
     path = require_dir(directory, as_json)
     try:
-        with locked(path):
-            report = closed_status(path, target_url)
+        try:
+            with locked(path):
+                report = closed_status(path, target_url)
+        except DatabaseLockedError as exc:  # a live process holds it: ask it
+            live_or_fail(path, exc)
+            live = request(path, "GET", "/backup/status")
+            report = {"ok": live["ok"], "path": path, **{k: v for k, v in live.items()
+                                                          if k != "ok"}}
     except EngineError as exc:
         fail(as_json, exc)
     emit(as_json, report, lambda: render_status(report))
@@ -44,8 +51,9 @@ def render_status(r: dict[str, Any]) -> None:
     colour = "green" if r["ok"] else "red"
     out.print(f"[bold]{r['path']}[/] -> {r['target']}  [{colour}]{r['state']}[/]",
               highlight=False)
+    segs = r.get("segments", r.get("segments_shipped", "?"))
     out.print(f"  epoch {r['epoch']}: last tx {r['last_tx']}, shipped through tx "
-              f"{r.get('checkpoint_tx', '?')} ({r.get('segments', '?')} segments)")
+              f"{r.get('checkpoint_tx', '?')} ({segs} segments)")
     out.print(f"  lag: {r.get('lag_txs', '?')} txs, {r.get('lag_seconds', '?')} s")
     if r.get("last_error"):
         out.print(f"  {r['last_error']}", markup=False, highlight=False)
@@ -61,18 +69,23 @@ def flush(directory: str, target_url: str | None, timeout: float, as_json: bool)
     """Ship everything committed to the backup target now (before a restart or a move)."""
     path = require_dir(directory, as_json)
     try:
-        with locked(path):
-            url, _meta = recorded_target(path)
-        spec = target_url or url
-        if spec is None:
-            raise EngineError(f"{path} has never been backed up; give the target with "
-                              "--target URL")
-        opts = BackupOptions(target=spec, close_timeout_seconds=timeout)
-        with open_database(path, create=False, backup=opts) as db:
-            result = db.backup.flush(timeout)
+        try:
+            with locked(path):
+                url, _meta = recorded_target(path)
+        except DatabaseLockedError as exc:  # a live process holds it: it flushes
+            live_or_fail(path, exc)
+            payload = request(path, "POST", "/backup/flush", {"timeout": timeout},
+                              timeout=timeout + 10)
+        else:
+            spec = target_url or url
+            if spec is None:
+                raise EngineError(f"{path} has never been backed up; give the target with "
+                                  "--target URL")
+            opts = BackupOptions(target=spec, close_timeout_seconds=timeout)
+            with open_database(path, create=False, backup=opts) as db:
+                payload = {"ok": True, **db.backup.flush(timeout).to_json()}
     except EngineError as exc:
         fail(as_json, exc)
-    payload = {"ok": True, **result.to_json()}
     emit(as_json, payload, lambda: out.print(
-        f"flushed epoch {result.epoch} through tx {result.flushed_through_tx} "
-        f"in {result.seconds * 1000:.1f} ms ({result.pending_txs} pending)"))
+        f"flushed epoch {payload['epoch']} through tx {payload['flushed_through_tx']} "
+        f"in {payload['seconds'] * 1000:.1f} ms ({payload['pending_txs']} pending)"))

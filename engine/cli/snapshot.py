@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..database import Database
-from ..errors import EngineError
+from ..errors import DatabaseLockedError, EngineError
 from .app import directory_argument, emit, fail, json_option, main, out, require_dir
+from .client import live_or_fail, request
 
 
 @main.command()
@@ -14,12 +15,16 @@ def snapshot(directory: str, as_json: bool) -> None:
     """Open the database, write a snapshot of its current state, close."""
     path = require_dir(directory, as_json)
     try:
-        with Database(path, create=False) as db:
-            info = db.snapshot()
+        try:
+            with Database(path, create=False) as db:
+                info = db.snapshot()
+            payload = {"ok": True, "path": info.path, "epoch": info.epoch,
+                       "tx_id": info.tx_id, "streams": info.streams, "bytes": info.bytes}
+        except DatabaseLockedError as exc:  # a live process holds it: ask it
+            live_or_fail(path, exc)
+            payload = request(path, "POST", "/snapshot")
     except EngineError as exc:
         fail(as_json, exc)
-    payload = {"ok": True, "path": info.path, "epoch": info.epoch, "tx_id": info.tx_id,
-               "streams": info.streams, "bytes": info.bytes}
     emit(as_json, payload, lambda: out.print(
-        f"snapshot {info.path}: epoch {info.epoch}, tx {info.tx_id}, {info.streams} streams, "
-        f"{info.bytes} bytes"))
+        f"snapshot {payload['path']}: epoch {payload['epoch']}, tx {payload['tx_id']}, "
+        f"{payload['streams']} streams, {payload['bytes']} bytes", highlight=False))

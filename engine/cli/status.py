@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 from rich.table import Table
 
-from ..errors import EngineError
-from ..ops.status import StatusReport, directory_status
+from ..errors import DatabaseLockedError, EngineError
+from ..log import LogInfo
+from ..ops.status import directory_status
 from .app import directory_argument, emit, fail, json_option, locked, main, out, require_dir
+from .client import live_or_fail, request
 
 
 @main.command()
@@ -19,33 +22,47 @@ def status(directory: str, as_json: bool) -> None:
     """Health, positions, epoch history and files of a database."""
     path = require_dir(directory, as_json)
     try:
-        with locked(path):
-            report = directory_status(path)
+        try:
+            with locked(path):
+                report = directory_status(path)
+            payload, describe = report.to_json(), report.log.describe()
+        except DatabaseLockedError as exc:  # a live process holds it: ask it
+            live_or_fail(path, exc)
+            payload = request(path, "GET", "/status")
+            describe = LogInfo(path=path, exists=True, epoch=payload["epoch"] or 0,
+                               base_tx=payload["log"]["base_tx"],
+                               first_tx=payload["log"]["first_tx"],
+                               last_tx=payload["log"]["last_tx"]).describe()
     except EngineError as exc:
         fail(as_json, exc)
-    emit(as_json, report.to_json(), lambda: render(report))
-    if not report.usable:
+    emit(as_json, payload, lambda: render(payload, describe))
+    if payload["verdict"] not in ("ok", "degraded"):
         sys.exit(1)
 
 
-def render(report: StatusReport) -> None:
-    info = report.log
-    colour = {"ok": "green", "degraded": "yellow"}.get(report.verdict, "red")
-    out.print(f"[bold]{report.path}[/]  [{colour}]{report.verdict}[/]")
-    out.print(f"db_id  {info.db_id or '-'}")
-    out.print(f"log    {info.describe()}")
-    if info.exists:
-        out.print(f"       last position {info.last_position}")
+def render(p: dict[str, Any], describe: str) -> None:
+    verdict = p["verdict"]
+    colour = {"ok": "green", "degraded": "yellow"}.get(verdict, "red")
+    live = f"  (live: pid {p['pid']}, up {p['uptime_seconds']:.0f} s)" if p.get("live") else ""
+    out.print(f"[bold]{p['path']}[/]  [{colour}]{verdict}[/]{live}", highlight=False)
+    out.print(f"db_id  {p['db_id'] or '-'}")
+    out.print(f"log    {describe}")
+    if p["log"]["exists"]:
+        out.print(f"       last position {p['log']['last_position']}")
     t = Table("epoch", "first tx", "first position", "started", "reason", title="epochs")
-    for h in info.history:
-        t.add_row(str(h.epoch), str(h.first_tx), str(h.first_position),
-                  time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(h.time)), h.reason)
-    if info.history:
+    for h in p["epoch_history"]:
+        t.add_row(str(h["epoch"]), str(h["first_tx"]), str(h["first_position"]),
+                  time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(h["time"])), h["reason"])
+    if p["epoch_history"]:
         out.print(t)
     t = Table("file", "epoch", "tx", "streams", "bytes", "ok", title="snapshots")
-    for s in report.snapshots:
+    for s in p["snapshots"]:
         t.add_row(str(s["file"]), str(s["epoch"]), str(s["tx_id"]), str(s.get("streams", "-")),
                   str(s.get("bytes", "-")), "yes" if s["ok"] else "[red]CORRUPT[/]")
     out.print(t)
-    if report.problem:
-        out.print(report.problem, markup=False, highlight=False)
+    if p.get("backup"):
+        b = p["backup"]
+        out.print(f"backup {b['target']}: {b['state']}, shipped through tx {b['checkpoint_tx']}"
+                  f", lag {b['lag_txs']} txs / {b['lag_seconds']} s", highlight=False)
+    if p["problem"]:
+        out.print(p["problem"], markup=False, highlight=False)

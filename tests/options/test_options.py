@@ -35,7 +35,7 @@ def test_bad_options_are_options_errors_and_value_errors(kw):
     assert next(iter(kw)) in str(ei.value)  # the message names the option
 
 
-@pytest.mark.parametrize("kw", [{"admin_socket": True},
+@pytest.mark.parametrize("kw", [
                                 {"readonly": True}])
 def test_capabilities_not_built_yet_are_refused_not_ignored(kw):
     with pytest.raises(engine.OptionsError, match="not available"):
