@@ -276,17 +276,19 @@ class Database:
         if self._closed:
             return
         self._closed = True
-        self._pipeline.close()
-        for name, svc in reversed(list(self._services.items())):
-            try:
-                svc.close()  # a backup flushes what is committed (bounded) and stops
-            except Exception as exc:  # close the rest regardless; the service logged it
-                log.error("closing the %s service of %s failed: %s", name, self.path, exc)
-        self.commit_signal.close()
-        self._snapshots.close()
-        self._log.close()
-        if self._owns_lock:
-            self._lock.release()
+        try:
+            self._pipeline.close()
+            for name, svc in reversed(list(self._services.items())):
+                try:
+                    svc.close()  # a backup flushes what is committed (bounded) and stops
+                except Exception as exc:  # close the rest regardless; the service logged it
+                    log.error("closing the %s service of %s failed: %s", name, self.path, exc)
+        finally:  # even an interrupt must not leave the log open and the directory locked
+            self.commit_signal.close()
+            self._snapshots.close()
+            self._log.close()
+            if self._owns_lock:
+                self._lock.release()
 
     def __enter__(self) -> Database:
         return self

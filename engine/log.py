@@ -108,6 +108,7 @@ class LogStore:
         self._readers = 0  # guarded by _gate: open read transactions of this process
         self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
         self._closed = False  # guarded by _gate
+        self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
@@ -233,17 +234,24 @@ class LogStore:
         self._write(put)
 
     def _write(self, body: Any) -> None:
-        for _attempt in range(32):
-            try:
-                with self._env.begin(write=True) as txn:
-                    body(txn)
-                return
-            except lmdb.MapFullError:
-                self._grow()
-            except lmdb.KeyExistsError as exc:
-                raise CorruptLogError(f"a tx id was written twice: {exc}") from exc
-            except lmdb.Error as exc:
-                raise _translate(exc, "cannot write the log") from exc
+        # One write transaction of this process at a time (commits and a service's meta
+        # writes): the map can then grow inside a failed attempt with no other write
+        # transaction open, which LMDB requires (py-lmdb#379).
+        with self._write_lock:
+            if self._closed:
+                raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
+                                          "database again to write it")
+            for _attempt in range(32):
+                try:
+                    with self._env.begin(write=True) as txn:
+                        body(txn)
+                    return
+                except lmdb.MapFullError:
+                    self._grow()
+                except lmdb.KeyExistsError as exc:
+                    raise CorruptLogError(f"a tx id was written twice: {exc}") from exc
+                except lmdb.Error as exc:
+                    raise _translate(exc, "cannot write the log") from exc
         raise StorageError("the log map could not be grown enough to hold the write")
 
     def _grow(self) -> None:
@@ -348,7 +356,7 @@ class LogStore:
 
     def close(self) -> None:
         # LMDB must not close under a live read transaction: wait for readers first.
-        with self._gate:
+        with self._write_lock, self._gate:
             self._closed = True
             while self._readers:
                 self._gate.wait()

@@ -57,13 +57,17 @@ class ServicePort:
             return None
         return peek_tx_header(rec)[2] / 1e9
 
-    def snapshot_at(self, tx_id: int) -> str | None:
-        """The path of a snapshot file of this database at ``tx_id`` on its lineage, or
-        None (the file is not opened; the caller verifies what it reads)."""
+    def base_snapshot(self) -> tuple[int, str] | None:
+        """``(tx_id, path)`` of the snapshot nearest after the log's base on this epoch's
+        timeline: one at ``base_tx`` itself (any epoch up to this one), else the oldest of
+        this epoch; None if there is none. The file is not opened here."""
+        found = []
         for pos, path in list_snapshots(layout.snapshot_dir(self.path)):
-            if pos.tx_id == tx_id and pos.epoch <= self.epoch:
-                return path
-        return None
+            if pos.tx_id == self.base_tx and pos.epoch <= self.epoch:
+                return pos.tx_id, path
+            if pos.epoch == self.epoch and pos.tx_id > self.base_tx:
+                found.append((pos.tx_id, path))
+        return min(found) if found else None
 
     def get_meta(self, key: bytes) -> bytes | None:
         if key not in SERVICE_META_KEYS:

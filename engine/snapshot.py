@@ -254,6 +254,11 @@ def _verified(path: str, data: bytes) -> LoadedSnapshot:
     return LoadedSnapshot(header=header, body=body)
 
 
+def load_snapshot_from(data: bytes, where: str) -> LoadedSnapshot:
+    """Verify snapshot bytes read from elsewhere (a backup target); ``where`` names them."""
+    return _verified(where, data)
+
+
 def load_snapshot_bytes(path: str) -> bytes:
     """The bytes of a snapshot file after verifying them all (as :func:`load_snapshot`)."""
     data = _read(path)

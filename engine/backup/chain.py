@@ -36,6 +36,7 @@ class ChainLink:
     first_tx: int
     last_tx: int
     use_to: int  # last tx of this segment that is on the lineage (<= last_tx)
+    use_from: int = 0  # first tx used (> first_tx only right after a base snapshot)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,12 @@ def choose_database(target: Target, db_id: str | None) -> str:
     return found[0]
 
 
+def claimed_epochs(target: Target, db_id: str) -> list[int]:
+    """The epochs of ``db_id`` claimed in ``target`` (names only)."""
+    return sorted(e for info in target.list(keys.epochs_prefix(db_id))
+                  if (e := keys.parse_claim_key(info.key, db_id)) is not None)
+
+
 def _claims(target: Target, db_id: str) -> dict[int, dict[str, object]]:
     out: dict[int, dict[str, object]] = {}
     for info in target.list(keys.epochs_prefix(db_id)):
@@ -119,6 +126,76 @@ def _claims(target: Target, db_id: str) -> dict[int, dict[str, object]]:
                                    f"({exc})", key=info.key) from None
         out[e] = body
     return out
+
+
+Segment = tuple[int, int, str]  # (first_tx, last_tx, key)
+
+
+def segments_of(target: Target, db_id: str, epoch: int) -> tuple[list[Segment],
+                                                               list[tuple[int, str]]]:
+    """The segments and base snapshots (``(tx, key)``) of one epoch, from one listing."""
+    segs: list[Segment] = []
+    bases: list[tuple[int, str]] = []
+    for info in target.list(keys.log_prefix(db_id, epoch)):
+        r = keys.parse_segment_key(info.key, db_id, epoch)
+        if r is not None:
+            segs.append((r[0], r[1], info.key))
+        b = keys.parse_base_key(info.key, db_id, epoch)
+        if b is not None:
+            bases.append((b, info.key))
+    return sorted(segs), sorted(bases)
+
+
+def checkpoint_of(target: Target, db_id: str, epoch: int) -> dict[str, object] | None:
+    """The epoch's ``checkpoint.json`` (None if absent or unreadable: a hint only)."""
+    try:
+        body = json.loads(target.get(keys.checkpoint_key(db_id, epoch)))
+    except (BackupNotFoundError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def best_run(segs: list[Segment], start: int, *, end: int | None = None,
+             goal: str | None = None, mid: bool = False) -> list[Segment]:
+    """The run of contiguous segments from tx ``start`` that reaches ``goal`` (the key a
+    checkpoint names) if one does, else the one that reaches furthest (up to ``end``).
+
+    Segments that overlap the run but are not on it (orphans a fenced writer left
+    before it stopped) are passed over, never used. ``mid``: the first segment may
+    start before ``start`` (the run continues a base snapshot).
+    """
+    by_first: dict[int, list[tuple[int, str]]] = {}
+    for f, last, k in segs:
+        by_first.setdefault(f, []).append((last, k))
+    # best[f] = (reaches goal, reach tx, chosen (last, key)) for a run starting at f
+    best: dict[int, tuple[bool, int, tuple[int, str]]] = {}
+
+    def value(last: int, k: str) -> tuple[bool, int]:
+        if end is not None and last >= end:
+            return k == goal, end
+        nxt = best.get(last + 1)
+        if nxt is None:
+            return k == goal, last
+        return k == goal or nxt[0], nxt[1]
+
+    for f in sorted(by_first, reverse=True):
+        best[f] = max(((*value(last, k), (last, k)) for last, k in by_first[f]),
+                      key=lambda v: (v[0], v[1]))
+    run: list[Segment] = []
+    if mid:
+        starts = [(f, last, k) for f, last, k in segs if f <= start <= last]
+        if not starts:
+            return run if start not in best else best_run(segs, start, end=end, goal=goal)
+        f, last, k = max(starts, key=lambda c: value(c[1], c[2]))
+        run.append((f, last, k))
+        tx = last + 1
+    else:
+        tx = start
+    while tx in best and (end is None or tx <= end):
+        _g, _r, (last, k) = best[tx]
+        run.append((tx, last, k))
+        tx = last + 1
+    return run
 
 
 def plan_chain(target: Target, db_id: str, *, epoch: int | None = None) -> Chain:
@@ -146,46 +223,36 @@ def plan_chain(target: Target, db_id: str, *, epoch: int | None = None) -> Chain
     expect = 1
     for i, h in enumerate(lineage):
         end = lineage[i + 1].first_tx - 1 if i + 1 < len(lineage) else None
-        segs = []
-        bases = []
-        for info in target.list(keys.log_prefix(db_id, h.epoch)):
-            r = keys.parse_segment_key(info.key, db_id, h.epoch)
-            if r is not None:
-                segs.append((r[0], r[1], info.key))
-            b = keys.parse_base_key(info.key, db_id, h.epoch)
-            if b is not None:
-                bases.append((b, info.key))
-        for b, key in sorted(bases, reverse=True):
+        segs, bases = segments_of(target, db_id, h.epoch)
+        ck = checkpoint_of(target, db_id, h.epoch)
+        goal = str(ck["segment"]) if ck and isinstance(ck.get("segment"), str) else None
+        healed = False
+        for b, key in reversed(bases):
             # A base heals a chain that does not reach it (a gap, or txs never shipped);
             # a chain that does reach it is kept whole (it carries the history).
             if gap is not None or expect <= b:
-                links, gap, expect = [], None, b + 1
+                links, gap, expect, healed = [], None, b + 1, True
                 base = ChainBase(key, h.epoch, b)
             break
         if gap is not None:
             continue  # a later epoch's base may still heal it
-        for first, last, key in sorted(segs):
-            if end is not None and first > end:
-                break  # shipped past the fork: not on the lineage
-            if last < expect:
-                continue
-            if first < expect:
-                raise BackupChainError(f"segment {key} overlaps the chain (starts at tx {first}, "
-                                       f"expected {expect})", key=key)
-            if first > expect:
-                gap = (f"the log backup of {db_id} in {target.url} has a gap: txs "
-                       f"{expect}..{first - 1} (epoch {h.epoch}) are missing"
-                       + (f" (after {links[-1].key}); it can be restored up to tx "
-                          f"{expect - 1} (--to-tx {expect - 1})" if links else
-                          ": they were never shipped, so the state cannot be rebuilt from "
-                          "the log backup alone"))
-                break
+        for first, last, key in best_run(segs, expect, end=end, goal=goal, mid=healed):
             use_to = last if end is None else min(last, end)
-            links.append(ChainLink(key, h.epoch, first, last, use_to))
+            links.append(ChainLink(key, h.epoch, first, last, use_to, max(first, expect)))
             expect = use_to + 1
-            if end is not None and expect > end:
-                break
-        if gap is not None:
+        later = [f for f, _l, _k in segs if f > expect and (end is None or f <= end)]
+        raw_tx = ck.get("tx_id") if ck else None
+        shipped_to = raw_tx if isinstance(raw_tx, int) else 0
+        if end is None and shipped_to >= expect and not later:
+            later = [shipped_to + 1]  # the checkpoint says more was shipped: a lost tail
+        if later:
+            nxt = min(later)
+            gap = (f"the log backup of {db_id} in {target.url} has a gap: txs "
+                   f"{expect}..{nxt - 1} (epoch {h.epoch}) are missing"
+                   + (f" (after {links[-1].key}); it can be restored up to tx "
+                      f"{expect - 1} (--to-tx {expect - 1})" if links else
+                      ": they were never shipped, so the state cannot be rebuilt from "
+                      "the log backup alone"))
             continue
         if end is not None and expect <= end:
             # the older epoch did not ship up to its fork: the lineage is broken here
@@ -221,4 +288,4 @@ def fetch_segments(target: Target, chain: Chain, *, to_tx: int | None = None,
         stop = link.use_to if to_tx is None else min(link.use_to, to_tx)
         if on_segment is not None:
             on_segment(i)
-        yield h, [(t, r) for t, r in records if t <= stop]
+        yield h, [(t, r) for t, r in records if link.use_from <= t <= stop]

@@ -15,9 +15,11 @@ import tempfile
 from collections.abc import Iterator
 
 from ..errors import BackupNotFoundError
+from ..model import EpochRecord
+from ..ops.plan import in_history
 from ..ops.recover import RecoveryTail, TailProvider
 from ..snapshot import SnapshotHeader
-from .chain import plan_chain
+from .chain import claimed_epochs, plan_chain
 from .restore import last_position, spool_chain, spooled
 from .targets import Target, TargetOptions, open_target
 
@@ -28,11 +30,17 @@ def backup_tail(url: str | TargetOptions | Target) -> TailProvider:
     """A tail provider reading the log backup at ``url`` (see module doc)."""
     target = url if isinstance(url, Target) else open_target(url)
 
-    def provide(h: SnapshotHeader) -> RecoveryTail | None:
+    def provide(h: SnapshotHeader, history: tuple[EpochRecord, ...]) -> RecoveryTail | None:
+        # Follow this database's own timeline, not the target's newest epoch: that may be
+        # another host's restore (a fork) whose records do not belong on this lineage.
+        mine = max((r.epoch for r in history), default=h.epoch)
         try:
-            chain = plan_chain(target, h.db_id)
+            claims = claimed_epochs(target, h.db_id)
+            chain = plan_chain(target, h.db_id, epoch=mine)
         except BackupNotFoundError:
             return None
+        if not in_history(h.position, chain.history):
+            return None  # the kept snapshot is not on the backup's lineage
         if not chain.links or chain.last_tx < h.tx_id:
             return None
         records_from = chain.links[0].first_tx  # after a base snapshot, or tx 1
@@ -65,6 +73,7 @@ def backup_tail(url: str | TargetOptions | Target) -> TailProvider:
                     shutil.rmtree(work)
 
         return RecoveryTail(base_tx=base_tx, base_position=base_pos, last_tx=last_tx,
-                            last_position=last_pos, source=target.url, records=records)
+                            last_position=last_pos, source=target.url, records=records,
+                            newest_epoch_elsewhere=max(claims, default=0))
 
     return provide

@@ -91,6 +91,8 @@ def _cut_at_time(target: Target, chain: Chain, to_time: float) -> int:
             continue
         _h, records = decode_segment(target.get(link.key), link.key)
         for tx_id, rec in records:
+            if tx_id < link.use_from:
+                continue
             if tx_id > link.use_to or peek_tx_header(rec)[2] / 1e9 > to_time:
                 break
             best = tx_id
@@ -163,21 +165,22 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
     target = url if isinstance(url, Target) else open_target(url)
     db = choose_database(target, db_id)
     chain = plan_chain(target, db)
-    if chain.gap is not None and (not chain.links or to_tx is None or to_tx > chain.last_tx):
-        raise BackupChainError(chain.gap)
     if not chain.links and chain.base is None:
-        raise EngineError(f"{target.url} holds no transactions of database {db}")
-    if to_tx is not None and not chain.first_tx <= to_tx <= chain.last_tx:
-        raise InvalidEventError(f"--to-tx {to_tx} is outside the backup, which holds txs "
-                                f"{chain.first_tx}..{chain.last_tx} of database {db}")
+        raise BackupChainError(chain.gap) if chain.gap else EngineError(
+            f"{target.url} holds no transactions of database {db}")
     if to_time is not None:
-        to_tx = _cut_at_time(target, chain, to_time)
+        to_tx = _cut_at_time(target, chain, to_time)  # within the run before any gap
         if chain.gap is not None and to_tx == chain.last_tx:
             raise BackupChainError(f"{chain.gap}; --to-time {_iso(to_time)} may lie past it")
         if to_tx == 0:
             raise InvalidEventError(
                 f"--to-time {_iso(to_time)} is before the first transaction in the backup "
                 f"of {db}")
+    if chain.gap is not None and (to_tx is None or to_tx > chain.last_tx):
+        raise BackupChainError(chain.gap)
+    if to_tx is not None and not chain.first_tx <= to_tx <= chain.last_tx:
+        raise InvalidEventError(f"--to-tx {to_tx} is outside the backup, which holds txs "
+                                f"{chain.first_tx}..{chain.last_tx} of database {db}")
     stop = chain.last_tx if to_tx is None else to_tx
     needed = [link for link in chain.links if link.first_tx <= stop]
     if chain.base is not None and stop < chain.base.tx_id:

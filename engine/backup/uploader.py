@@ -57,13 +57,15 @@ from ..errors import (
     EngineError,
     InvalidTargetError,
     OptionsError,
+    PermanentBackupError,
     TransientBackupError,
 )
 from ..logreader import Continuity
 from ..native import peek_tx_header
 from ..port import ServicePort
-from ..snapshot import load_snapshot_bytes
+from ..snapshot import load_snapshot_bytes, load_snapshot_from
 from . import keys
+from .chain import best_run, checkpoint_of, segments_of
 from .segment import CorruptSegmentError, decode_segment, encode_segment
 from .targets import Target, TargetOptions, open_target
 
@@ -218,12 +220,17 @@ class LogBackup:
         self._last_error: BaseException | None = None
         self._checkpoint = port.epoch_first_tx - 1
         self._checkpoint_position = 0
+        self._cap: int | None = None  # ship no further than this (a hole being filled)
+        self._base_missing: str | None = None  # why the epoch's base is not in the target
+        self._ck_etag: str | None = None  # ETag of checkpoint.json as this writer last saw it
         self._flush_target = 0
         self._stopping = False
         self._closed = False
         self._stats = _Stats()
         # ---- uploader thread only
         self._writer = self._writer_token()
+        self._session = uuid.uuid4().hex  # this open's own id, beside the copied token
+        self._abandoned = False  # guarded by _cv: close() gave up waiting for the thread
         self._thread = threading.Thread(target=self._run, name=f"engine-backup:{port.path}",
                                         daemon=True)
 
@@ -289,7 +296,7 @@ class LogBackup:
         limit = self.options.flush_timeout_seconds if timeout is None else timeout
         if type(limit) not in (int, float) or not limit >= 0:
             raise OptionsError(f"flush timeout must be a number of seconds >= 0, got {limit!r}")
-        deadline = t0 + limit
+        deadline = t0 + limit  # inf waits without a deadline
         wanted = self._port.signal.current.tx_id
         with self._cv:
             while True:
@@ -308,7 +315,8 @@ class LogBackup:
                         f"through tx {self._checkpoint}, {wanted - self._checkpoint} committed "
                         f"tx(s) not yet shipped (last error: {self._last_error or 'none'}). "
                         "Nothing is lost: they ship when the target answers; flush again.")
-                self._cv.wait(left)
+                self._cv.wait(None if left == float("inf") else left)
+        self._fence_check_for_flush()
         pending = max(0, self._port.signal.current.tx_id - ckpt)
         seconds = time.monotonic() - t0
         with self._cv:
@@ -333,6 +341,9 @@ class LogBackup:
                 f"{self._last_error}")
         pending_start = any(c.kind == "start" and c.id > self._observation_id
                             for c in self._controls)
+        if self._base_missing and self._observing:
+            raise PermanentBackupError(f"the log backup of {self._port.path} ships, but "
+                                       f"{self._base_missing}")
         if not self._active and not pending_start:
             raise BackupPausedError(f"the log backup of {self._port.path} is paused; call "
                                     "db.backup.resume() before flushing")
@@ -344,6 +355,8 @@ class LogBackup:
         with self._cv:
             ckpt, state = self._checkpoint, self._state
             err = self._last_error
+            if err is None and self._base_missing:
+                err = PermanentBackupError(self._base_missing)
             s = self._stats
             segs, nbytes, flushes, stale = s.segments, s.bytes, s.flushes, s.stale
             obs = self._observation_id
@@ -362,13 +375,17 @@ class LogBackup:
     def close(self) -> None:
         """Flush (bounded by ``close_timeout_seconds``), then stop the uploader. What could
         not be shipped is logged; it ships when the database is next opened with backup=."""
+        t0 = time.monotonic()
+        limit = self.options.close_timeout_seconds
         with self._cv:
             if self._closed:
                 return
-            running = self._active and self._state != "fenced"
+            pending_start = any(c.kind == "start" and c.id > self._observation_id
+                                for c in self._controls)
+            running = (self._active or pending_start) and self._state != "fenced"
         if running:
             try:
-                self.flush(self.options.close_timeout_seconds)
+                self.flush(limit)
             except BackupError as exc:
                 log.warning("closing %s: not everything committed reached %s: %s",
                             self._port.path, self.target.url, exc)
@@ -376,8 +393,15 @@ class LogBackup:
             self._stopping = True
             self._cv.notify_all()
         self._wake.set()
-        self._thread.join()
+        # Bounded: a target call that hangs must not hang Database.close. The thread is a
+        # daemon; once abandoned it never touches the log again (_closed_log).
+        self._thread.join(max(1.0, limit - (time.monotonic() - t0)))
         with self._cv:
+            if self._thread.is_alive():
+                self._abandoned = True
+                log.warning("closing %s: the backup uploader is still waiting on %s; it was "
+                            "left behind and will not touch the database again",
+                            self._port.path, self.target.url)
             self._closed = True
             if self._state != "fenced":
                 self._state = "stopped"
@@ -406,6 +430,8 @@ class LogBackup:
                     next_fence_check = now + self.options.fence_check_seconds
                 elif now >= next_fence_check:
                     self._check_newer_epoch()
+                    if self._base_missing:
+                        self._ship_base()
                     next_fence_check = now + self.options.fence_check_seconds
                 committed = self._port.signal.current.tx_id
                 if self._checkpoint >= committed:
@@ -479,6 +505,19 @@ class LogBackup:
                 out[e] = info.key
         return out
 
+    def _fence_check_for_flush(self) -> None:
+        """A flush never reports success to a writer the target has superseded (the
+        running check is periodic). A target that fails this one listing does not fail
+        the flush: the data is shipped; the next periodic check will see the fence."""
+        try:
+            self._check_newer_epoch()
+        except BackupFencedError as exc:
+            self._fail(exc, fenced=True)
+            raise
+        except BackupError as exc:
+            log.debug("backup of %s: fence check after a flush failed: %s", self._port.path,
+                      exc)
+
     def _check_newer_epoch(self, claims: dict[int, str] | None = None) -> None:
         claims = self._claims() if claims is None else claims
         newer = [e for e in claims if e > self._port.epoch]
@@ -514,63 +553,77 @@ class LogBackup:
                     "into one lineage, so this one stops (docs/RUNBOOK.md, 'A fenced "
                     "backup').") from None
         if port.base_tx > 0:
-            self._ship_base(port.base_tx)
+            self._ship_base()
         origin = port.epoch_first_tx - 1
-        ckpt, last_key = origin, None
-        segs = []
-        for info in target.list(keys.log_prefix(port.db_id, port.epoch)):
-            r = keys.parse_segment_key(info.key, port.db_id, port.epoch)
-            if r is not None:
-                segs.append((r[0], r[1], info.key))
-        for first, last, key in sorted(segs):
-            if last <= ckpt:
-                continue
-            if first != ckpt + 1:
-                if first <= ckpt:  # overlaps what is already there: not this writer's
-                    raise BackupFencedError(
-                        f"{target.url} holds segment {key}, which overlaps txs already "
-                        "shipped: another writer shipped into this epoch.")
-                break  # a gap: everything after it will be shipped again around it
-            ckpt, last_key = last, key
+        segs, _bases = segments_of(target, port.db_id, port.epoch)
+        ck_key = keys.checkpoint_key(port.db_id, port.epoch)
+        ck_info = target.head(ck_key)
+        ck = checkpoint_of(target, port.db_id, port.epoch) if ck_info is not None else None
+        goal = str(ck["segment"]) if ck and isinstance(ck.get("segment"), str) else None
+        run = best_run(segs, origin + 1, goal=goal)
+        ckpt = run[-1][1] if run else origin
+        later = [f for f, _l, _k in segs if f > ckpt + 1]
+        # A hole (a deleted object, a listing that lags) is filled exactly up to the next
+        # segment, never around it: the chain stays free of overlaps.
+        cap = min(later) - 1 if later else None
         position = self._position_after(origin)
-        if last_key is not None:
-            position = self._check_against_log(last_key, ckpt)
+        if run:
+            position = self._check_against_log(run[-1][2], ckpt)
         with self._cv:
             self._checkpoint = ckpt
             self._checkpoint_position = position
+            self._cap = cap
+            self._ck_etag = None if ck_info is None else ck_info.etag
             self._observing = True
             self._cv.notify_all()
         self._set_state("running")
-        log.info("backup of %s to %s: observing epoch %d from tx %d", port.path, target.url,
-                 port.epoch, ckpt + 1)
+        log.info("backup of %s to %s: observing epoch %d from tx %d%s", port.path, target.url,
+                 port.epoch, ckpt + 1, f" (filling a hole up to tx {cap})" if cap else "")
 
-    def _ship_base(self, tx_id: int) -> None:
-        """An epoch whose log starts after tx ``tx_id`` (a log-loss recovery) cannot be
-        restored from segments alone when the txs before it were never shipped: ship
-        the snapshot at ``tx_id`` beside the epoch's segments (once; verified)."""
+    def _ship_base(self) -> None:
+        """An epoch whose log starts after tx 0 (a log-loss recovery) cannot be restored
+        from segments alone when the txs before it were never shipped: ship the snapshot
+        nearest after its base beside the epoch's segments (once; verified). Without one,
+        flush refuses until a snapshot exists (restore would fail)."""
         port = self._port
-        key = keys.base_key(port.db_id, port.epoch, tx_id)
-        path = port.snapshot_at(tx_id)
-        if path is None:
-            if self.target.head(key) is None:
-                log.warning("backup of %s: no local snapshot at tx %d, where this epoch's log "
-                            "starts; a restore needs the txs before it in the backup (or a "
-                            "full backup)", port.path, tx_id)
-            return
-        try:
-            data = load_snapshot_bytes(path)
-        except EngineError as exc:
-            log.warning("backup of %s: the snapshot at tx %d is unusable (%s); not shipped",
-                        port.path, tx_id, exc)
-            return
+        found = port.base_snapshot()
+        missing = None
+        if found is None:
+            missing = (f"no snapshot at or after tx {port.base_tx}, where this epoch's log "
+                       "starts, to ship as the backup's base: a restore could not rebuild "
+                       "the state. Take one (db.snapshot() or engine-admin snapshot DIR)")
+        else:
+            tx_id, path = found
+            key = keys.base_key(port.db_id, port.epoch, tx_id)
+            try:
+                data = load_snapshot_bytes(path)
+            except EngineError as exc:  # pruned meanwhile, or damaged: try the next time
+                missing = f"the snapshot at tx {tx_id} could not be shipped as the base ({exc})"
+            else:
+                self._put_base(key, data)
+        with self._cv:
+            self._base_missing = missing
+        if missing:
+            log.warning("backup of %s: %s", port.path, missing)
+
+    def _put_base(self, key: str, data: bytes) -> None:
+        head = self.target.head(key)
+        if head is not None and head.size == len(data):
+            return  # shipped (and verified) by an earlier run
         try:
             self.target.put(key, data, create_only=True)
         except BackupConflictError:
-            if self.target.get(key) == data:
+            existing = self.target.get(key)
+            if existing == data:
                 return
-            self.target.delete(key)  # ours, left half-written by an interrupted upload
-            raise TransientBackupError(f"{key} in {self.target.url} was damaged; removed, "
-                                       "shipping again", key=key) from None
+            try:
+                load_snapshot_from(existing, key)
+            except EngineError:
+                self.target.delete(key)  # ours, left half-written by an interrupted upload
+                raise TransientBackupError(f"{key} in {self.target.url} was damaged; "
+                                           "removed, shipping again", key=key) from None
+            raise BackupFencedError(f"{self.target.url} already holds another base snapshot "
+                                    f"{key}: another writer ships this epoch") from None
         if self.target.get(key) != data:
             raise TransientBackupError(f"{key} read back from {self.target.url} differs from "
                                        "what was written; it will be shipped again", key=key)
@@ -601,7 +654,9 @@ class LogBackup:
             raise BackupFencedError(
                 f"{self.target.url} holds txs {h.first_tx}..{h.last_tx} of epoch "
                 f"{self._port.epoch} that differ from (or run past) this database's log: this "
-                "directory is a stale or diverged copy. Nothing is overwritten "
+                "directory is a stale or diverged copy, or (with sync=\"none\") lost its "
+                "newest txs in a power cut, in which case `engine-admin recover --new-epoch "
+                "--from-backup URL DIR` continues from the backup. Nothing is overwritten "
                 "(docs/RUNBOOK.md, 'A fenced backup').")
         return h.last_position
 
@@ -613,13 +668,19 @@ class LogBackup:
                 if (self._checkpoint >= committed or self._stopping or not self._active
                         or any(c.kind == "stop" for c in self._controls)):
                     return
+                if self._cap is not None and self._checkpoint >= self._cap:
+                    self._observing = False  # the hole is filled: re-read the target's run
+                    return
                 start, position = self._checkpoint + 1, self._checkpoint_position
-            records = self._collect(start, committed, position)
+                until = committed if self._cap is None else min(committed, self._cap)
+            records = self._collect(start, until, position)
             t0 = time.monotonic()
             header, payload = encode_segment(self._port.db_id, records)
             key = keys.segment_key(self._port.db_id, header.epoch, header.first_tx,
                                    header.last_tx)
             self._put_verified(key, payload)
+            if self._stopping:
+                return  # closing past its deadline: the next run finds this segment
             self._publish_checkpoint(header.last_tx, header.last_position, key)
             with self._cv:
                 self._checkpoint = header.last_tx
@@ -679,11 +740,35 @@ class LogBackup:
                 f"({len(back)} of {len(payload)} bytes); it will be shipped again", key=key)
 
     def _publish_checkpoint(self, tx_id: int, position: int, key: str) -> None:
+        """Move the checkpoint past ``key``: compare-and-swap on ``checkpoint.json`` (a
+        writer whose view of it is stale is not the only writer: fenced), then the
+        log's meta entry."""
         port = self._port
-        body = {"format": 1, "db_id": port.db_id, "epoch": port.epoch, "tx_id": tx_id,
-                "position": position, "segment": key, "updated": time.time()}
-        self.target.put(keys.checkpoint_key(port.db_id, port.epoch), json.dumps(body).encode())
+        body = json.dumps({"format": 1, "db_id": port.db_id, "epoch": port.epoch,
+                           "tx_id": tx_id, "position": position, "segment": key,
+                           "writer": self._writer, "session": self._session,
+                           "updated": time.time()}).encode()
+        ck = keys.checkpoint_key(port.db_id, port.epoch)
+        try:
+            if self._ck_etag is None:
+                info = self.target.put(ck, body, create_only=True)
+            else:
+                info = self.target.put_if_match(ck, body, self._ck_etag)
+        except BackupConflictError:
+            raise BackupFencedError(
+                f"{self.target.url} holds a checkpoint of epoch {port.epoch} written by "
+                "another writer since this one last looked (two copies of this database "
+                "ship into one lineage): this one stops and overwrites nothing "
+                "(docs/RUNBOOK.md, 'A fenced backup').") from None
+        self._ck_etag = info.etag
+        if self._closed_log():
+            return
         self._save_meta(tx_id)
+
+    def _closed_log(self) -> bool:
+        """True once the database is closing past the uploader (never touch its log then)."""
+        with self._cv:
+            return self._stopping and self._abandoned
 
     def _save_meta(self, checkpoint_tx: int | None) -> None:
         """The log's meta entry: target, writer token, and the checkpoint (if known)."""

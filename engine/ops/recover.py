@@ -101,9 +101,12 @@ class RecoveryTail:
     last_position: int
     source: str
     records: Callable[[], Iterator[list[tuple[int, bytes]]]]
+    newest_epoch_elsewhere: int = 0
+    """The newest epoch the source knows of this database (the new epoch is past it)."""
 
 
-TailProvider = Callable[[SnapshotHeader], "RecoveryTail | None"]
+# tail(snapshot kept, the newest known epoch history) -> records to start the log with
+TailProvider = Callable[[SnapshotHeader, "tuple[EpochRecord, ...]"], "RecoveryTail | None"]
 
 
 def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
@@ -167,10 +170,14 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
                 f"at tx {info.last_tx}: a stale copy)")
     else:
         lost = f"transactions after tx {h.tx_id}, if any were committed (no log was found)"
-    extra = tail(h) if tail is not None else None
+    extra = tail(h, known or h.history) if tail is not None else None
     if extra is not None and not extra.base_tx <= h.tx_id <= extra.last_tx:
         extra = None  # the backup neither reaches the snapshot nor continues it
     if extra is not None:
+        if extra.newest_epoch_elsewhere >= new_epoch:  # an epoch started elsewhere (a fork)
+            new_epoch = extra.newest_epoch_elsewhere + 1
+            notes.append(f"new epoch {new_epoch}: past epoch {extra.newest_epoch_elsewhere}, "
+                         f"which {extra.source} holds (a fork of this database elsewhere)")
         if not healthy:
             lost = (f"only transactions after tx {extra.last_tx} (never shipped to the "
                     "backup), if any were committed")
