@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -10,21 +9,10 @@ import sys
 
 import lmdb
 import pytest
-from click.testing import CliRunner
 
 import engine
-from engine.cli import main
 from engine.log import tx_key
-
-
-def run(*args: str) -> tuple[int, str]:
-    res = CliRunner().invoke(main, list(args))
-    return res.exit_code, res.output
-
-
-def run_json(*args: str) -> tuple[int, dict]:
-    code, out = run(*args, "--json")
-    return code, json.loads(out)
+from tests.support.cli import run, run_json
 
 
 @pytest.fixture

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
-from click.testing import CliRunner
-
 import engine
 from engine.backup.uploader import BackupOptions
-from engine.cli import main
-
-
-def run(*args: str) -> tuple[int, str]:
-    res = CliRunner().invoke(main, list(args))
-    return res.exit_code, res.output
-
-
-def run_json(*args: str) -> tuple[int, dict]:
-    code, out = run(*args, "--json")
-    return code, json.loads(out)
+from tests.support.cli import run, run_json
 
 
 def _db_with_unshipped(tmp_path, n_shipped: int = 5, n_pending: int = 4) -> tuple[str, str]:
