@@ -67,7 +67,7 @@ workloads live in backup.py) and register it in workloads.py with
 calls operations beyond ``ReadableSystem``, declare them on an abstract subclass
 (as ``ReplicatedSystem``) and pass it as ``needs``; add the sizes to
 ``sizes.Sizes``; name the workload in the ``workloads`` of every system that
-implements it; drop it from ``SKIPPED``. An entry may carry a ``summary`` (the
-table's detail column) and ``targets`` (``{name: {value, target, met, meaning}}``,
+implements it; drop it from ``SKIPPED``. An entry may carry a ``summary`` (printed
+under the table, as details) and ``targets`` (``{name: {value, target, met, meaning}}``,
 printed as MET/MISSED under the table).
 """

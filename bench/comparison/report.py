@@ -23,17 +23,17 @@ def to_json(result: dict[str, Any]) -> str:
     return json.dumps(result)
 
 
-def _rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+def _rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for w, res in result["workloads"].items():
         for name, r in res.items():
             sp = r.get("engine_speedup")
             rows.append((w, name, fmt_rate(r["ops_per_s"]), r["unit"],
-                         "-" if sp is None else f"{sp:.2f}x", r.get("summary", "")))  # fmt: skip
+                         "-" if sp is None else f"{sp:.2f}x"))  # fmt: skip
             if "application_api_ops_per_s" in r:
                 sp = r.get("engine_speedup_vs_application_api")
                 rows.append((w, f"{name}/app", fmt_rate(r["application_api_ops_per_s"]),
-                             r["unit"], "-" if sp is None else f"{sp:.2f}x", ""))  # fmt: skip
+                             r["unit"], "-" if sp is None else f"{sp:.2f}x"))  # fmt: skip
     return rows
 
 
@@ -45,28 +45,32 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    """One row per workload and system (ops/s, unit, engine ÷ system, detail), then the
-    targets (MET/MISSED) and the notes."""
+    """One row per workload and system (ops/s, unit, engine ÷ system), then each entry's
+    summary (details), the targets (MET/MISSED) and the notes."""
     rows = _rows(result)
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:  # plain fallback
-        print(f"{'workload':15s} {'system':14s} {'ops/s':>14s} {'unit':8s} {'engine/sys':>10s}"
-              "  detail")  # fmt: skip
+        print(f"{'workload':15s} {'system':14s} {'ops/s':>14s} {'unit':8s} {'engine/sys':>10s}")
         for row in rows:
-            print(f"{row[0]:15s} {row[1]:14s} {row[2]:>14s} {row[3]:8s} {row[4]:>10s}  {row[5]}")
+            print(f"{row[0]:15s} {row[1]:14s} {row[2]:>14s} {row[3]:8s} {row[4]:>10s}")
     else:
         table = Table(title="engine vs alternatives (median ops/s over rounds)")
         for col, just in (("workload", "left"), ("system", "left"), ("ops/s", "right"),
-                          ("unit", "left"), ("engine ÷ system", "right"),
-                          ("detail", "left")):  # fmt: skip
+                          ("unit", "left"), ("engine ÷ system", "right")):  # fmt: skip
             table.add_column(col, justify=just)  # type: ignore[arg-type]
         last = None
         for row in rows:
             table.add_row(*(row if row[0] != last else ("", *row[1:])))
             last = row[0]
         Console().print(table)
+    details = [(w, name, r["summary"]) for w, res in result["workloads"].items()
+               for name, r in res.items() if r.get("summary")]  # fmt: skip
+    if details:
+        print("details:")
+        for w, name, text in details:
+            print(f"  {w}/{name}: {text}")
     found = targets(result)
     if found:
         print("targets:")

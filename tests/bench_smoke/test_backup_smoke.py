@@ -137,7 +137,7 @@ def test_the_table_prints_details_and_targets(
     report.print_table(result)
     out = capsys.readouterr().out
     assert "targets:" in out and ("MET" in out or "MISSED" in out)
-    assert "lag median" in out
+    assert "details:" in out and "backup_lag/engine: lag median" in out
     found = {(w, name) for w, name, _t in report.targets(result)}
     assert ("backup_lag", "lag_median") in found and ("restore", "restore_cli") in found
 
