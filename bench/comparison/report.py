@@ -37,8 +37,16 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+def targets(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every ``(workload, target name, {value, target, met, meaning})`` in the result
+    (the backup workloads put theirs in the engine's entry under ``targets``)."""
+    return [(w, name, t) for w, res in result["workloads"].items()
+            for r in res.values() for name, t in r.get("targets", {}).items()]  # fmt: skip
+
+
 def print_table(result: dict[str, Any]) -> None:
-    """One row per workload and system (ops/s, unit, engine ÷ system), then the notes."""
+    """One row per workload and system (ops/s, unit, engine ÷ system), then each entry's
+    summary (details), the targets (MET/MISSED) and the notes."""
     rows = _rows(result)
     try:
         from rich.console import Console
@@ -57,6 +65,18 @@ def print_table(result: dict[str, Any]) -> None:
             table.add_row(*(row if row[0] != last else ("", *row[1:])))
             last = row[0]
         Console().print(table)
+    details = [(w, name, r["summary"]) for w, res in result["workloads"].items()
+               for name, r in res.items() if r.get("summary")]  # fmt: skip
+    if details:
+        print("details:")
+        for w, name, text in details:
+            print(f"  {w}/{name}: {text}")
+    found = targets(result)
+    if found:
+        print("targets:")
+        for w, name, t in found:
+            print(f"  {w}/{name}: {t['value']:.4g} (target {t['target']:g}) "
+                  f"{'MET' if t['met'] else 'MISSED'}: {t['meaning']}")  # fmt: skip
     print("notes:")
     for name, note in result["notes"].items():
         print(f"  {name}: {note}")
@@ -79,7 +99,8 @@ def plot(result: dict[str, Any], path: Path = PLOT_PATH) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
     flat = list(axes.flat)
     colours = {"engine": "#d62728", "lmdb": "#1f77b4", "sqlite": "#2ca02c",
-               "eventsourcing": "#9467bd", "eventsourcing/app": "#c5b0d5"}  # fmt: skip
+               "eventsourcing": "#9467bd", "eventsourcing/app": "#c5b0d5",
+               "litestream": "#ff7f0e"}  # fmt: skip
     for ax, w in zip(flat, workloads, strict=False):
         res = result["workloads"][w]
         names = list(res)
@@ -91,7 +112,9 @@ def plot(result: dict[str, Any], path: Path = PLOT_PATH) -> Path:
         ax.set_yscale("log")
         ax.set_ylim(min(vals) / 5, max(vals) * 3)  # bars start well below the smallest
         ax.set_title(w)
-        ax.set_ylabel(f"{WORKLOADS[w].unit}/s (log scale)")
+        unit = WORKLOADS[w].unit
+        per_s = "1 / median lag (1/s)" if unit == "1/lag" else f"{unit}/s"
+        ax.set_ylabel(f"{per_s} (log scale)")
         ax.tick_params(axis="x", rotation=25)
         for b, v in zip(bars, vals, strict=True):
             ax.annotate(fmt_rate(v), (b.get_x() + b.get_width() / 2, v), ha="center",

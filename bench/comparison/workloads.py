@@ -25,6 +25,15 @@ rounds (see measure.py). ``ops`` is what ``ops_per_s`` counts:
     engine loads its memory image (snapshot + tail replay) here; the disk-based
     systems load nothing, which is what buys them this workload and costs them
     ``read_state``.
+``backup_lag``, ``restore``
+    the engine's log backup against Litestream replicating SQLite (the ``litestream``
+    system): replication lag under steady writes (``ops_per_s`` = 1 / median lag),
+    and the time to restore the same data (``ops_per_s`` = events restored per s).
+``backup_flush``, ``backup_shipping``, ``backup_overhead``
+    the engine alone: ``db.backup.flush()`` latency, shipping a backlog against
+    appending it, committer throughput with the backup on against off.
+
+The backup workloads and their method are in backup.py (its docstring).
 
 A workload function takes the systems to run (all of which declare it, see
 :func:`systems_for`), the sizes and a scratch directory, and returns
@@ -42,12 +51,14 @@ from typing import Any
 
 from benchlib import make_payloads, stream_name
 
+from . import backup
 from .measure import populate, rotations, summarise, timed
 from .sizes import Sizes
 from .systems import (
     SYSTEM_CLASSES,
     EventsourcingAppSystem,
     ReadableSystem,
+    ReplicatedSystem,
     System,
     open_system,
 )
@@ -66,10 +77,7 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {}  # in registration order: the order of the report
 
 # Planned, not measured yet: reported under "skipped".
-SKIPPED = {
-    "backup_lag": "skipped: vs Litestream; the engine's log backup does not exist yet",
-    "restore": "skipped: vs Litestream; the engine's log backup does not exist yet",
-}
+SKIPPED: dict[str, str] = {}
 
 
 def workload(
@@ -285,3 +293,11 @@ def reopen(systems: list[str], sizes: Sizes, root: Path) -> dict[str, Any]:
         for name in order:
             per_round[name].append(timed(partial(reopen_once, name)))
     return summarise(per_round, 1, streams=sizes.reopen_streams, tail_events=n_tail)
+
+
+# The backup workloads (backup.py), after the others in the report.
+workload("backup_lag", unit="1/lag", needs=ReplicatedSystem)(backup.backup_lag)
+workload("restore", unit="events", needs=ReplicatedSystem)(backup.restore)
+workload("backup_flush", unit="flushes", needs=ReplicatedSystem)(backup.backup_flush)
+workload("backup_shipping", unit="events", needs=ReplicatedSystem)(backup.backup_shipping)
+workload("backup_overhead", unit="events", needs=ReplicatedSystem)(backup.backup_overhead)
