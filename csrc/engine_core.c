@@ -323,6 +323,49 @@ int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
     return ENG_OK;
 }
 
+/* Frames a run of records as a segment body; see engine_format.h. */
+int64_t eng_seg_frame(const uint8_t *recs, size_t recs_len, const uint32_t *lens,
+                      uint32_t n, uint64_t first_tx, uint64_t epoch,
+                      uint64_t *position, uint8_t *out, size_t out_cap, uint32_t *bad) {
+    size_t total = 0, off = 0, w = 0;
+    uint64_t pos;
+    uint32_t i;
+    eng_tx_view v;
+    int rc;
+
+    if (bad == NULL) return ENG_E_ARG;
+    *bad = n;
+    if (recs == NULL || lens == NULL || position == NULL || out == NULL || n == 0)
+        return ENG_E_ARG;
+    for (i = 0; i < n; i++) {
+        if (total > SIZE_MAX - lens[i]) return ENG_E_ARG;
+        total += lens[i];
+    }
+    if (total != recs_len || total > SIZE_MAX - 4 * (size_t)n ||
+        out_cap < total + 4 * (size_t)n)
+        return ENG_E_ARG;
+    pos = *position;
+    for (i = 0; i < n; i++) {
+        rc = eng_tx_decode(recs + off, lens[i], &v);
+        if (rc != ENG_OK) {
+            *bad = i;
+            return rc;
+        }
+        if (v.tx_id != first_tx + i || v.epoch != epoch || pos == UINT64_MAX ||
+            v.first_position != pos + 1 || v.event_count > UINT64_MAX - pos) {
+            *bad = i;
+            return ENG_E_FIELD;
+        }
+        pos += v.event_count;
+        st32(out + w, lens[i]);
+        memcpy(out + w + 4, recs + off, lens[i]);
+        w += 4 + (size_t)lens[i];
+        off += lens[i];
+    }
+    *position = pos;
+    return (int64_t)w;
+}
+
 /* ---------------------------- Snapshot block ---------------------------- */
 
 /* Column offsets of a block; end is where the trailer starts. */

@@ -101,6 +101,21 @@ int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
  * version[i] >= 1 (FIELD). Returns ENG_OK or a negative ENG_E_* code. */
 int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view);
 
+/* Frames a run of records as a log-backup segment body (docs/FORMAT.md section 8):
+ * recs[0..recs_len) holds n records back to back, record i being lens[i] bytes;
+ * out[0..out_cap) receives [u32 LE lens[i]][record i] for each. Every record must
+ * decode (eng_tx_decode) and they must be txs first_tx, first_tx + 1, ... of
+ * `epoch` whose first positions continue from *position (the last event position
+ * before the run); *position is advanced to the run's last event position.
+ * Returns the bytes written (recs_len + 4n), or a negative ENG_E_* code with *bad
+ * the index of the failing record: its decode error, or ENG_E_FIELD for a tx,
+ * epoch or position that does not continue. ENG_E_ARG (with *bad = n): NULL
+ * pointers, n = 0, lens not summing to recs_len, or out_cap too small. Nothing is
+ * allocated; the caller owns every buffer; out is unspecified on an error. */
+int64_t eng_seg_frame(const uint8_t *recs, size_t recs_len, const uint32_t *lens,
+                      uint32_t n, uint64_t first_tx, uint64_t epoch,
+                      uint64_t *position, uint8_t *out, size_t out_cap, uint32_t *bad);
+
 /* -------------------------------------------------------- snapshot block
  * The decompressed snapshot body is a sequence of blocks, each:
  *

@@ -228,6 +228,46 @@ def select_tx(buf: bytes, stream: str) -> StreamSlice:
 _U64 = struct.Struct("<Q")
 
 
+class FrameError(CorruptLogError):
+    """A record of a run being framed failed its checks; ``index`` is its place in the run."""
+
+    def __init__(self, message: str, code: int | None, index: int) -> None:
+        super().__init__(message, code)
+        self.index = index
+
+
+def frame_records(records: Sequence[bytes], first_tx: int, epoch: int,
+                  position: int) -> tuple[bytearray, int]:
+    """A log-backup segment body for ``records`` (``[u32 length][record]`` each), in
+    one C call that also checks every record: it decodes, and the run is txs
+    ``first_tx..`` of ``epoch`` with positions continuing after ``position``.
+
+    Returns the body and the run's last event position. Raises :class:`FrameError`
+    (a ``CorruptLogError``) naming the first bad record.
+    """
+    n = len(records)
+    if n == 0:
+        raise ValueError("frame_records needs at least one record")
+    joined = b"".join(records)
+    lens = array("I", map(len, records))
+    out = bytearray(len(joined) + 4 * n)
+    pos = ffi.new("uint64_t *", position)  # owned by Python; C advances it
+    bad = ffi.new("uint32_t *")
+    rc = lib.eng_seg_frame(joined, len(joined), ffi.from_buffer("uint32_t[]", lens), n,
+                           first_tx, epoch, pos, ffi.from_buffer(out), len(out), bad)
+    if rc < 0:
+        i = int(bad[0])
+        what = ("does not continue the run (tx, epoch or position)" if rc == lib.ENG_E_FIELD
+                and i < n and _decodes(records[i]) else _code_message(int(rc)))
+        raise FrameError(f"record {i} of the run (tx {first_tx + i}): {what}", int(rc), i)
+    return out, int(pos[0])
+
+
+def _decodes(rec: bytes) -> bool:
+    view = ffi.new("eng_tx_view *")
+    return bool(lib.eng_tx_decode(ffi.from_buffer(rec), len(rec), view) == 0)
+
+
 def event_count_hint(buf: bytes) -> int:
     """The event count a record's header claims, *unchecked* (0 if too short to say):
     only for sizing (the index), never for trusting."""

@@ -50,6 +50,11 @@ class ServicePort:
         ``reader``)."""
         return self._log.iter_range(from_tx, to_tx)
 
+    def record_values(self, from_tx: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` raw records from ``from_tx`` on (bulk; the caller checks that
+        they are contiguous, e.g. ``native.frame_records``)."""
+        return self._log.values_from(from_tx, limit)
+
     def commit_time(self, tx_id: int) -> float | None:
         """The commit time (Unix seconds) of ``tx_id``, or None if it is not in the log."""
         rec = self._log.get(tx_id)

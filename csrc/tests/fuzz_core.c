@@ -648,6 +648,23 @@ int main(int argc, char **argv) {
         tx_hist[-rc_tx]++;
         bk_hist[-rc_bk]++;
         ix_fuzz_one(copy, len, rc_tx, &tv, IX_CAP0, 0, it);
+        if (len <= UINT32_MAX) {
+            /* eng_seg_frame on the same bytes as a one-record run: the same verdict
+             * as the decoder, never a read or write outside its buffers. */
+            uint32_t l32 = (uint32_t)len, bad = 7;
+            uint64_t pos = rc_tx == ENG_OK ? tv.first_position - 1 : 0;
+            uint8_t *fo = (uint8_t *)malloc(len + 4);
+            int64_t fr;
+            if (fo == NULL) die("out of memory", it);
+            fr = eng_seg_frame(copy, len, &l32, 1, rc_tx == ENG_OK ? tv.tx_id : 1,
+                               rc_tx == ENG_OK ? tv.epoch : 0, &pos, fo, len + 4, &bad);
+            if (rc_tx != ENG_OK && (fr != rc_tx || bad != 0))
+                die("seg frame accepted or misnamed a record the decoder refuses", it);
+            if (rc_tx == ENG_OK && tv.first_position != 0 &&
+                (fr != (int64_t)len + 4 || memcmp(fo + 4, copy, len) != 0))
+                die("seg frame refused or changed a valid record", it);
+            free(fo);
+        }
         free(copy);
     }
 

@@ -330,6 +330,69 @@ static void test_tx_roundtrip(void) {
     }
 }
 
+/* One-event record of tx `tx`, epoch `epoch`, at position `pos` into out. */
+static size_t seg_rec(uint8_t *out, size_t cap, uint64_t tx, uint64_t epoch, uint64_t pos) {
+    uint64_t ver = 1, prev = 0;
+    uint32_t dl = 3;
+    int64_t r = eng_tx_encode(tx, epoch, 7, pos, 1, &ver, &prev, &dl,
+                              (const uint8_t *)"s", 2, (const uint8_t *)"t", 2,
+                              (const uint8_t *)"abc", 3, out, cap);
+    if (r <= 0) exit(2);
+    return (size_t)r;
+}
+
+static void test_seg_frame(void) {
+    uint8_t recs[512], out[600];
+    uint32_t lens[3], bad = 99;
+    size_t off = 0, i;
+    uint64_t pos = 9;
+    int64_t r;
+
+    for (i = 0; i < 3; i++) {
+        lens[i] = (uint32_t)seg_rec(recs + off, sizeof recs - off, 5 + i, 2, 10 + i);
+        off += lens[i];
+    }
+    r = eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad);
+    CHECK_RC(r, (int64_t)(off + 12), "seg frame: bytes written");
+    CHECK(pos == 12 && bad == 3, "seg frame: last position advanced (%llu)",
+          (unsigned long long)pos);
+    CHECK(get32(out) == lens[0] && memcmp(out + 4, recs, lens[0]) == 0, "seg frame: first");
+    CHECK(get32(out + 4 + lens[0]) == lens[1], "seg frame: second length");
+
+    pos = 9;
+    CHECK_RC(eng_seg_frame(recs, off, lens, 3, 6, 2, &pos, out, sizeof out, &bad),
+             ENG_E_FIELD, "seg frame: wrong first tx");
+    CHECK(bad == 0 && pos == 9, "seg frame: bad index 0, position untouched");
+    CHECK_RC(eng_seg_frame(recs, off, lens, 3, 5, 3, &pos, out, sizeof out, &bad),
+             ENG_E_FIELD, "seg frame: wrong epoch");
+    pos = 10;
+    CHECK_RC(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad),
+             ENG_E_FIELD, "seg frame: positions do not continue");
+    pos = UINT64_MAX;
+    CHECK_RC(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad),
+             ENG_E_FIELD, "seg frame: position at the u64 limit");
+    pos = 9;
+    recs[lens[0] + 20] ^= 1; /* damage record 1 */
+    CHECK_RC(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad),
+             ENG_E_CHECKSUM, "seg frame: damaged record");
+    CHECK(bad == 1, "seg frame: damaged record index");
+    recs[lens[0] + 20] ^= 1;
+    CHECK_RC(eng_seg_frame(recs, off - 1, lens, 3, 5, 2, &pos, out, sizeof out, &bad),
+             ENG_E_ARG, "seg frame: lens not summing to recs_len");
+    CHECK_RC(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, off + 11, &bad),
+             ENG_E_ARG, "seg frame: out too small");
+    CHECK_RC(eng_seg_frame(recs, off, lens, 0, 5, 2, &pos, out, sizeof out, &bad),
+             ENG_E_ARG, "seg frame: no records");
+    CHECK_RC(eng_seg_frame(NULL, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad),
+             ENG_E_ARG, "seg frame: NULL records");
+    CHECK_RC(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, NULL),
+             ENG_E_ARG, "seg frame: NULL bad");
+    lens[0] -= 1; /* a record cut short: it must not decode, and nothing overruns */
+    lens[1] += 1;
+    CHECK(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad) < 0 &&
+              bad == 0, "seg frame: shifted boundaries");
+}
+
 static void test_tx_encode_args(void) {
     uint8_t buf[512];
     size_t len = tx_sample(buf, sizeof buf);
@@ -1699,6 +1762,7 @@ int main(void) {
     test_xxh64();
     test_tx_roundtrip();
     test_tx_encode_args();
+    test_seg_frame();
     test_tx_errors();
     test_tx_truncation();
     test_block_roundtrip();

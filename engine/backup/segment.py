@@ -13,7 +13,6 @@ zero-padded to 20 digits, so a listing sorts by tx.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ import zstandard
 
 from .. import formats
 from ..errors import CorruptLogError
-from ..native import peek_tx_header, xxh64
+from ..native import frame_records, peek_tx_header, xxh64
 
 _H = formats.SEG_HEADER
 _U32 = formats.U32_LE
@@ -48,7 +47,6 @@ class SegmentHeader:
     record_count: int
     body_raw_len: int
     body_len: int
-    created_ns: int = 0
 
 
 def segment_name(first_tx: int, last_tx: int) -> str:
@@ -64,26 +62,29 @@ def parse_segment_name(name: str) -> tuple[int, int] | None:
 
 def encode_segment(db_id: str, records: Sequence[tuple[int, bytes]], *,
                    level: int = 3) -> tuple[SegmentHeader, bytes]:
-    """One segment holding ``records`` (``(tx_id, record)``, contiguous, one epoch).
-
-    The records were checked by the caller's log reader; their headers give the
-    epoch and the position and time range.
-    """
+    """One segment holding ``records`` (``(tx_id, record)``, contiguous, one epoch),
+    checked record by record (``native.frame_records``: raises ``CorruptLogError``)."""
     if not records:
         raise ValueError("a segment holds at least one record")
     first = peek_tx_header(records[0][1])
-    last = peek_tx_header(records[-1][1])
-    parts: list[bytes] = []
-    for _tx, rec in records:
-        parts.append(_U32.pack(len(rec)))
-        parts.append(rec)
-    raw = b"".join(parts)
+    body, last_pos = frame_records([r for _, r in records], records[0][0], first[1],
+                                   first[3] - 1)
+    return encode_framed(db_id, epoch=first[1], first_tx=records[0][0],
+                         first_position=first[3], last_position=last_pos,
+                         first_ts_ns=first[2], last_ts_ns=peek_tx_header(records[-1][1])[2],
+                         count=len(records), raw=body, level=level)
+
+
+def encode_framed(db_id: str, *, epoch: int, first_tx: int, first_position: int,
+                  last_position: int, first_ts_ns: int, last_ts_ns: int, count: int,
+                  raw: bytes | bytearray, level: int = 1) -> tuple[SegmentHeader, bytes]:
+    """A segment around an already framed and checked body (``frame_records``)."""
     body = zstandard.ZstdCompressor(level=level).compress(raw)
     header = SegmentHeader(
-        db_id=db_id, epoch=first[1], first_tx=records[0][0], last_tx=records[-1][0],
-        first_position=first[3], last_position=last[3] + last[4] - 1, first_ts_ns=first[2],
-        last_ts_ns=last[2], record_count=len(records), body_raw_len=len(raw),
-        body_len=len(body), created_ns=time.time_ns())
+        db_id=db_id, epoch=epoch, first_tx=first_tx, last_tx=first_tx + count - 1,
+        first_position=first_position, last_position=last_position, first_ts_ns=first_ts_ns,
+        last_ts_ns=last_ts_ns, record_count=count, body_raw_len=len(raw),
+        body_len=len(body))
     head = _H.pack(formats.SEG_MAGIC, formats.SEG_VERSION, formats.SEG_FLAG_ZSTD,
                    formats.SEG_HEADER_SIZE, db_id.encode("ascii"), 0, header.epoch,
                    header.first_tx, header.last_tx, header.first_position,

@@ -46,6 +46,7 @@ import time
 import uuid
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from .. import formats
@@ -54,19 +55,19 @@ from ..errors import (
     BackupError,
     BackupFencedError,
     BackupPausedError,
+    CorruptLogError,
     EngineError,
     InvalidTargetError,
     OptionsError,
     PermanentBackupError,
     TransientBackupError,
 )
-from ..logreader import Continuity
-from ..native import peek_tx_header
+from ..native import FrameError, frame_records, peek_tx_header
 from ..port import ServicePort
 from ..snapshot import load_snapshot_bytes, load_snapshot_from
 from . import keys
 from .chain import best_run, checkpoint_of, segments_of
-from .segment import CorruptSegmentError, decode_segment, encode_segment
+from .segment import CorruptSegmentError, SegmentHeader, decode_segment, encode_framed
 from .targets import Target, TargetOptions, open_target
 
 log = logging.getLogger("engine.backup")
@@ -187,14 +188,6 @@ class _Stats:
     flush_sum: float = 0.0
     flush_counts: list[int] = field(default_factory=lambda: [0] * (len(FLUSH_BUCKETS) + 1))
     ship_seconds: list[float] = field(default_factory=list)
-
-
-class _Header(NamedTuple):
-    tx_id: int
-    epoch: int
-    ts_ns: int
-    first_position: int
-    event_count: int
 
 
 class LogBackup:
@@ -673,9 +666,8 @@ class LogBackup:
                     return
                 start, position = self._checkpoint + 1, self._checkpoint_position
                 until = committed if self._cap is None else min(committed, self._cap)
-            records = self._collect(start, until, position)
             t0 = time.monotonic()
-            header, payload = encode_segment(self._port.db_id, records)
+            header, payload = self._next_segment(start, until, position)
             key = keys.segment_key(self._port.db_id, header.epoch, header.first_tx,
                                    header.last_tx)
             self._put_verified(key, payload)
@@ -691,26 +683,32 @@ class LogBackup:
                 del self._stats.ship_seconds[:-256]
                 self._cv.notify_all()
 
-    def _collect(self, start: int, committed: int, position: int) -> list[tuple[int, bytes]]:
-        """Checked records ``start..`` within the segment bounds (key, epoch, gap-free)."""
-        reader = self._port.reader
-        cont = Continuity(start - 1, position)
-        out: list[tuple[int, bytes]] = []
-        size = 0
-        for tx_id, rec in self._port.records(start, committed):
-            h = reader.checked(tx_id, lambda rec=rec: _Header(*peek_tx_header(rec)))  # type: ignore[misc]
-            if h.epoch != self._port.epoch:
-                raise EngineError(f"tx {tx_id} belongs to epoch {h.epoch}, not this "
-                                  f"database's epoch {self._port.epoch}")
-            reader.follow(cont, tx_id, h.first_position, h.event_count)
-            out.append((tx_id, rec))
-            size += len(rec)
-            if size >= self.options.max_segment_bytes or len(out) >= self.options.max_segment_txs:
-                break
-        if not out or out[0][0] != start:
+    def _next_segment(self, start: int, until: int, position: int
+                      ) -> tuple[SegmentHeader, bytes]:
+        """The next segment: records ``start..`` (at most to ``until``, within the size
+        bounds), read in bulk and checked in C (each decodes, and they continue: tx,
+        this epoch, positions from ``position``), so the uploader holds the GIL for
+        little more than the C calls."""
+        opts = self.options
+        values = self._port.record_values(start, min(until - start + 1, opts.max_segment_txs))
+        if not values:
             raise EngineError(f"the log of {self._port.path} does not hold tx {start}, which "
                               "the backup must ship next. Run `engine-admin verify`.")
-        return out
+        sizes = list(accumulate(map(len, values)))
+        if sizes[-1] > opts.max_segment_bytes:
+            values = values[: bisect_left(sizes, opts.max_segment_bytes) + 1]
+        epoch = self._port.epoch
+        try:
+            raw, last_pos = frame_records(values, start, epoch, position)
+        except FrameError as exc:
+            raise CorruptLogError(f"cannot ship tx {start + exc.index} of {self._port.path}: "
+                                  f"{exc}. Run `engine-admin verify {self._port.path}`.",
+                                  exc.code) from exc
+        first, last = peek_tx_header(values[0]), peek_tx_header(values[-1])
+        return encode_framed(self._port.db_id, epoch=epoch, first_tx=start,
+                             first_position=first[3], last_position=last_pos,
+                             first_ts_ns=first[2], last_ts_ns=last[2], count=len(values),
+                             raw=raw)
 
     def _put_verified(self, key: str, payload: bytes) -> None:
         """Create ``key`` holding ``payload`` and read it back; a leftover of an earlier

@@ -1,0 +1,84 @@
+"""native.frame_records (C eng_seg_frame) against a Python reference of the same checks:
+each record decodes, and the run continues (tx ids, epoch, positions)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.errors import CorruptLogError
+from engine.native import FrameError, decode_tx, encode_tx, frame_records
+
+
+def _rec(tx: int, epoch: int, pos: int, n: int) -> bytes:
+    names = "".join(f"s{i}\0" for i in range(n)).encode()
+    return bytes(encode_tx(tx, epoch, 1, pos, [1] * n, [0] * n, names, b"e\0" * n,
+                           [b"d%d" % i for i in range(n)]))
+
+
+def reference(records: list[bytes], first_tx: int, epoch: int, position: int):  # type: ignore[no-untyped-def]
+    """(framed body, last position) or the index of the first bad record."""
+    out = b""
+    pos = position
+    for i, r in enumerate(records):
+        try:
+            c = decode_tx(r)
+        except CorruptLogError:
+            return i
+        if c.tx_id != first_tx + i or c.epoch != epoch or c.first_position != pos + 1:
+            return i
+        pos += len(c.streams)
+        out += struct.pack("<I", len(r)) + r
+    return out, pos
+
+
+runs = st.lists(st.integers(1, 4), min_size=1, max_size=12)
+
+
+@given(counts=runs, first_tx=st.integers(1, 10**6), epoch=st.integers(0, 9),
+       start=st.integers(0, 10**6))
+def test_valid_runs_frame_like_the_reference(counts, first_tx, epoch, start):
+    recs, pos = [], start
+    for i, n in enumerate(counts):
+        recs.append(_rec(first_tx + i, epoch, pos + 1, n))
+        pos += n
+    body, last = frame_records(recs, first_tx, epoch, start)
+    assert (bytes(body), last) == reference(recs, first_tx, epoch, start)
+    assert last == start + sum(counts)
+
+
+@given(counts=runs, data=st.data())
+def test_a_broken_run_names_the_same_record_as_the_reference(counts, data):
+    recs, pos = [], 0
+    for i, n in enumerate(counts):
+        recs.append(_rec(10 + i, 1, pos + 1, n))
+        pos += n
+    victim = data.draw(st.integers(0, len(recs) - 1))
+    how = data.draw(st.sampled_from(["flip", "cut", "tx", "epoch", "pos"]))
+    n = counts[victim]
+    first_pos = sum(counts[:victim]) + 1
+    if how == "flip":
+        b = bytearray(recs[victim])
+        b[data.draw(st.integers(0, len(b) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        recs[victim] = bytes(b)
+    elif how == "cut":
+        recs[victim] = recs[victim][: data.draw(st.integers(0, len(recs[victim]) - 1))]
+    elif how == "tx":
+        recs[victim] = _rec(10 + victim + 1, 1, first_pos, n)
+    elif how == "epoch":
+        recs[victim] = _rec(10 + victim, 2, first_pos, n)
+    else:
+        recs[victim] = _rec(10 + victim, 1, first_pos + 1, n)
+    want = reference(recs, 10, 1, 0)
+    assert isinstance(want, int)
+    with pytest.raises(FrameError) as ei:
+        frame_records(recs, 10, 1, 0)
+    assert ei.value.index == want and f"tx {10 + want}" in str(ei.value)
+
+
+def test_an_empty_run_is_refused():
+    with pytest.raises(ValueError):
+        frame_records([], 1, 1, 0)
