@@ -6,9 +6,6 @@ import dataclasses
 import os
 from typing import Any
 
-from .admin.server import AdminServer
-from .backup.targets import Target, open_target
-from .backup.uploader import BackupOptions, attach_backup
 from .database import Database
 from .model import Reducer
 from .options import GROUP_MAX_BYTES, GROUP_MAX_TXS, Options
@@ -40,8 +37,13 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
                       keep_snapshots=keep_snapshots, map_size=map_size,
                       group_max_txs=group_max_txs, group_max_bytes=group_max_bytes,
                       backup=backup, admin_socket=admin_socket)
+    # The services are imported only when asked for: `import engine` stays light
+    # (no obstore, prometheus-client or http.server for a database without them).
     backup_options = None
     if backup is not None:  # a bad target is refused before anything is opened
+        from .backup.targets import Target, open_target
+        from .backup.uploader import BackupOptions
+
         backup_options = BackupOptions.coerce(backup)
         if not isinstance(backup_options.target, Target):
             backup_options = dataclasses.replace(
@@ -49,8 +51,12 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
     db = Database(path, options, _services=True)
     try:
         if backup_options is not None:
+            from .backup.uploader import attach_backup
+
             attach_backup(db, backup_options)
         if admin_socket:
+            from .admin.server import AdminServer
+
             db.attach("admin", AdminServer(db))  # closed first: attached last
     except BaseException:
         db.close()

@@ -7,9 +7,6 @@ from typing import Any
 
 import click
 
-from ..api import open as open_database
-from ..backup.status import closed_status, recorded_target
-from ..backup.uploader import BackupOptions
 from ..errors import DatabaseLockedError, EngineError
 from .app import directory_argument, emit, fail, json_option, locked, main, out, require_dir
 from .client import live_or_fail, request
@@ -30,6 +27,8 @@ def backup() -> None:
 @json_option
 def status(directory: str, target_url: str | None, as_json: bool) -> None:
     """Checkpoint, lag (RPO) and state of the log backup of a closed database."""
+    from ..backup.status import closed_status  # obstore only when a command needs it
+
     path = require_dir(directory, as_json)
     try:
         try:
@@ -67,6 +66,10 @@ def render_status(r: dict[str, Any]) -> None:
 @json_option
 def flush(directory: str, target_url: str | None, timeout: float, as_json: bool) -> None:
     """Ship everything committed to the backup target now (before a restart or a move)."""
+    from ..api import open as open_database
+    from ..backup.status import recorded_target
+    from ..backup.uploader import BackupOptions
+
     path = require_dir(directory, as_json)
     try:
         try:

@@ -6,7 +6,6 @@ import os
 
 import click
 
-from ..backup.recover import backup_tail
 from ..database import Database
 from ..errors import EngineError
 from ..ops.recover import RecoveryReport, recover_new_epoch
@@ -35,7 +34,11 @@ def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool,
                 with Database(path, create=False, _held_lock=lock) as db:
                     db.snapshot()
 
-            tail = backup_tail(from_backup) if from_backup else None
+            tail = None
+            if from_backup:
+                from ..backup.recover import backup_tail  # obstore only when asked for
+
+                tail = backup_tail(from_backup)
             report = recover_new_epoch(path, dry_run=dry_run, force=force,
                                        snapshot_first=snapshot_first, tail=tail)
     except EngineError as exc:

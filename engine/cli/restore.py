@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import Progress
 
-from ..backup.restore import RestoreReport, restore
 from ..errors import EngineError, InvalidEventError
 from .app import emit, err, fail, json_option, main, out
+
+if TYPE_CHECKING:
+    from ..backup.restore import RestoreReport
 
 
 def parse_time(text: str) -> float:
@@ -36,6 +39,8 @@ def parse_time(text: str) -> float:
 def restore_command(source: str, directory: str, to_tx: int | None, to_time: str | None,
                     db_id: str | None, as_json: bool) -> None:
     """Restore a database from a log backup into a new directory (a new epoch)."""
+    from ..backup.restore import restore  # obstore only when a command needs it
+
     try:
         when = parse_time(to_time) if to_time is not None else None
         with Progress(console=err, disable=as_json or not err.is_terminal,
