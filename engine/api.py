@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from .admin.server import AdminServer
+from .backup import full as _full  # noqa: F401  (installs db.backup_full)
 from .backup.targets import Target, open_target
 from .backup.uploader import BackupOptions, attach_backup
 from .database import Database
