@@ -84,6 +84,9 @@ MIN_PART_SIZE = 64 << 10
 DEFAULT_CONCURRENCY = 4
 
 
+_DONE: Future[bytes] = Future()
+
+
 class BackupIntegrityError(BackupError):
     """A full backup is incomplete, unsafe or does not match its manifest; ``key`` names
     the broken object. Never retried: the bytes in the target are wrong."""
@@ -295,6 +298,7 @@ class BackupInfo:
     started: float
     finished: float
     resumed_parts: int = 0
+    upload_seconds: float = 0.0  # from the first part read to the manifest written
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": True, "id": self.id, "db_id": self.db_id, "epoch": self.epoch,
@@ -302,7 +306,8 @@ class BackupInfo:
                 "parts": self.parts, "seconds": round(self.seconds, 3),
                 "retry_attempts": self.retry_attempts, "target": self.target,
                 "manifest": self.key, "started": _iso(self.started),
-                "finished": _iso(self.finished), "resumed_parts": self.resumed_parts}
+                "finished": _iso(self.finished), "resumed_parts": self.resumed_parts,
+                "upload_seconds": round(self.upload_seconds, 3)}
 
 
 def _check_sizes(part_size: int, concurrency: int) -> None:
@@ -460,6 +465,7 @@ def _backup_of(db: Database, url: str | TargetOptions | Target, policy: RetryPol
         name = os.path.basename(path)
         size = os.fstat(fd).st_size
         prefix = keys.backup_prefix(db_id, backup_id)
+        t_upload = time.monotonic()
         if found is None:
             digest = _file_digest(fd, size)
             _put_create_once(target, keys.intent_key(db_id, backup_id),
@@ -485,7 +491,8 @@ def _backup_of(db: Database, url: str | TargetOptions | Target, policy: RetryPol
                       bytes=size, files=1, parts=len(entry.parts),
                       seconds=time.monotonic() - t0, retry_attempts=stats.attempts,
                       target=target.url, key=mkey, started=started,
-                      finished=manifest.finished, resumed_parts=resumed)
+                      finished=manifest.finished, resumed_parts=resumed,
+                      upload_seconds=time.monotonic() - t_upload)
 
 
 def _upload_file(target: Target, fd: int, size: int, name: str, prefix: str, part_size: int,
@@ -825,6 +832,7 @@ class FullRestoreReport:
     to_tx: int | None = None
     to_time: float | None = None
     last_time: float | None = None
+    download_seconds: float = 0.0  # downloading the parts, checking sizes and xxh64s
     fell_back_from: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -836,6 +844,7 @@ class FullRestoreReport:
                 "segments": self.segments, "seconds": round(self.seconds, 3),
                 "retry_attempts": self.retry_attempts, "to_tx": self.to_tx,
                 "to_time": self.to_time, "last_time": self.last_time,
+                "download_seconds": round(self.download_seconds, 3),
                 "fell_back_from": self.fell_back_from, "notes": self.notes}
 
 
@@ -844,8 +853,8 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
                  db_id: str | None = None, fallback: bool = False,
                  retries: int | None = None, backoff_max: float | None = None,
                  timeout: float | None = None, progress: Progress | None = None,
-                 fault_rate: float | None = None, fault_seed: int | None = None
-                 ) -> FullRestoreReport:
+                 fault_rate: float | None = None, fault_seed: int | None = None,
+                 concurrency: int = DEFAULT_CONCURRENCY) -> FullRestoreReport:
     """Restore full backup ``backup`` (an id, or ``latest``: the newest complete one, or
     with ``to_tx``/``to_time`` the newest at or before that point) into the new
     directory ``path``; ``to_tx``/``to_time`` past the backup replay the log backup.
@@ -859,6 +868,7 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
     if to_tx is not None and (type(to_tx) is not int or to_tx < 1):
         raise InvalidEventError(f"--to-tx must be a tx id >= 1, got {to_tx!r}")
     check_destination(path)
+    _check_sizes(MIN_PART_SIZE, concurrency)
     policy, stats = RetryPolicy.of(retries, backoff_max, timeout), RetryStats("restore")
     raw = _target(url, fault_rate, fault_seed)
     target = RetryingTarget(raw, policy, stats)
@@ -889,7 +899,7 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
     for attempt in order:
         try:
             report = _restore_one(raw, target, db, attempt, path, to_tx, to_time, stats,
-                                  progress)
+                                  progress, concurrency)
         except BackupIntegrityError as exc:
             if not fallback:
                 raise
@@ -909,7 +919,7 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
 
 def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, path: str,
                  to_tx: int | None, to_time: float | None, stats: RetryStats,
-                 progress: Progress | None) -> FullRestoreReport:
+                 progress: Progress | None, concurrency: int) -> FullRestoreReport:
     if e.manifest is None:
         raise BackupIntegrityError(f"backup {e.id} of {db} in {target.url} is incomplete "
                                    f"({e.problem}); an incomplete backup is never restored",
@@ -922,6 +932,7 @@ def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, p
         snaps = layout.snapshot_dir(stage)
         os.makedirs(snaps)
         # 1. download and verify every file before using anything
+        t_download = time.monotonic()
         total = m.total_bytes
         done = 0
         for f in m.files:
@@ -936,16 +947,30 @@ def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, p
                 raise StorageError(f"cannot create {dest}: {exc}") from None
             whole = xxhash.xxh64()
             try:
-                for i in range(len(f.parts)):
-                    data = _read_part(raw, db, e.id, f, i, target.policy, stats)
-                    whole.update(data)
+                # parts are fetched (and checked) ``concurrency`` at a time, joined in order
+                with ThreadPoolExecutor(max_workers=concurrency,
+                                        thread_name_prefix="engine-full-restore") as pool:
+                    ahead: list[Future[bytes]] = []
+                    nxt = 0
                     try:
-                        os.pwrite(fd, data, f.parts[i].offset)
-                    except OSError as exc:
-                        raise StorageError(f"cannot write {dest}: {exc}") from None
-                    done += len(data)
-                    if progress:
-                        progress(done, total, f"download {f.name}")
+                        for i in range(len(f.parts)):
+                            while nxt < len(f.parts) and nxt < i + concurrency:
+                                ahead.append(pool.submit(_read_part, raw, db, e.id, f, nxt,
+                                                         target.policy, stats))
+                                nxt += 1
+                            data = ahead[i].result()
+                            ahead[i] = _DONE
+                            whole.update(data)
+                            try:
+                                os.pwrite(fd, data, f.parts[i].offset)
+                            except OSError as exc:
+                                raise StorageError(f"cannot write {dest}: {exc}") from None
+                            done += len(data)
+                            if progress:
+                                progress(done, total, f"download {f.name}")
+                    finally:
+                        for fut in ahead:
+                            fut.cancel()
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -953,6 +978,7 @@ def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, p
                 raise BackupIntegrityError(f"backup {e.id}: {f.name} joins to xxh64 "
                                            f"{_hex(whole.intdigest())}, the manifest says "
                                            f"{f.xxh64}", key=keys.manifest_key(db, e.id))
+        download_seconds = time.monotonic() - t_download
         snap = os.path.join(snaps, layout.snapshot_name(m.epoch, m.tx_id))
         try:
             h = load_snapshot(snap).header
@@ -985,7 +1011,7 @@ def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, p
         path=path, target=target.url, db_id=db, backup_id=e.id, backup_epoch=m.epoch,
         backup_tx=m.tx_id, last_tx=stop, new_epoch=new_epoch, bytes=m.total_bytes,
         files=len(m.files), segments=segments, seconds=0.0, retry_attempts=0,
-        to_tx=to_tx, to_time=to_time, last_time=last_time)
+        to_tx=to_tx, to_time=to_time, last_time=last_time, download_seconds=download_seconds)
 
 
 def _tail(target: Target, db: str, m: Manifest, stage: str, to_tx: int | None,
