@@ -29,6 +29,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -317,15 +318,33 @@ def _check_sizes(part_size: int, concurrency: int) -> None:
         raise OptionsError(f"concurrency must be an int in 1..64, got {concurrency!r}")
 
 
-def _verify_object(target: Target, key: str, size: int, digest: str) -> None:
-    """Read ``key`` back and check its size and xxh64 (a mismatch is transient: the
-    caller's retry puts the part again)."""
+def _holds(target: Target, key: str, size: int, digest: str) -> str | None:
+    """Read ``key`` back: None if it holds ``size`` bytes with xxh64 ``digest``, else
+    what it holds (target errors propagate)."""
     data = target.get(key)
-    if len(data) != size or _hex(xxhash.xxh64_intdigest(data)) != digest:
+    got = _hex(xxhash.xxh64_intdigest(data))
+    if len(data) == size and got == digest:
+        return None
+    return f"{len(data)} bytes with xxh64 {got}"
+
+
+def _etag_is_md5(etag: str | None, md5: str | None) -> bool:
+    return md5 is not None and etag is not None and etag.strip('"').lower() == md5
+
+
+def _put_verified(target: Target, key: str, data: bytes, part: Part, md5: str | None) -> None:
+    """Put one part and check what the target holds: by the etag of the put when the
+    target answers with the MD5 of the bytes it stored (S3 single-request puts), else
+    by reading it back (size and xxh64). A mismatch is transient: the caller's retry
+    puts the part again."""
+    info = target.put(key, data)
+    if info.size == part.size and _etag_is_md5(info.etag, md5):
+        return
+    wrong = _holds(target, key, part.size, part.xxh64)
+    if wrong is not None:
         raise TransientBackupError(
-            f"{key} in {target.url} holds {len(data)} bytes with xxh64 "
-            f"{_hex(xxhash.xxh64_intdigest(data))} after upload, expected {size} bytes "
-            f"with {digest}: uploading it again", key=key)
+            f"{key} in {target.url} holds {wrong} after upload, expected {part.size} bytes "
+            f"with {part.xxh64}: uploading it again", key=key)
 
 
 def _put_create_once(target: Target, key: str, data: bytes, policy: RetryPolicy,
@@ -416,8 +435,8 @@ def backup_full(source: Database | str, url: str | TargetOptions | Target, *,
                 timeout: float | None = None, policy: RetryPolicy | None = None,
                 part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
                 resume: bool = True, progress: Progress | None = None,
-                fault_rate: float | None = None, fault_seed: int | None = None
-                ) -> BackupInfo:
+                fault_rate: float | None = None, fault_seed: int | None = None,
+                verify_by_read: bool = False) -> BackupInfo:
     """Take a full backup of ``source`` (an open :class:`Database`, or the directory of a
     closed one, which is opened for it) into ``url``; returns once the manifest is
     written. Raises a :class:`BackupError` (the manifest is then not written: the
@@ -425,21 +444,24 @@ def backup_full(source: Database | str, url: str | TargetOptions | Target, *,
 
     ``retries``/``backoff_max``/``timeout`` (or a whole ``policy``) bound the retries of
     each file part; ``fault_rate``/``fault_seed`` wrap the target in a
-    :class:`FaultyTarget` (a drill).
+    :class:`FaultyTarget` (a drill). Each part is checked in the target after its
+    put: by the put's etag where the target returns the MD5 of what it stored (S3),
+    else (or with ``verify_by_read``) by reading it back.
     """
     _check_sizes(part_size, concurrency)
     pol = policy or RetryPolicy.of(retries, backoff_max, timeout)
     if isinstance(source, Database):
         return _backup_of(source, url, pol, part_size, concurrency, resume, progress,
-                          fault_rate, fault_seed)
+                          fault_rate, fault_seed, verify_by_read)
     with Database(source, create=False) as db:
         return _backup_of(db, url, pol, part_size, concurrency, resume, progress,
-                          fault_rate, fault_seed)
+                          fault_rate, fault_seed, verify_by_read)
 
 
 def _backup_of(db: Database, url: str | TargetOptions | Target, policy: RetryPolicy,
                part_size: int, concurrency: int, resume: bool, progress: Progress | None,
-               fault_rate: float | None, fault_seed: int | None) -> BackupInfo:
+               fault_rate: float | None, fault_seed: int | None,
+               verify_by_read: bool) -> BackupInfo:
     t0 = time.monotonic()
     target = _target(url, fault_rate, fault_seed)
     stats = RetryStats("backup")
@@ -473,7 +495,8 @@ def _backup_of(db: Database, url: str | TargetOptions | Target, policy: RetryPol
                                           size, digest, part_size, started), policy, stats,
                              _is_json)
         entry, resumed = _upload_file(target, fd, size, name, prefix, part_size, concurrency,
-                                      policy, stats, progress, resume=found is not None)
+                                      policy, stats, progress, resume=found is not None,
+                                      verify_by_read=verify_by_read)
         if found is not None and entry.xxh64 != found[1]["files"][0]["xxh64"]:
             raise StorageError(f"snapshot {path} changed while it was backed up")
     finally:
@@ -497,7 +520,8 @@ def _backup_of(db: Database, url: str | TargetOptions | Target, policy: RetryPol
 
 def _upload_file(target: Target, fd: int, size: int, name: str, prefix: str, part_size: int,
                  concurrency: int, policy: RetryPolicy, stats: RetryStats,
-                 progress: Progress | None, *, resume: bool) -> tuple[FileEntry, int]:
+                 progress: Progress | None, *, resume: bool,
+                 verify_by_read: bool) -> tuple[FileEntry, int]:
     """Read the file once (hashing it whole and per part), upload and verify its parts
     ``concurrency`` at a time; returns its manifest entry and the parts reused."""
     n = max(1, -(-size // part_size))
@@ -516,22 +540,16 @@ def _upload_file(target: Target, fd: int, size: int, name: str, prefix: str, par
                     info = target.head(key)
                     if info is None or info.size != part.size:
                         return False
-                    try:
-                        _verify_object(target, key, part.size, part.xxh64)
-                    except TransientBackupError as exc:
-                        if "after upload" in str(exc):
-                            return False
-                        raise
-                    return True
+                    return _holds(target, key, part.size, part.xxh64) is None
                 if call(policy, stats, name, present, part=index):
                     with done_lock:
                         resumed[0] += 1
                     return
 
-            def once() -> None:
-                target.put(key, data)
-                _verify_object(target, key, part.size, part.xxh64)
-            call(policy, stats, name, once, part=index)
+            md5 = None if verify_by_read else hashlib.md5(data, usedforsecurity=False
+                                                          ).hexdigest()
+            call(policy, stats, name, lambda: _put_verified(target, key, data, part, md5),
+                 part=index)
         finally:
             slots.release()
             with done_lock:

@@ -435,3 +435,50 @@ def test_retries_are_bounded(tmp_path):
             db.backup_full(FaultyTarget(open_target(url), fail_rate=1.0), retries=1000,
                            backoff_max=0.01, timeout=0.3)
         assert time.monotonic() - t0 < 2
+
+
+class SilentlyCorrupting(FaultyTarget):
+    """Stores the first put of every file part with one byte flipped, and says nothing:
+    only checking what the target holds can catch it."""
+
+    def __init__(self, inner: Target) -> None:
+        super().__init__(inner)
+        self.seen: set[str] = set()
+
+    def put(self, key: str, data, *, create_only: bool = False):  # type: ignore[no-untyped-def]
+        if "/files/" in key and key not in self.seen:
+            self.seen.add(key)
+            bad = bytearray(data)
+            bad[len(bad) // 2] ^= 0x01
+            return self.inner.put(key, bytes(bad), create_only=create_only)
+        return super().put(key, data, create_only=create_only)
+
+
+@pytest.mark.parametrize("verify_by_read", [False, True])
+def test_a_part_stored_wrong_without_an_error_is_caught_and_sent_again(tmp_path, url,
+                                                                       verify_by_read):
+    path = str(tmp_path / "db")
+    with engine.open(path) as db:
+        fill(db, 2000)
+        expected = state_of(db)
+    target = SilentlyCorrupting(open_target(url))
+    info = backup_full(path, target, part_size=PART, verify_by_read=verify_by_read, **FAST)
+    assert len(target.seen) == info.parts >= 3
+    assert info.retry_attempts == info.parts  # each part: caught once, sent again once
+    m = manifest_of(open_target(url), info.db_id, info.id)
+    with open(os.path.join(path, "snapshots", m["files"][0]["name"]), "rb") as fh:
+        assert m["files"][0]["xxh64"] == f"{xxhash.xxh64_intdigest(fh.read()):016x}"
+    assert verify_backup(url, info.id).ok
+    restore_full(url, str(tmp_path / "r"))
+    assert opened(str(tmp_path / "r")) == expected
+
+
+def test_no_such_bucket_fails_at_once(tmp_path, s3_server):
+    with engine.open(str(tmp_path / "db")) as db:
+        db.append("s", "e", b"1")
+        opts = s3_server.options("x", url="s3://no-such-bucket-here/x")
+        before = retry_attempts()["backup"]
+        t0 = time.monotonic()
+        with pytest.raises(PermanentBackupError, match="bucket"):
+            db.backup_full(opts, backoff_max=1.0)
+        assert time.monotonic() - t0 < 5 and retry_attempts()["backup"] == before
