@@ -328,17 +328,22 @@ def _holds(target: Target, key: str, size: int, digest: str) -> str | None:
     return f"{len(data)} bytes with xxh64 {got}"
 
 
-def _etag_is_md5(etag: str | None, md5: str | None) -> bool:
-    return md5 is not None and etag is not None and etag.strip('"').lower() == md5
+def _etag_is_md5_of(etag: str | None, data: bytes) -> bool:
+    """Whether ``etag`` is the MD5 of ``data`` (only computed for an MD5-shaped etag)."""
+    tag = (etag or "").strip('"').lower()
+    if len(tag) != 32 or any(c not in "0123456789abcdef" for c in tag):
+        return False  # file:// and memory:// etags are not digests
+    return hashlib.md5(data, usedforsecurity=False).hexdigest() == tag
 
 
-def _put_verified(target: Target, key: str, data: bytes, part: Part, md5: str | None) -> None:
+def _put_verified(target: Target, key: str, data: bytes, part: Part,
+                  verify_by_read: bool) -> None:
     """Put one part and check what the target holds: by the etag of the put when the
     target answers with the MD5 of the bytes it stored (S3 single-request puts), else
-    by reading it back (size and xxh64). A mismatch is transient: the caller's retry
-    puts the part again."""
+    (or with ``verify_by_read``) by reading it back (size and xxh64). A mismatch is
+    transient: the caller's retry puts the part again."""
     info = target.put(key, data)
-    if info.size == part.size and _etag_is_md5(info.etag, md5):
+    if not verify_by_read and info.size == part.size and _etag_is_md5_of(info.etag, data):
         return
     wrong = _holds(target, key, part.size, part.xxh64)
     if wrong is not None:
@@ -546,10 +551,8 @@ def _upload_file(target: Target, fd: int, size: int, name: str, prefix: str, par
                         resumed[0] += 1
                     return
 
-            md5 = None if verify_by_read else hashlib.md5(data, usedforsecurity=False
-                                                          ).hexdigest()
-            call(policy, stats, name, lambda: _put_verified(target, key, data, part, md5),
-                 part=index)
+            call(policy, stats, name,
+                 lambda: _put_verified(target, key, data, part, verify_by_read), part=index)
         finally:
             slots.release()
             with done_lock:
