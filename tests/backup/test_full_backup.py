@@ -482,3 +482,28 @@ def test_no_such_bucket_fails_at_once(tmp_path, s3_server):
         with pytest.raises(PermanentBackupError, match="bucket"):
             db.backup_full(opts, backoff_max=1.0)
         assert time.monotonic() - t0 < 5 and retry_attempts()["backup"] == before
+
+
+def test_the_snapshot_pruned_during_the_upload_is_still_backed_up_whole(tmp_path, url):
+    path = str(tmp_path / "db")
+    with engine.open(path, keep_snapshots=1) as db:
+        fill(db, 2000)
+        at_backup, at_tx = state_of(db), db.position.tx_id
+        slow = FaultyTarget(open_target(url), latency_seconds=0.02, ops={"put"})
+        result: list[object] = []
+        t = threading.Thread(target=lambda: result.append(
+            db.backup_full(slow, part_size=PART, concurrency=1)))
+        t.start()
+        deadline = time.monotonic() + 10
+        while slow.calls["put"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        backed = sorted(os.listdir(os.path.join(path, "snapshots")))
+        db.append("later", "e", b"x")
+        db.snapshot()  # keep_snapshots=1: prunes the one being uploaded
+        assert sorted(os.listdir(os.path.join(path, "snapshots"))) != backed
+        t.join()
+        [info] = result
+    assert info.tx_id == at_tx and info.parts >= 3  # type: ignore[attr-defined]
+    assert verify_backup(url, "latest").ok
+    restore_full(url, str(tmp_path / "r"))
+    assert opened(str(tmp_path / "r")) == at_backup
