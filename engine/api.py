@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
-from .database import Database
+from .database import Database, install_full_backup
 from .model import Reducer
 from .options import GROUP_MAX_BYTES, GROUP_MAX_TXS, Options
 
@@ -62,3 +62,14 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
         db.close()
         raise
     return db
+
+
+def _backup_full(db: Database, url: Any, **kwargs: Any) -> Any:
+    """``db.backup_full``: engine.backup.full, imported when first used (``import engine``
+    stays free of the backup stack for applications that never back up)."""
+    from .backup.full import backup_full
+
+    return backup_full(db, url, **kwargs)
+
+
+install_full_backup(_backup_full)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -46,6 +46,17 @@ class Service(Protocol):
     """A background service attached to an open database."""
 
     def close(self) -> None: ...
+
+
+# The full-backup procedure builds on Database (engine.backup.full imports this module),
+# so Database cannot import it: it installs itself here when imported (engine.api
+# imports it, so `import engine` always has it). See docs/ARCHITECTURE.md.
+_full_backup: list[Callable[..., Any]] = []
+
+
+def install_full_backup(fn: Callable[..., Any]) -> None:
+    """Called once by ``engine.backup.full`` on import."""
+    _full_backup[:] = [fn]
 
 
 class Database:
@@ -250,6 +261,16 @@ class Database:
             raise EngineError(f"{self.path} was opened without backup=: there is no log "
                               "backup to control. Open it with backup=URL.")
         return svc
+
+    def backup_full(self, url: Any, **kwargs: Any) -> Any:
+        """A full backup of this live database into ``url`` (``engine.backup.full.
+        backup_full``: a fresh snapshot uploaded file by file, verified, manifest last);
+        returns its ``BackupInfo`` (``.id .epoch .tx_id .bytes .files .retry_attempts``)."""
+        self._check_open()
+        if not _full_backup:
+            raise EngineError("full backups are not loaded: import engine (or "
+                              "engine.backup.full) first")
+        return _full_backup[0](self, url, **kwargs)
 
     # ------------------------------------------------------------- snapshots
     def snapshot(self) -> SnapshotInfo:

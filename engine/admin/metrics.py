@@ -20,6 +20,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ..backup.retry import retry_attempts
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -76,6 +78,7 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily("engine_last_tx", "Last committed tx id.", value=s["last_tx"])
         yield GaugeMetricFamily("engine_epoch", "The log's epoch.", value=s["epoch"])
         yield from self._backup(db)
+        yield self._retries(db)
         if self._extra is not None:
             yield from self._extra()
 
@@ -111,10 +114,21 @@ class DatabaseCollector(Collector):
                          f["buckets"], f["counts"], f["sum"])
         yield CounterMetricFamily("engine_backup_errors", "Failed shipping rounds.",
                                   value=f["errors"])
+
+    @staticmethod
+    def _retries(db: Any) -> Metric:
+        """``backup_retry_attempts``: phase ``log`` counts the log backup's failed shipping
+        rounds (each is retried) of this database; ``backup`` and ``restore`` the retried
+        calls of full backups and restores in this process (``engine.backup.retry``)."""
         retries = CounterMetricFamily("backup_retry_attempts",
                                       "Retried backup target calls.", labels=["phase"])
-        retries.add_metric(["log"], f["errors"])
-        yield retries
+        try:
+            retries.add_metric(["log"], db.backup.flush_stats()["errors"])
+        except Exception:
+            retries.add_metric(["log"], 0)
+        for phase, n in retry_attempts().items():
+            retries.add_metric([phase], n)
+        return retries
 
 
 def make_registry(db: Any, extra: Any = None) -> CollectorRegistry:

@@ -53,6 +53,7 @@ class Routes:
             "/backup/status": {"GET": self.backup_status},
             "/backup/flush": {"POST": self.backup_flush},
             "/snapshot": {"POST": self.snapshot},
+            "/backup/full": {"POST": self.backup_full},
         }
 
     def _live(self) -> Any:
@@ -126,6 +127,33 @@ class Routes:
             raise RouteError(503, type(exc).__name__, str(exc)) from None
         return 200, {"ok": True, **result.to_json()}
 
+    def backup_full(self, body: bytes) -> Reply:
+        """A full backup of the live database: body ``{"to": URL, "retries": N,
+        "backoff_max": S, "fault_rate": R, "fault_seed": S}`` (only ``to`` required);
+        the reply is ``BackupInfo.to_json()``. Runs in the connection's thread."""
+        db = self._live()
+        obj = _json_object(body)
+        url = obj.get("to")
+        if not isinstance(url, str) or not url:
+            raise RouteError(400, "bad_field", 'give the target: {"to": "s3://bucket/prefix"}')
+        kwargs: dict[str, Any] = {}
+        for name, kind in (("retries", int), ("backoff_max", float), ("fault_rate", float),
+                           ("fault_seed", int)):
+            value = obj.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
+                    or (kind is int and not isinstance(value, int)):
+                raise RouteError(400, "bad_field", f"{name} must be a number >= 0, got "
+                                 f"{value!r}")
+            kwargs[name] = value
+        try:
+            info = db.backup_full(url, **kwargs)
+        except BackupError as exc:
+            raise RouteError(503 if exc.transient else 502, type(exc).__name__,
+                             str(exc)) from None
+        return 200, info.to_json()
+
     def snapshot(self, _body: bytes) -> Reply:
         db = self._live()
         info = db.snapshot()
@@ -158,6 +186,19 @@ class Routes:
                                   "(another uid, or too many at once).", value=s["refused"])
         yield GaugeMetricFamily("engine_admin_connections", "Open admin connections.",
                                 value=s["connections"])
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The JSON object of a body ({} when there is none)."""
+    if not body.strip():
+        return {}
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RouteError(400, "bad_json", "the body is not JSON") from None
+    if not isinstance(obj, dict):
+        raise RouteError(400, "bad_json", "the body must be a JSON object")
+    return obj
 
 
 def _json_number(body: bytes, name: str, *, minimum: float = 0.0) -> float | None:

@@ -100,6 +100,11 @@ def _cut_at_time(target: Target, chain: Chain, to_time: float) -> int:
     return best
 
 
+def cut_at_time(target: Target, chain: Chain, to_time: float) -> int:
+    """The last tx of ``chain`` committed at or before ``to_time`` (0 if none)."""
+    return _cut_at_time(target, chain, to_time)
+
+
 def spool_chain(target: Target, chain: Chain, *, stop: int, directory: str,
                 progress: Progress | None = None, total: int = 0) -> tuple[list[str], int]:
     """Download and verify every segment of ``chain`` up to ``stop`` into files in
@@ -208,31 +213,14 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
         history = [h for h in chain.history if h.epoch <= last_epoch]
         history.append(EpochRecord(new_epoch, stop + 1, last_pos + 1, time.time(),
                                    f"restored from {target.url} at tx {stop}"))
-        store = LogStore(layout.log_dir(stage), sync="none")
-        try:
-            store.initialise(db, new_epoch, base_tx, base_pos, history)
-            for i, p in enumerate(paths):
-                for batch in _batches(spooled(p)):
-                    store.append(batch)
-                if progress:
-                    progress(len(needed) + i + 1, 2 * len(needed), "replay")
-            store.sync()
-        finally:
-            store.close()
+        build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=base_tx, base_pos=base_pos,
+                  history=history, paths=paths, progress=progress, done=len(needed),
+                  total=2 * len(needed))
         shutil.rmtree(spool)
         # 3. open it (replays and checks every record), snapshot the state, close
-        with Database(stage, create=False) as restored:
-            if restored.position.tx_id != stop:
-                raise EngineError(f"the restored log ends at tx {restored.position.tx_id}, "
-                                  f"expected {stop}")
-            last_time = _commit_time(restored, stop)
-            restored.snapshot()
+        last_time = open_and_check(stage, stop)
         # 4. publish: rename the whole directory into place
-        files = fs()
-        files.fsync_dir(stage)
-        if os.path.isdir(path):
-            os.rmdir(path)  # checked empty above
-        files.move_durably(stage, path)
+        publish(stage, path)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(stage)
@@ -242,6 +230,52 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
         epochs=sorted({link.epoch for link in needed}), first_tx=chain.first_tx, last_tx=stop,
         last_position=last_pos, last_time=last_time, new_epoch=new_epoch,
         segments=len(needed), seconds=time.monotonic() - t0, to_tx=to_tx, to_time=to_time)
+
+
+def build_log(stage: str, *, db_id: str, new_epoch: int, base_tx: int, base_pos: int,
+              history: list[EpochRecord], paths: list[str], progress: Progress | None = None,
+              done: int = 0, total: int = 0) -> None:
+    """Create ``stage``'s log for ``new_epoch`` starting after ``base_tx`` (a snapshot in
+    ``stage``'s snapshots/, or 0) and append the spooled records of ``paths``."""
+    store = LogStore(layout.log_dir(stage), sync="none")
+    try:
+        store.initialise(db_id, new_epoch, base_tx, base_pos, history)
+        for i, p in enumerate(paths):
+            for batch in _batches(spooled(p)):
+                store.append(batch)
+            if progress:
+                progress(done + i + 1, total, "replay")
+        store.sync()
+    finally:
+        store.close()
+
+
+def open_and_check(stage: str, stop: int, *, snapshot: bool = True) -> float | None:
+    """Open the database built in ``stage`` (replays and checks every record), check it
+    ends at ``stop``, snapshot the state (unless ``snapshot`` is false), close; returns
+    the commit time of ``stop`` (None when only the snapshot holds it)."""
+    with Database(stage, create=False) as restored:
+        if restored.position.tx_id != stop:
+            raise EngineError(f"the restored log ends at tx {restored.position.tx_id}, "
+                              f"expected {stop}")
+        last_time = _commit_time(restored, stop)
+        if snapshot:
+            restored.snapshot()
+    return last_time
+
+
+def publish(stage: str, path: str) -> None:
+    """Rename the whole ``stage`` directory durably to ``path`` (absent or empty)."""
+    files = fs()
+    files.fsync_dir(stage)
+    if os.path.isdir(path):
+        os.rmdir(path)  # checked empty before
+    files.move_durably(stage, path)
+
+
+def check_destination(path: str) -> None:
+    """Refuse a ``path`` that exists and is not an empty directory."""
+    _check_destination(path)
 
 
 def _fetch_base(target: Target, chain: Chain, db_id: str, stage: str) -> tuple[int, int]:

@@ -18,7 +18,8 @@ target_option = click.option(
 
 @main.group()
 def backup() -> None:
-    """Continuous log backup: status and force flush."""
+    """Backups: the continuous log backup (status, flush) and full backups (full, list,
+    verify, prune)."""
 
 
 @backup.command("status")

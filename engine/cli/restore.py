@@ -1,4 +1,4 @@
-"""``engine-admin restore --from URL DIR``: rebuild a database from its log backup."""
+"""``engine-admin restore --from URL DIR``: rebuild a database from a full or log backup."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..errors import EngineError, InvalidEventError
 from .app import emit, err, fail, json_option, main, out
 
 if TYPE_CHECKING:
+    from ..backup.full import FullRestoreReport
     from ..backup.restore import RestoreReport
 
 
@@ -35,14 +36,35 @@ def parse_time(text: str) -> float:
 @click.option("--to-tx", type=int, help="Stop after this transaction.")
 @click.option("--to-time", help="Stop after the last tx committed at or before this time.")
 @click.option("--db-id", help="The database to restore when the target holds several.")
+@click.option("--backup", "backup_id", metavar="ID|latest",
+              help="Restore this full backup (then replay the log backup past it for "
+                   "--to-tx/--to-time); without it, restore from the log backup alone.")
+@click.option("--fallback", is_flag=True,
+              help="With --backup: if it is broken, use the newest earlier complete one.")
+@click.option("--retries", type=click.IntRange(min=0), default=None,
+              help="Retries of each file part after its first try (default 7).")
+@click.option("--backoff-max", type=click.FloatRange(min=0), default=None,
+              help="Longest wait between two tries, seconds (default 5; full jitter).")
+@click.option("--fault-rate", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Drill: fail this fraction of target calls transiently (1.0: every call).")
+@click.option("--fault-seed", type=int, default=0, show_default=True,
+              help="Seed of --fault-rate.")
 @json_option
 def restore_command(source: str, directory: str, to_tx: int | None, to_time: str | None,
-                    db_id: str | None, as_json: bool) -> None:
-    """Restore a database from a log backup into a new directory (a new epoch)."""
-    from ..backup.restore import restore  # obstore only when a command needs it
+                    db_id: str | None, backup_id: str | None, fallback: bool,
+                    retries: int | None, backoff_max: float | None, fault_rate: float | None,
+                    fault_seed: int, as_json: bool) -> None:
+    """Restore a database from a full backup or a log backup into a new directory
+    (it opens a new epoch)."""
+    from ..backup.full import restore_full  # obstore only when a command needs it
+    from ..backup.restore import restore
 
     try:
         when = parse_time(to_time) if to_time is not None else None
+        if backup_id is None and (fallback or fault_rate is not None or retries is not None
+                                  or backoff_max is not None):
+            raise InvalidEventError("--fallback, --retries, --backoff-max and --fault-rate "
+                                    "apply to a full backup: give --backup ID|latest")
         with Progress(console=err, disable=as_json or not err.is_terminal,
                       transient=True) as progress:
             task = progress.add_task("restore", total=None)
@@ -50,11 +72,32 @@ def restore_command(source: str, directory: str, to_tx: int | None, to_time: str
             def step(done: int, total: int, what: str) -> None:
                 progress.update(task, completed=done, total=total, description=what)
 
+            if backup_id is not None:
+                full = restore_full(source, directory, backup=backup_id, to_tx=to_tx,
+                                    to_time=when, db_id=db_id, fallback=fallback,
+                                    retries=retries, backoff_max=backoff_max, progress=step,
+                                    fault_rate=fault_rate, fault_seed=fault_seed)
+                emit(as_json, full.to_json(), lambda: render_full(full))
+                return
             report = restore(source, directory, to_tx=to_tx, to_time=when, db_id=db_id,
                              progress=step)
     except EngineError as exc:
         fail(as_json, exc)
     emit(as_json, report.to_json(), lambda: render(report))
+
+
+def render_full(r: FullRestoreReport) -> None:
+    for note in r.notes:
+        err.print(f"[yellow]warning:[/] {note}", highlight=False)
+    out.print(f"[green]restored[/] {r.path} from full backup {r.backup_id} in {r.target}",
+              highlight=False)
+    out.print(f"  database {r.db_id}: backup at epoch {r.backup_epoch} tx {r.backup_tx}; "
+              f"restored to tx {r.last_tx} ({r.segments} log segment(s) replayed)",
+              highlight=False)
+    out.print(f"  {r.bytes} bytes verified, {r.retry_attempts} retries, {r.seconds:.2f} s",
+              highlight=False)
+    out.print(f"  the restored database is a fork: its next tx opens epoch {r.new_epoch}",
+              highlight=False)
 
 
 def render(r: RestoreReport) -> None:
