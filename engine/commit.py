@@ -42,6 +42,7 @@ from .notify import CommitPoint, CommitSignal
 from .state import State, StateEntry
 
 _perf_counter = time.perf_counter
+_new_point = tuple.__new__  # CommitPoint without NamedTuple's Python-level __new__
 
 
 class Intent:
@@ -78,13 +79,14 @@ class CommitStats:
     path than a metrics library's locked counters (a few integer adds per batch).
     """
 
-    __slots__ = ("batches", "commits", "events", "failed", "group_counts", "latency_counts",
+    __slots__ = ("failed", "first_position", "first_tx", "group_counts", "latency_counts",
                  "latency_sum")
 
-    def __init__(self) -> None:
-        self.commits = 0  # committed transactions
-        self.events = 0  # committed events
-        self.batches = 0  # LMDB commits (a group is one)
+    def __init__(self, first_tx: int, first_position: int) -> None:
+        # Commits and events since open are the position's progress since then (no
+        # per-commit counting); LMDB commits are the group-size histogram's total.
+        self.first_tx = first_tx
+        self.first_position = first_position
         self.failed = 0  # transactions refused or failed (nothing written)
         self.latency_sum = 0.0  # seconds spent writing batches (plan to durable)
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -136,7 +138,7 @@ class CommitPipeline:
         # Set by the leader when the log cannot tell what landed (see module doc); once
         # set it is never cleared: later commits raise it.
         self._broken: StorageError | None = None
-        self.stats = CommitStats()  # written by the leader only
+        self.stats = CommitStats(last_tx, last_position)  # written by the leader only
 
     # ------------------------------------------------------------- committing
     def commit(self, w: Intent) -> int:
@@ -145,7 +147,8 @@ class CommitPipeline:
             self._commit_group(w)
         else:
             with self._write_lock:
-                self._check_usable()
+                if self._closed or self._broken is not None:
+                    self._check_usable()  # raises
                 self._write_batch([w])
         if w.error is not None:
             raise w.error
@@ -213,7 +216,7 @@ class CommitPipeline:
         records: list[tuple[int, bytes | bytearray]] = []
         written: list[Intent] = []
         tx_id = self.last_tx
-        pos = pos0 = self.last_position
+        pos = self.last_position
         ts_ns = time.time_ns()
         ts = ts_ns / 1e9
         for w in batch:
@@ -226,6 +229,7 @@ class CommitPipeline:
                                 streams_col, types_col, w.datas)
             except Exception as exc:  # this tx only: ConcurrencyError, a reducer's error, ...
                 w.error = exc
+                self.stats.failed += 1
                 continue
             tx_id += 1
             pos += len(w.streams)
@@ -235,11 +239,9 @@ class CommitPipeline:
             changes.append(plan.changes)
             records.append((tx_id, rec))
             written.append(w)
-        stats = self.stats
-        if len(written) != len(batch):
-            stats.failed += len(batch) - len(written)
         if not records:
             return
+        stats = self.stats
         try:
             self._log.append(records)  # one LMDB commit: durable unless sync="none"
         except BaseException as exc:
@@ -259,14 +261,12 @@ class CommitPipeline:
                 entries.update(c)
             self.last_tx = tx_id
             self.last_position = pos
-        self.signal.publish(CommitPoint(epoch, tx_id, pos))
+        self.signal.publish(_new_point(CommitPoint, (epoch, tx_id, pos)))
+        # commits and events are derived from the position at scrape time (CommitStats)
         seconds = _perf_counter() - t0
-        n = len(records)
-        stats.commits += n
-        stats.events += pos - pos0
-        stats.batches += 1
         stats.latency_sum += seconds
         stats.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        n = len(records)
         stats.group_counts[bisect_left(GROUP_BUCKETS, n) if n > 1 else 0] += 1
 
     def _after_failed_append(self, last: int, written: list[Intent],

@@ -128,6 +128,7 @@ class Database:
             keep=options.keep_snapshots, last_snapshot_tx=loaded.snapshot_tx,
             signal=self.commit_signal, every=options.snapshot_every, name=self.path)
         self._reader = reader
+        self._commit = self._pipeline.commit  # bound once: every append calls it
         # Background services attached after open (the log backup, ...), by name; each
         # has close(). Written by attach() before the handle is handed out, then only
         # read; close() closes them before the log.
@@ -159,7 +160,7 @@ class Database:
         """Append one event in its own transaction; returns its tx_id."""
         stream, type, data = check_event(stream, type, data)
         expects = [] if expected_version is None else [(0, check_expected(expected_version))]
-        return self._pipeline.commit(Intent([stream], [type], [data], expects, len(data)))
+        return self._commit(Intent([stream], [type], [data], expects, len(data)))
 
     # --------------------------------------------------------------- reading
     def get(self, stream: str) -> bytes | None:
@@ -222,11 +223,13 @@ class Database:
             log_bytes = os.path.getsize(layout.log_data_file(layout.log_dir(self.path)))
         except OSError:
             log_bytes = 0
+        last_tx, last_pos = self._pipeline.last_tx, self._pipeline.last_position
+        group_counts = list(c.group_counts)
         return {
-            "commits": c.commits, "events": c.events, "batches": c.batches,
-            "failed": c.failed, "latency_sum": c.latency_sum,
+            "commits": last_tx - c.first_tx, "events": last_pos - c.first_position,
+            "batches": sum(group_counts), "failed": c.failed, "latency_sum": c.latency_sum,
             "latency_buckets": LATENCY_BUCKETS, "latency_counts": list(c.latency_counts),
-            "group_buckets": GROUP_BUCKETS, "group_counts": list(c.group_counts),
+            "group_buckets": GROUP_BUCKETS, "group_counts": group_counts,
             "snapshots": sn.taken, "snapshot_failures": sn.failures,
             "snapshot_seconds": sn.seconds_total, "snapshot_last_bytes": sn.last_bytes,
             # an upper bound until the first snapshot folds the open-time index
