@@ -68,6 +68,7 @@ from .restore import (
     Progress,
     build_log,
     check_destination,
+    check_point,
     cut_at_time,
     open_and_check,
     publish,
@@ -884,10 +885,7 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
     (the report says so). The result opens a new epoch. The target is only read."""
     t0 = time.monotonic()
     path = os.path.abspath(path)
-    if to_tx is not None and to_time is not None:
-        raise InvalidEventError("give --to-tx or --to-time, not both")
-    if to_tx is not None and (type(to_tx) is not int or to_tx < 1):
-        raise InvalidEventError(f"--to-tx must be a tx id >= 1, got {to_tx!r}")
+    check_point(to_tx, to_time)
     check_destination(path)
     _check_sizes(MIN_PART_SIZE, concurrency)
     policy, stats = RetryPolicy.of(retries, backoff_max, timeout), RetryStats("restore")

@@ -71,6 +71,14 @@ class RestoreReport:
                 "to_time": self.to_time, "notes": self.notes}
 
 
+def check_point(to_tx: int | None, to_time: float | None) -> None:
+    """Refuse a malformed point in time (both given, or a tx id below 1)."""
+    if to_tx is not None and to_time is not None:
+        raise InvalidEventError("give --to-tx or --to-time, not both")
+    if to_tx is not None and (type(to_tx) is not int or to_tx < 1):
+        raise InvalidEventError(f"--to-tx must be a tx id >= 1, got {to_tx!r}")
+
+
 def _check_destination(path: str) -> None:
     if os.path.lexists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise EngineError(f"{path} exists and is not an empty directory; restore builds a new "
@@ -162,10 +170,7 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
     """
     t0 = time.monotonic()
     path = os.path.abspath(path)
-    if to_tx is not None and to_time is not None:
-        raise InvalidEventError("give --to-tx or --to-time, not both")
-    if to_tx is not None and (type(to_tx) is not int or to_tx < 1):
-        raise InvalidEventError(f"--to-tx must be a tx id >= 1, got {to_tx!r}")
+    check_point(to_tx, to_time)
     _check_destination(path)
     target = url if isinstance(url, Target) else open_target(url)
     db = choose_database(target, db_id)
