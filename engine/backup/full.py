@@ -482,6 +482,8 @@ def _backup_of(db: Database, url: str | TargetOptions | Target, policy: RetryPol
         log.info("resuming full backup %s of %s", backup_id, db_id)
     else:
         backup_id, started = new_backup_id(), time.time()
+        if progress:
+            progress(0, 0, "snapshot")  # the phase a large state spends most time in
         path = db.snapshot().path
     # The descriptor keeps the file readable even if the snapshotter prunes it meanwhile.
     try:

@@ -38,7 +38,7 @@ def progress_bar(as_json: bool, what: str) -> Iterator[Callable[[int, int, str],
         task = progress.add_task(what, total=None)
 
         def step(done: int, total: int, description: str) -> None:
-            progress.update(task, completed=done, total=total, description=description)
+            progress.update(task, completed=done, total=total or None, description=description)
 
         yield step
 
