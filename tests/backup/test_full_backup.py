@@ -507,3 +507,33 @@ def test_the_snapshot_pruned_during_the_upload_is_still_backed_up_whole(tmp_path
     assert verify_backup(url, "latest").ok
     restore_full(url, str(tmp_path / "r"))
     assert opened(str(tmp_path / "r")) == at_backup
+
+
+def test_a_torn_manifest_of_ours_is_replaced_and_the_backup_restores(tmp_path, url, caplog):
+    """The manifest's first put lands half (a torn write) and fails: the retry finds the
+    torn object, replaces it by compare-and-swap, and the backup is complete and exact."""
+    path = str(tmp_path / "db")
+    with engine.open(path) as db:
+        fill(db, 300)
+        expected = state_of(db)
+    faulty = FaultyTarget(open_target(url), fail_keys=["manifest.json"],
+                          fail_after_partial_write=True, ops={"put"})
+    calls = {"n": 0}
+    real_put = faulty.put
+
+    def put_once_torn(key, data, **kw):  # type: ignore[no-untyped-def]
+        if key.endswith("manifest.json"):
+            calls["n"] += 1
+            if calls["n"] > 1:  # only the first manifest put is torn
+                return faulty.inner.put(key, data, **kw)
+        return real_put(key, data, **kw)
+
+    faulty.put = put_once_torn  # type: ignore[method-assign]
+    caplog.set_level("WARNING", logger="engine.backup")
+    info = backup_full(path, faulty, part_size=PART, **FAST)
+    assert calls["n"] >= 2 and "replacing a torn" in caplog.text
+    m = manifest_of(open_target(url), info.db_id, info.id)
+    assert m["backup_id"] == info.id and m["db_id"] == info.db_id
+    assert verify_backup(url, info.id).ok
+    restore_full(url, str(tmp_path / "r"))
+    assert opened(str(tmp_path / "r")) == expected
