@@ -56,6 +56,7 @@ from ..errors import (
     EngineError,
     InvalidEventError,
     OptionsError,
+    PermanentBackupError,
     StorageError,
     TransientBackupError,
 )
@@ -378,6 +379,23 @@ def _put_create_once(target: Target, key: str, data: bytes, policy: RetryPolicy,
     call(policy, stats, key, once)
 
 
+def _check_still_whole(target: Target, mkey: str, prefix: str, entry: FileEntry,
+                       policy: RetryPolicy, stats: RetryStats) -> None:
+    """After publishing: every part the manifest names is still in the target (a prune
+    running beside this backup could have removed them). If not, the manifest is
+    withdrawn (a backup is never left complete with files missing) and this fails.
+    Both calls are retried like every other."""
+    listing = call(policy, stats, prefix, lambda: target.list(prefix))
+    present = {i.key: i.size for i in listing}
+    missing = [p.key for p in entry.parts if present.get(prefix + p.key) != p.size]
+    if missing:
+        call(policy, stats, mkey, lambda: target.delete(mkey))
+        raise PermanentBackupError(
+            f"{len(missing)} part(s) of this backup vanished from {target.url} while it "
+            f"ran (first: {missing[0]}; a prune running beside it?): the manifest was "
+            "withdrawn, the backup is incomplete. Run it again.", key=mkey)
+
+
 def _is_json(data: bytes) -> bool:
     try:
         return isinstance(json.loads(data), dict)
@@ -415,6 +433,12 @@ def _resumable(target: Target, db_id: str, snap_dir: str) -> tuple[str, dict[str
     for e in sorted(entries, key=lambda e: e.started, reverse=True):
         if e.complete or e.started <= newest_complete:
             break
+        if target.head(keys.manifest_key(db_id, e.id)) is not None:
+            # a manifest that does not read (damaged, another version): never resumed
+            # into (its create would conflict forever); a fresh backup is taken instead
+            log.warning("full backup %s has an unreadable manifest (%s); not resuming it",
+                        e.id, e.problem)
+            continue
         try:
             intent = json.loads(target.get(keys.intent_key(db_id, e.id)))
             f = intent["files"][0]
@@ -514,6 +538,7 @@ def _backup_of(db: Database, url: str | TargetOptions | Target, policy: RetryPol
                         part_size)
     mkey = keys.manifest_key(db_id, backup_id)
     _put_create_once(target, mkey, manifest.encode(), policy, stats, _is_json)
+    _check_still_whole(target, mkey, prefix, entry, policy, stats)
     if progress:
         progress(size, size, "manifest written")
     log.info("full backup %s of %s at epoch %d tx %d: %d bytes, %d retries", backup_id,
@@ -802,11 +827,17 @@ class PruneReport:
                 "objects": self.objects, "bytes": self.bytes, "dry_run": self.dry_run}
 
 
+PRUNE_MIN_AGE_SECONDS = 6 * 3600.0
+
+
 def prune_backups(url: str | TargetOptions | Target, keep: int, *, db_id: str | None = None,
-                  dry_run: bool = False) -> PruneReport:
+                  dry_run: bool = False,
+                  min_age_seconds: float = PRUNE_MIN_AGE_SECONDS) -> PruneReport:
     """Delete all but the ``keep`` newest complete backups (``keep >= 1``: never the
     newest complete one) and the incomplete ones older than the newest complete one
-    (newer incomplete ones may be running, or resumable). The manifest goes first, so
+    whose newest object is older than ``min_age_seconds`` (an incomplete backup may
+    still be running beside a later one that finished, or be resumable: it is left
+    alone until it has been quiet that long). The manifest goes first, so
     a backup half deleted is incomplete, never a complete one missing files. Backups
     share no file, and log-backup segments are never deleted (every kept backup's
     point-in-time restore keeps what it needs)."""
@@ -819,8 +850,15 @@ def prune_backups(url: str | TargetOptions | Target, keep: int, *, db_id: str | 
     complete = [e for e in entries if e.complete]
     kept_complete = complete[-keep:]
     newest = max((e.started for e in complete), default=None)
+    now = time.time()
+
+    def quiet(e: BackupEntry) -> bool:
+        stamps = [i.last_modified.timestamp() for i in target.list(keys.backup_prefix(db, e.id))
+                  if i.last_modified is not None]
+        return now - max(stamps, default=e.started) >= min_age_seconds
+
     doomed = [e for e in entries if e not in kept_complete
-              and (e.complete or (newest is not None and e.started < newest))]
+              and (e.complete or (newest is not None and e.started < newest and quiet(e)))]
     objects = size = 0
     for e in doomed:
         prefix = keys.backup_prefix(db, e.id)
@@ -895,7 +933,10 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
     target = RetryingTarget(raw, policy, stats)
     db = _choose_db(target, db_id)
     entries = list_backups(target, db_id=db)
-    complete = [e for e in entries if e.complete]
+    lineage = _newest_lineage(target, db, entries)
+    # Only backups on the newest timeline are candidates: one taken on an epoch that a
+    # later restore forked away from holds state that timeline never had.
+    complete = [e for e in entries if e.complete and _on_lineage(e, lineage)]
 
     def fits(e: BackupEntry) -> bool:
         if to_tx is not None:
@@ -1033,6 +1074,29 @@ def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, p
         backup_tx=m.tx_id, last_tx=stop, new_epoch=new_epoch, bytes=m.total_bytes,
         files=len(m.files), segments=segments, seconds=0.0, retry_attempts=0,
         to_tx=to_tx, to_time=to_time, last_time=last_time, download_seconds=download_seconds)
+
+
+def _newest_lineage(target: Target, db: str,
+                    entries: list[BackupEntry]) -> list[EpochRecord] | None:
+    """The epoch history of the newest timeline the target knows of this database: the
+    log backup's newest claim, or the newest complete backup's, whichever is newer."""
+    histories: list[list[EpochRecord]] = []
+    with contextlib.suppress(BackupNotFoundError, BackupChainError):  # no log backup
+        histories.append(list(plan_chain(target, db).history))
+    histories += [list(e.manifest.history) for e in entries if e.complete and e.manifest]
+    histories = [h for h in histories if h]
+    if not histories:
+        return None
+    return sorted(max(histories, key=lambda h: max(r.epoch for r in h)),
+                  key=lambda r: r.first_tx)
+
+
+def _on_lineage(e: BackupEntry, lineage: list[EpochRecord] | None) -> bool:
+    """Whether the backup's ``(epoch, tx)`` lies on ``lineage`` (True when unknown)."""
+    if lineage is None or e.epoch is None or e.tx_id is None:
+        return True
+    on = [h for h in lineage if h.first_tx <= e.tx_id]
+    return bool(on) and on[-1].epoch == e.epoch
 
 
 def _tail(target: Target, db: str, m: Manifest, stage: str, to_tx: int | None,

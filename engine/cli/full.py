@@ -147,15 +147,20 @@ def verify_command(url: str, backup_id: str, db_id: str | None, retries: int | N
 @click.argument("url")
 @click.option("--keep", type=int, required=True, help="Complete backups to keep (>= 1).")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--min-age", "min_age", type=click.FloatRange(min=0), default=6 * 3600.0,
+              show_default=True,
+              help="Seconds an incomplete backup must have been quiet before it is pruned "
+                   "(it may still be running).")
 @db_id_option
 @json_option
-def prune_command(url: str, keep: int, dry_run: bool, db_id: str | None,
+def prune_command(url: str, keep: int, dry_run: bool, min_age: float, db_id: str | None,
                   as_json: bool) -> None:
     """Delete all but the newest KEEP complete backups (and older incomplete ones)."""
     try:
         from ..backup.full import prune_backups
 
-        r = prune_backups(url, keep, db_id=db_id, dry_run=dry_run).to_json()
+        r = prune_backups(url, keep, db_id=db_id, dry_run=dry_run,
+                          min_age_seconds=min_age).to_json()
     except EngineError as exc:
         fail(as_json, exc)
     verb = "would delete" if dry_run else "deleted"
