@@ -56,9 +56,6 @@ def restore_command(source: str, directory: str, to_tx: int | None, to_time: str
                     fault_seed: int, as_json: bool) -> None:
     """Restore a database from a full backup or a log backup into a new directory
     (it opens a new epoch)."""
-    from ..backup.full import restore_full  # obstore only when a command needs it
-    from ..backup.restore import restore
-
     try:
         when = parse_time(to_time) if to_time is not None else None
         if backup_id is None and (fallback or fault_rate is not None or retries is not None
@@ -73,12 +70,16 @@ def restore_command(source: str, directory: str, to_tx: int | None, to_time: str
                 progress.update(task, completed=done, total=total, description=what)
 
             if backup_id is not None:
+                from ..backup.full import restore_full  # imported only when used
+
                 full = restore_full(source, directory, backup=backup_id, to_tx=to_tx,
                                     to_time=when, db_id=db_id, fallback=fallback,
                                     retries=retries, backoff_max=backoff_max, progress=step,
                                     fault_rate=fault_rate, fault_seed=fault_seed)
                 emit(as_json, full.to_json(), lambda: render_full(full))
                 return
+            from ..backup.restore import restore  # obstore only when a command needs it
+
             report = restore(source, directory, to_tx=to_tx, to_time=when, db_id=db_id,
                              progress=step)
     except EngineError as exc:
