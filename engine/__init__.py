@@ -31,6 +31,7 @@ from .errors import (
     OptionsError,
     PermanentBackupError,
     RecoveryRequired,
+    ReducerError,
     StorageError,
     TransientBackupError,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "PermanentBackupError",
     "Position",
     "RecoveryRequired",
+    "ReducerError",
     "SnapshotInfo",
     "StorageError",
     "Transaction",

@@ -25,7 +25,13 @@ from typing import Any, Protocol
 
 from . import layout
 from .commit import GROUP_BUCKETS, LATENCY_BUCKETS, CommitPipeline, Intent
-from .errors import DatabaseClosedError, EngineError, OptionsError, StorageError
+from .errors import (
+    DatabaseClosedError,
+    EngineError,
+    InvalidEventError,
+    OptionsError,
+    StorageError,
+)
 from .history import History
 from .loader import load
 from .lock import DirLock
@@ -164,14 +170,20 @@ class Database:
 
     # --------------------------------------------------------------- reading
     def get(self, stream: str) -> bytes | None:
-        """The current state value of ``stream`` (None if unknown or deleted)."""
+        """The current state value of ``stream`` (None if unknown or deleted);
+        :class:`InvalidEventError` if ``stream`` is not a str."""
         self._check_open()
+        if type(stream) is not str:
+            raise _not_a_name(stream)
         e = self._pipeline.state.lookup(stream)
         return None if e is None else e[1]
 
     def version(self, stream: str) -> int:
-        """The stream's version: its number of events, 0 for an unknown stream."""
+        """The stream's version: its number of events, 0 for an unknown stream;
+        :class:`InvalidEventError` if ``stream`` is not a str."""
         self._check_open()
+        if type(stream) is not str:
+            raise _not_a_name(stream)
         e = self._pipeline.state.lookup(stream)
         return 0 if e is None else e[0]
 
@@ -324,6 +336,11 @@ class Database:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"epoch {self._epoch}, tx {self._pipeline.last_tx}"
         return f"<engine.Database {self.path} ({state})>"
+
+
+def _not_a_name(stream: object) -> InvalidEventError:
+    return InvalidEventError(f"a stream name is a str, got {type(stream).__name__} "
+                             f"({stream!r:.40})")
 
 
 def _directory(path: str | os.PathLike[str], create: bool) -> str:

@@ -45,6 +45,11 @@ class InvalidEventError(EngineError, ValueError):
     """Bad input to append/transaction: nothing was written."""
 
 
+class ReducerError(EngineError, TypeError):
+    """The reducer returned something other than ``bytes`` or None (or re-entered the
+    database): that transaction was not written. Fix the reducer."""
+
+
 class ConcurrencyError(EngineError):
     """``expected_version`` did not match the stream's version: nothing was written."""
 
@@ -207,6 +212,7 @@ __all__ = [
     "OptionsError",
     "PermanentBackupError",
     "RecoveryRequired",
+    "ReducerError",
     "StorageError",
     "TransientBackupError",
 ]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from .errors import CorruptLogError, DatabaseClosedError, HistoryLostError, InvalidEventError
+from .formats import U64_MAX
 from .log import LogStore
 from .logreader import LogReader
 from .model import EpochRecord, Event, Transaction
@@ -68,9 +69,10 @@ class History:
 
     def read_log(self, from_tx: int = 1, to_tx: int | None = None) -> Iterator[Transaction]:
         """Committed transactions ``from_tx..to_tx`` (inclusive) in order."""
-        bad_to = to_tx is not None and type(to_tx) is not int
-        if type(from_tx) is not int or from_tx < 1 or bad_to:
-            raise InvalidEventError("from_tx must be an int >= 1 and to_tx an int or None")
+        bad_to = to_tx is not None and (type(to_tx) is not int or not 0 <= to_tx <= U64_MAX)
+        if type(from_tx) is not int or not 1 <= from_tx <= U64_MAX or bad_to:
+            raise InvalidEventError("from_tx must be an int in 1..2**64-1 and to_tx an int in "
+                                    f"0..2**64-1 or None; got {from_tx!r}, {to_tx!r}")
         if from_tx <= self._reader.base_tx:
             raise self.lost(f"read_log({from_tx}) asks for history before tx "
                             f"{self._reader.base_tx + 1}")

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from itertools import chain, count, repeat
 
-from .errors import ConcurrencyError
+from .errors import ConcurrencyError, ReducerError
 from .model import Event, Reducer
 from .native import StateIndex, TxColumns
 
@@ -162,7 +162,7 @@ class State:
             ev = Event(s, v, t, d, first_position + i, tx_id, epoch, ts)
             new = reducer(value, ev)
             if new is not None and type(new) is not bytes:
-                raise TypeError(f"reducer returned {type(new).__name__} for stream {s!r}; "
+                raise ReducerError(f"reducer returned {type(new).__name__} for stream {s!r}; "
                                 "it must return bytes or None")
             out[s] = (v, new, tx_id)
         return out

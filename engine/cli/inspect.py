@@ -16,7 +16,8 @@ from .app import directory_argument, emit, fail, json_option, main, out, require
 
 @main.command()
 @directory_argument
-@click.option("--tx", "tx_id", type=int, help="Show this transaction's events.")
+@click.option("--tx", "tx_id", type=click.IntRange(1, (1 << 63) - 1),
+              help="Show this transaction's events.")
 @click.option("--stream", help="Show this stream's state and events.")
 @json_option
 def inspect(directory: str, tx_id: int | None, stream: str | None, as_json: bool) -> None:
