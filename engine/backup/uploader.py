@@ -187,7 +187,6 @@ class _Stats:
     errors: int = 0  # failed shipping rounds (each is retried)
     flush_sum: float = 0.0
     flush_counts: list[int] = field(default_factory=lambda: [0] * (len(FLUSH_BUCKETS) + 1))
-    ship_seconds: list[float] = field(default_factory=list)
 
 
 class LogBackup:
@@ -666,7 +665,6 @@ class LogBackup:
                     return
                 start, position = self._checkpoint + 1, self._checkpoint_position
                 until = committed if self._cap is None else min(committed, self._cap)
-            t0 = time.monotonic()
             header, payload = self._next_segment(start, until, position)
             key = keys.segment_key(self._port.db_id, header.epoch, header.first_tx,
                                    header.last_tx)
@@ -679,8 +677,6 @@ class LogBackup:
                 self._checkpoint_position = header.last_position
                 self._stats.segments += 1
                 self._stats.bytes += len(payload)
-                self._stats.ship_seconds.append(time.monotonic() - t0)
-                del self._stats.ship_seconds[:-256]
                 self._cv.notify_all()
 
     def _next_segment(self, start: int, until: int, position: int
