@@ -12,7 +12,7 @@ from .. import formats, layout
 from ..errors import BackupError, EngineError
 from ..log import LogStore
 from ..native import peek_tx_header
-from . import keys
+from .chain import best_run, checkpoint_of, claimed_epochs, segments_of
 from .targets import TargetOptions, open_target
 
 
@@ -52,22 +52,21 @@ def closed_status(path: str, target: str | TargetOptions | None = None) -> dict[
         "last_tx": info.last_tx, "local_checkpoint_tx": meta.get("checkpoint_tx")
         if meta.get("epoch") == info.epoch else None, "state": "closed"}
     try:
-        segs = [keys.parse_segment_key(o.key, info.db_id, info.epoch)
-                for o in tgt.list(keys.log_prefix(info.db_id, info.epoch))]
-        claims = [keys.parse_claim_key(o.key, info.db_id)
-                  for o in tgt.list(keys.epochs_prefix(info.db_id))]
+        segs, _bases = segments_of(tgt, info.db_id, info.epoch)
+        ck = checkpoint_of(tgt, info.db_id, info.epoch)
+        claims = claimed_epochs(tgt, info.db_id)
     except BackupError as exc:
         out.update(ok=False, state="unreachable", last_error=str(exc))
         return out
-    ranges = sorted(r for r in segs if r is not None)
     mine = [h.first_tx for h in info.history if h.epoch == info.epoch]
-    ckpt = (mine[-1] if mine else info.base_tx + 1) - 1
-    for first, last in ranges:
-        if first == ckpt + 1:
-            ckpt = last
-    newer = [e for e in claims if e is not None and e > info.epoch]
+    origin = (mine[-1] if mine else info.base_tx + 1) - 1
+    goal = ck.get("segment") if ck else None
+    # the same run the uploader and restore follow (orphans of a fenced writer passed over)
+    run = best_run(segs, origin + 1, goal=goal if isinstance(goal, str) else None)
+    ckpt = run[-1][1] if run else origin
+    newer = [e for e in claims if e > info.epoch]
     out["checkpoint_tx"] = ckpt
-    out["segments"] = len(ranges)
+    out["segments"] = len(segs)
     out["lag_txs"] = max(0, info.last_tx - ckpt)
     out["lag_seconds"] = 0.0
     if out["lag_txs"]:
