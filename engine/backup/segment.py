@@ -61,7 +61,7 @@ def parse_segment_name(name: str) -> tuple[int, int] | None:
 
 
 def encode_segment(db_id: str, records: Sequence[tuple[int, bytes]], *,
-                   level: int = 3) -> tuple[SegmentHeader, bytes]:
+                   level: int = 1) -> tuple[SegmentHeader, bytes]:
     """One segment holding ``records`` (``(tx_id, record)``, contiguous, one epoch),
     checked record by record (``native.frame_records``: raises ``CorruptLogError``)."""
     if not records:
