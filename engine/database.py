@@ -345,10 +345,25 @@ def _not_a_name(stream: object) -> InvalidEventError:
 
 def _directory(path: str | os.PathLike[str], create: bool) -> str:
     """The absolute database directory, created if allowed and missing."""
-    path = os.path.abspath(os.fspath(path))
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise OptionsError(f"the database path is a str or os.PathLike, not "
+                           f"{type(path).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if "\0" in path:
+        raise OptionsError(f"the database path {path!r} contains a NUL byte; give a "
+                           "directory path without one")
+    if not path:
+        raise OptionsError("the database path is empty; give a directory path")
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OptionsError(f"{path} exists and is not a directory; give a directory path")
+    if not create and not (os.path.isdir(path) and layout.holds_database(path)):
+        # Checked before the lock is taken: a refused open leaves no LOCK behind.
+        raise EngineError(f"no database at {path} (create=False)")
     if not os.path.isdir(path):
-        if not create:
-            raise EngineError(f"no database at {path} (create=False)")
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as exc:

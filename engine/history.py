@@ -92,9 +92,13 @@ class History:
         Follows the stream's chain through the log (newest tx back via each event's
         prev_tx), so it reads only the transactions that hold the stream.
         """
-        if type(from_version) is not int or from_version < 1:
-            raise InvalidEventError(f"from_version must be an int >= 1, got {from_version!r}")
-        e = self._committed.state.lookup(stream) if isinstance(stream, str) else None
+        if type(from_version) is not int or not 1 <= from_version <= U64_MAX:
+            raise InvalidEventError(f"from_version must be an int in 1..2**64-1, got "
+                                    f"{from_version!r}")
+        if not isinstance(stream, str):
+            raise InvalidEventError(f"a stream name is a str, got {type(stream).__name__} "
+                                    f"({stream!r:.40})")
+        e = self._committed.state.lookup(stream)
         if e is None or from_version > e[0]:
             return iter(())
         chunks: list[list[Event]] = []

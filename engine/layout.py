@@ -78,6 +78,14 @@ def aside_dir(path: str) -> str:
     return os.path.join(path, ASIDE_SUBDIR)
 
 
+def holds_database(path: str) -> bool:
+    """Whether ``path`` holds an engine database (or what is left of one): a log,
+    a log being built, or a snapshots directory. Tools that only read a database
+    check this first so they never create files in a directory that holds none."""
+    return (os.path.exists(log_data_file(log_dir(path)))
+            or os.path.isdir(log_staging_dir(path)) or os.path.isdir(snapshot_dir(path)))
+
+
 def admin_socket(path: str) -> str:
     """``DIR/admin.sock``: the admin endpoint's Unix socket."""
     return os.path.join(path, ADMIN_SOCKET)

@@ -120,8 +120,10 @@ class LogStore:
             # leave a window where a meta page could reach the disk before the pages
             # it points to.) "none" leaves flushing to the OS.
             durable = sync in ("commit", "group")
+            # As bytes: py-lmdb encodes a str path as strict UTF-8, which fails for a
+            # directory whose name holds undecodable bytes (they arrive as surrogates).
             self._env = fs().wrap_env(lmdb.open(
-                path, map_size=size, max_dbs=0, subdir=True, readonly=readonly,
+                os.fsencode(path), map_size=size, max_dbs=0, subdir=True, readonly=readonly,
                 sync=durable, metasync=durable, readahead=False,
                 max_readers=256, lock=not readonly,
             ))  # fmt: skip

@@ -71,9 +71,10 @@ def check_event(stream: Any, etype: Any, data: Any) -> Event3:
 
 
 def check_expected(expected: object) -> int:
-    """An ``expected_version`` argument, checked (an int >= 0)."""
-    if type(expected) is not int or expected < 0:
-        raise InvalidEventError(f"expected_version must be an int >= 0, got {expected!r}")
+    """An ``expected_version`` argument, checked (an int in 0..2**64-1: versions are u64)."""
+    if type(expected) is not int or not 0 <= expected <= formats.U64_MAX:
+        raise InvalidEventError(f"expected_version must be an int in 0..2**64-1, got "
+                                f"{expected!r}")
     return expected
 
 

@@ -12,7 +12,9 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
+from .. import layout
 from ..errors import EngineError
 from ..lock import DirLock
 
@@ -23,7 +25,35 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 directory_argument = click.argument("directory", type=click.Path(file_okay=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class EngineGroup(click.Group):
+    """click's group, with usage errors reported on one line like every other refusal
+    (``error: <what was wrong> (see <command> --help)``, exit 2)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            err.print(f"[bold red]error:[/] {lit(exc.format_message())}{lit(where)}",
+                      highlight=False)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            err.print(f"[bold red]error:[/] {lit(exc.format_message())}", highlight=False)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            err.print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=EngineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="engine")
 def main() -> None:
     """Operate an engine database directory (status, verify, snapshot, inspect, recover)."""
@@ -37,13 +67,25 @@ def emit(as_json: bool, payload: dict[str, Any], render: Callable[[], None]) -> 
         render()
 
 
+def printable(value: object) -> str:
+    """``value`` as text any terminal can show: characters that cannot be encoded
+    (a path's undecodable bytes arrive as lone surrogates) become backslash escapes."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def lit(value: object) -> str:
+    """``value`` shown literally inside rich markup: stored names and data, paths and
+    messages are the user's bytes, never markup (``[red]`` in an event stays ``[red]``)."""
+    return escape(printable(value))
+
+
 def fail(as_json: bool, exc: BaseException, code: int = 1) -> NoReturn:
-    """Report ``exc`` (its type and message) and exit with ``code``."""
+    """Report ``exc`` on one line (``error: <message>``) and exit with ``code``;
+    with --json one object that also names the error's type."""
     if as_json:
         click.echo(json.dumps({"ok": False, "error": type(exc).__name__, "message": str(exc)}))
     else:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}", highlight=False)
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(f"[bold red]error:[/] {lit(exc)}", highlight=False)
     sys.exit(code)
 
 
@@ -52,6 +94,17 @@ def require_dir(path: str, as_json: bool) -> str:
     path = os.path.abspath(path)
     if not os.path.isdir(path):
         fail(as_json, EngineError(f"{path} is not a directory; give the database directory"))
+    return path
+
+
+def require_database(path: str, as_json: bool) -> str:
+    """The absolute directory if it holds a database, or fail without touching it:
+    commands that read a database never create ``LOCK`` (or anything) elsewhere."""
+    path = require_dir(path, as_json)
+    if not layout.holds_database(path):
+        fail(as_json, EngineError(
+            f"{path} holds no engine database (no log/ and no snapshots/); give the "
+            "directory a database was opened in"))
     return path
 
 

@@ -8,7 +8,18 @@ from typing import Any
 import click
 
 from ..errors import DatabaseLockedError, EngineError
-from .app import directory_argument, emit, fail, json_option, locked, main, out, require_dir
+from .app import (
+    directory_argument,
+    emit,
+    fail,
+    json_option,
+    lit,
+    locked,
+    main,
+    out,
+    printable,
+    require_database,
+)
 from .client import live_or_fail, request
 
 target_option = click.option(
@@ -30,7 +41,7 @@ def status(directory: str, target_url: str | None, as_json: bool) -> None:
     """Checkpoint, lag (RPO) and state of the log backup of a closed database."""
     from ..backup.status import closed_status  # obstore only when a command needs it
 
-    path = require_dir(directory, as_json)
+    path = require_database(directory, as_json)
     try:
         try:
             with locked(path):
@@ -49,14 +60,14 @@ def status(directory: str, target_url: str | None, as_json: bool) -> None:
 
 def render_status(r: dict[str, Any]) -> None:
     colour = "green" if r["ok"] else "red"
-    out.print(f"[bold]{r['path']}[/] -> {r['target']}  [{colour}]{r['state']}[/]",
+    out.print(f"[bold]{lit(r['path'])}[/] -> {lit(r['target'])}  [{colour}]{lit(r['state'])}[/]",
               highlight=False)
     segs = r.get("segments", r.get("segments_shipped", "?"))
-    out.print(f"  epoch {r['epoch']}: last tx {r['last_tx']}, shipped through tx "
-              f"{r.get('checkpoint_tx', '?')} ({segs} segments)")
-    out.print(f"  lag: {r.get('lag_txs', '?')} txs, {r.get('lag_seconds', '?')} s")
+    out.print(f"  epoch {lit(r['epoch'])}: last tx {lit(r['last_tx'])}, shipped through tx "
+              f"{lit(r.get('checkpoint_tx', '?'))} ({lit(segs)} segments)")
+    out.print(f"  lag: {lit(r.get('lag_txs', '?'))} txs, {lit(r.get('lag_seconds', '?'))} s")
     if r.get("last_error"):
-        out.print(f"  {r['last_error']}", markup=False, highlight=False)
+        out.print(f"  {printable(r['last_error'])}", markup=False, highlight=False)
 
 
 @backup.command("flush")
@@ -71,7 +82,7 @@ def flush(directory: str, target_url: str | None, timeout: float, as_json: bool)
     from ..backup.status import recorded_target
     from ..backup.uploader import BackupOptions
 
-    path = require_dir(directory, as_json)
+    path = require_database(directory, as_json)
     try:
         try:
             with locked(path):
@@ -91,5 +102,5 @@ def flush(directory: str, target_url: str | None, timeout: float, as_json: bool)
     except EngineError as exc:
         fail(as_json, exc)
     emit(as_json, payload, lambda: out.print(
-        f"flushed epoch {payload['epoch']} through tx {payload['flushed_through_tx']} "
-        f"in {payload['seconds'] * 1000:.1f} ms ({payload['pending_txs']} pending)"))
+        f"flushed epoch {lit(payload['epoch'])} through tx {lit(payload['flushed_through_tx'])} "
+        f"in {payload['seconds'] * 1000:.1f} ms ({lit(payload['pending_txs'])} pending)"))

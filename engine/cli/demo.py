@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import EngineError
 from ..ops.demo import run_demo
-from .app import directory_argument, emit, fail, json_option, main, out
+from .app import directory_argument, emit, fail, json_option, lit, main, out
 
 
 @main.command()
@@ -30,15 +30,16 @@ def demo(directory: str, events: int, force: bool, as_json: bool) -> None:
 
 
 def render(p: dict[str, Any]) -> None:
-    out.print(f"[bold]engine demo[/] in {p['path']}")
-    out.print(f"  wrote {p['events_written']} events in {p['transactions_written']} "
+    out.print(f"[bold]engine demo[/] in {lit(p['path'])}")
+    out.print(f"  wrote {lit(p['events_written'])} events in {lit(p['transactions_written'])} "
               f"transactions ({p['write_seconds']:.2f} s, sync=group)")
-    out.print(f"  snapshot at tx {p['snapshot_tx']}: {p['snapshot']}")
+    out.print(f"  snapshot at tx {lit(p['snapshot_tx'])}: {lit(p['snapshot'])}")
     pos = p["position"]
     out.print(f"  reopened in {p['reopen_seconds'] * 1000:.1f} ms (snapshot + 1 tail tx "
-              f"replayed); position epoch {pos['epoch']}, tx {pos['tx_id']}")
+              f"replayed); position epoch {lit(pos['epoch'])}, tx {lit(pos['tx_id'])}")
     t = Table("stream", "version", "value")
     for s, v in p["sample_state"].items():
-        t.add_row(s, str(p["sample_versions"][s]), repr(v))
+        t.add_row(lit(s), str(p["sample_versions"][s]), lit(repr(v)))
     out.print(t)
-    out.print(f"  {p['streams']} streams in the state. Try: engine-admin status {p['path']}")
+    out.print(f"  {lit(p['streams'])} streams in the state. Try: engine-admin status "
+              f"{lit(p['path'])}")

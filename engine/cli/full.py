@@ -11,7 +11,17 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from ..errors import DatabaseLockedError, EngineError
-from .app import directory_argument, emit, err, fail, json_option, out, require_dir
+from .app import (
+    directory_argument,
+    emit,
+    err,
+    fail,
+    json_option,
+    lit,
+    out,
+    printable,
+    require_database,
+)
 from .backup import backup
 from .client import live_or_fail, request
 
@@ -54,7 +64,7 @@ def progress_bar(as_json: bool, what: str) -> Iterator[Callable[[int, int, str],
 def full(directory: str, to_url: str, retries: int | None, backoff_max: float | None,
          fault_rate: float | None, fault_seed: int, as_json: bool) -> None:
     """A consistent full backup of a database (closed, or live through its admin socket)."""
-    path = require_dir(directory, as_json)
+    path = require_database(directory, as_json)
     kwargs: dict[str, Any] = {"retries": retries, "backoff_max": backoff_max,
                               "fault_rate": fault_rate, "fault_seed": fault_seed}
     try:
@@ -71,10 +81,10 @@ def full(directory: str, to_url: str, retries: int | None, backoff_max: float | 
     except EngineError as exc:
         fail(as_json, exc)
     emit(as_json, payload, lambda: out.print(
-        f"[green]full backup[/] {payload['id']} of {payload['db_id']}: epoch "
-        f"{payload['epoch']} tx {payload['tx_id']}, {payload['bytes']} bytes in "
-        f"{payload['files']} file(s), {payload['seconds']:.2f} s, "
-        f"{payload['retry_attempts']} retries -> {payload['target']}", highlight=False))
+        f"[green]full backup[/] {lit(payload['id'])} of {lit(payload['db_id'])}: epoch "
+        f"{lit(payload['epoch'])} tx {lit(payload['tx_id'])}, {lit(payload['bytes'])} bytes in "
+        f"{lit(payload['files'])} file(s), {payload['seconds']:.2f} s, "
+        f"{lit(payload['retry_attempts'])} retries -> {lit(payload['target'])}", highlight=False))
 
 
 def _age(seconds: float) -> str:
@@ -99,11 +109,12 @@ def list_command(url: str, db_id: str | None, as_json: bool) -> None:
 
     def render() -> None:
         if not entries:
-            out.print(f"no full backups in {url}")
+            out.print(f"no full backups in {lit(url)}")
         for e in entries:
             state = "[green]complete[/]" if e["complete"] else "[red]INCOMPLETE[/]"
-            out.print(f"{e['id']}  epoch {e['epoch']}  tx {e['tx_id']}  {e['bytes']} B  "
-                      f"{state}  {_age(e['age_seconds'])} ago", highlight=False)
+            out.print(f"{lit(e['id'])}  epoch {lit(e['epoch'])}  tx {lit(e['tx_id'])}  "
+                      f"{lit(e['bytes'])} B  "
+                      f"{state}  {lit(_age(e['age_seconds']))} ago", highlight=False)
 
     emit(as_json, {"ok": True, "backups": entries}, render)
 
@@ -131,12 +142,13 @@ def verify_command(url: str, backup_id: str, db_id: str | None, retries: int | N
 
     def render() -> None:
         if r["ok"]:
-            out.print(f"[green]ok[/] backup {r['id']}: {r['files']} file(s), {r['parts']} "
-                      f"part(s), {r['bytes']} bytes verified", highlight=False)
+            out.print(f"[green]ok[/] backup {lit(r['id'])}: {lit(r['files'])} file(s), "
+                      f"{lit(r['parts'])} "
+                      f"part(s), {lit(r['bytes'])} bytes verified", highlight=False)
         else:
-            out.print(f"[red]broken[/] backup {r['id']}:", highlight=False)
+            out.print(f"[red]broken[/] backup {lit(r['id'])}:", highlight=False)
             for p in r["problems"]:
-                out.print(f"  {p}", markup=False, highlight=False)
+                out.print(f"  {printable(p)}", markup=False, highlight=False)
 
     emit(as_json, r, render)
     if not r["ok"]:
@@ -165,8 +177,9 @@ def prune_command(url: str, keep: int, dry_run: bool, min_age: float, db_id: str
         fail(as_json, exc)
     verb = "would delete" if dry_run else "deleted"
     emit(as_json, r, lambda: out.print(
-        f"{verb} {len(r['deleted'])} backup(s) ({r['objects']} objects, {r['bytes']} bytes)"
-        f": {', '.join(r['deleted']) or 'none'}; kept {', '.join(r['kept'])}",
+        f"{lit(verb)} {lit(len(r['deleted']))} backup(s) ({lit(r['objects'])} objects, "
+        f"{lit(r['bytes'])} bytes)"
+        f": {lit(', '.join(r['deleted']) or 'none')}; kept {lit(', '.join(r['kept']))}",
         highlight=False))
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..database import Database
 from ..errors import EngineError
 from ..ops.inspect import inspect_stream, inspect_tx
-from .app import directory_argument, emit, fail, json_option, main, out, require_dir
+from .app import directory_argument, emit, fail, json_option, lit, main, out, require_database
 
 
 @main.command()
@@ -22,7 +22,7 @@ from .app import directory_argument, emit, fail, json_option, main, out, require
 @json_option
 def inspect(directory: str, tx_id: int | None, stream: str | None, as_json: bool) -> None:
     """Show one transaction (--tx N) or one stream (--stream NAME)."""
-    path = require_dir(directory, as_json)
+    path = require_database(directory, as_json)
     if tx_id is None and stream is None:
         fail(as_json, EngineError("give --tx N or --stream NAME"), 2)
     try:
@@ -39,12 +39,12 @@ def inspect(directory: str, tx_id: int | None, stream: str | None, as_json: bool
 
 def render(payload: dict[str, Any], tx_id: int | None, stream: str | None) -> None:
     if tx_id is not None:
-        out.print(f"tx {payload['tx_id']} (epoch {payload['epoch']}, "
+        out.print(f"tx {lit(payload['tx_id'])} (epoch {lit(payload['epoch'])}, "
                   f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(payload['ts']))})")
     else:
-        out.print(f"stream {stream!r}: version {payload['version']}, value "
-                  f"{payload['value']!r}")
-    t = Table(*[k for k in payload["events"][0]] if payload["events"] else ["(no events)"])
+        out.print(f"stream {lit(repr(stream))}: version {lit(payload['version'])}, value "
+                  f"{lit(repr(payload['value']))}")
+    t = Table(*[lit(k) for k in payload["events"][0]] if payload["events"] else ["(no events)"])
     for e in payload["events"]:
-        t.add_row(*[str(v) for v in e.values()])
+        t.add_row(*[lit(v) for v in e.values()])
     out.print(t)

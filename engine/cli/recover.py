@@ -9,7 +9,18 @@ import click
 from ..database import Database
 from ..errors import EngineError
 from ..ops.recover import RecoveryReport, recover_new_epoch
-from .app import directory_argument, emit, fail, json_option, locked, main, out, require_dir
+from .app import (
+    directory_argument,
+    emit,
+    fail,
+    json_option,
+    lit,
+    locked,
+    main,
+    out,
+    printable,
+    require_database,
+)
 
 
 @main.command()
@@ -26,7 +37,7 @@ from .app import directory_argument, emit, fail, json_option, locked, main, out,
 def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool,
             from_backup: str | None, as_json: bool) -> None:
     """Recover a database whose log is lost, gapped, stale or of an older epoch."""
-    path = require_dir(directory, as_json)
+    path = require_database(directory, as_json)
     try:
         with locked(path) as lock:
 
@@ -49,15 +60,16 @@ def recover(directory: str, new_epoch: bool, dry_run: bool, force: bool,
 def render(report: RecoveryReport) -> None:
     dry_run = report.dry_run
     head = "[yellow]dry run[/]: would recover" if dry_run else "[green]recovered[/]"
-    out.print(f"{head} {report.path}")
-    out.print(f"  kept:      snapshot {os.path.basename(report.snapshot)} "
-              f"(epoch {report.snapshot_position.epoch}, tx {report.snapshot_position.tx_id}, "
-              f"{report.streams} streams)")
-    out.print(f"  log found: {report.log_found}")
+    out.print(f"{head} {lit(report.path)}")
+    out.print(f"  kept:      snapshot {lit(os.path.basename(report.snapshot))} "
+              f"(epoch {lit(report.snapshot_position.epoch)}, tx "
+              f"{lit(report.snapshot_position.tx_id)}, "
+              f"{lit(report.streams)} streams)")
+    out.print(f"  log found: {lit(report.log_found)}")
     if report.log_moved_to:
         verb = "would move" if dry_run else "moved"
-        out.print(f"  old log:   {verb} aside to {report.log_moved_to}", markup=False)
-    out.print(f"  new epoch: {report.new_epoch}, next tx {report.next_tx}")
-    out.print(f"  lost:      {report.lost}", markup=False, highlight=False)
+        out.print(f"  old log:   {verb} aside to {printable(report.log_moved_to)}", markup=False)
+    out.print(f"  new epoch: {lit(report.new_epoch)}, next tx {lit(report.next_tx)}")
+    out.print(f"  lost:      {printable(report.lost)}", markup=False, highlight=False)
     for n in report.notes:
-        out.print(f"  note:      {n}", markup=False, highlight=False)
+        out.print(f"  note:      {printable(n)}", markup=False, highlight=False)

@@ -10,7 +10,7 @@ import click
 from rich.progress import Progress
 
 from ..errors import EngineError, InvalidEventError
-from .app import emit, err, fail, json_option, main, out
+from .app import emit, err, fail, json_option, lit, main, out
 
 if TYPE_CHECKING:
     from ..backup.full import FullRestoreReport
@@ -89,25 +89,29 @@ def restore_command(source: str, directory: str, to_tx: int | None, to_time: str
 
 def render_full(r: FullRestoreReport) -> None:
     for note in r.notes:
-        err.print(f"[yellow]warning:[/] {note}", highlight=False)
-    out.print(f"[green]restored[/] {r.path} from full backup {r.backup_id} in {r.target}",
+        err.print(f"[yellow]warning:[/] {lit(note)}", highlight=False)
+    out.print(f"[green]restored[/] {lit(r.path)} from full backup {lit(r.backup_id)} in "
+              f"{lit(r.target)}",
               highlight=False)
-    out.print(f"  database {r.db_id}: backup at epoch {r.backup_epoch} tx {r.backup_tx}; "
-              f"restored to tx {r.last_tx} ({r.segments} log segment(s) replayed)",
+    out.print(f"  database {lit(r.db_id)}: backup at epoch {lit(r.backup_epoch)} tx "
+              f"{lit(r.backup_tx)}; "
+              f"restored to tx {lit(r.last_tx)} ({lit(r.segments)} log segment(s) replayed)",
               highlight=False)
-    out.print(f"  {r.bytes} bytes verified, {r.retry_attempts} retries, {r.seconds:.2f} s",
+    out.print(f"  {lit(r.bytes)} bytes verified, {lit(r.retry_attempts)} retries, "
+              f"{r.seconds:.2f} s",
               highlight=False)
-    out.print(f"  the restored database is a fork: its next tx opens epoch {r.new_epoch}",
+    out.print(f"  the restored database is a fork: its next tx opens epoch {lit(r.new_epoch)}",
               highlight=False)
 
 
 def render(r: RestoreReport) -> None:
     when = ("" if r.last_time is None else
             f", committed {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(r.last_time))}")
-    out.print(f"[green]restored[/] {r.path} from {r.target}", highlight=False)
-    out.print(f"  database {r.db_id}, newest epoch {r.restored_epoch} (epochs "
-              f"{', '.join(map(str, r.epochs))} on its lineage)", highlight=False)
-    out.print(f"  txs {r.first_tx}..{r.last_tx}{when}; {r.segments} segment(s) verified, "
+    out.print(f"[green]restored[/] {lit(r.path)} from {lit(r.target)}", highlight=False)
+    out.print(f"  database {lit(r.db_id)}, newest epoch {lit(r.restored_epoch)} (epochs "
+              f"{lit(', '.join(map(str, r.epochs)))} on its lineage)", highlight=False)
+    out.print(f"  txs {lit(r.first_tx)}..{lit(r.last_tx)}{lit(when)}; {lit(r.segments)} "
+              f"segment(s) verified, "
               f"{r.seconds:.2f} s", highlight=False)
-    out.print(f"  the restored database is a fork: its next tx opens epoch {r.new_epoch}",
+    out.print(f"  the restored database is a fork: its next tx opens epoch {lit(r.new_epoch)}",
               highlight=False)

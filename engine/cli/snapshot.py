@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..database import Database
 from ..errors import DatabaseLockedError, EngineError
-from .app import directory_argument, emit, fail, json_option, main, out, require_dir
+from .app import directory_argument, emit, fail, json_option, lit, main, out, require_database
 from .client import live_or_fail, request
 
 
@@ -13,7 +13,7 @@ from .client import live_or_fail, request
 @json_option
 def snapshot(directory: str, as_json: bool) -> None:
     """Open the database, write a snapshot of its current state, close."""
-    path = require_dir(directory, as_json)
+    path = require_database(directory, as_json)
     try:
         try:
             with Database(path, create=False) as db:
@@ -26,5 +26,6 @@ def snapshot(directory: str, as_json: bool) -> None:
     except EngineError as exc:
         fail(as_json, exc)
     emit(as_json, payload, lambda: out.print(
-        f"snapshot {payload['path']}: epoch {payload['epoch']}, tx {payload['tx_id']}, "
-        f"{payload['streams']} streams, {payload['bytes']} bytes", highlight=False))
+        f"snapshot {lit(payload['path'])}: epoch {lit(payload['epoch'])}, tx "
+        f"{lit(payload['tx_id'])}, "
+        f"{lit(payload['streams'])} streams, {lit(payload['bytes'])} bytes", highlight=False))

@@ -8,7 +8,19 @@ from rich.progress import Progress
 
 from ..errors import EngineError
 from ..ops.verify import VerifyReport, verify_directory
-from .app import directory_argument, emit, err, fail, json_option, locked, main, out, require_dir
+from .app import (
+    directory_argument,
+    emit,
+    err,
+    fail,
+    json_option,
+    lit,
+    locked,
+    main,
+    out,
+    printable,
+    require_database,
+)
 
 
 @main.command()
@@ -16,7 +28,7 @@ from .app import directory_argument, emit, err, fail, json_option, locked, main,
 @json_option
 def verify(directory: str, as_json: bool) -> None:
     """Check every snapshot and log checksum; exit 1 naming what is corrupt."""
-    path = require_dir(directory, as_json)
+    path = require_database(directory, as_json)
     try:
         with locked(path), Progress(console=err, disable=as_json or not err.is_terminal,
                                     transient=True) as progress:
@@ -35,9 +47,9 @@ def verify(directory: str, as_json: bool) -> None:
 
 def render(report: VerifyReport) -> None:
     if report.ok:
-        out.print(f"[green]ok[/]: {report.snapshots_ok} snapshot(s) and "
-                  f"{report.log_records} log record(s) verified")
+        out.print(f"[green]ok[/]: {lit(report.snapshots_ok)} snapshot(s) and "
+                  f"{lit(report.log_records)} log record(s) verified")
     else:
-        err.print(f"[red]{len(report.problems)} problem(s)[/] in {report.path}:")
+        err.print(f"[red]{lit(len(report.problems))} problem(s)[/] in {lit(report.path)}:")
         for p in report.problems:
-            err.print(f"  - {p}", markup=False, highlight=False)
+            err.print(f"  - {printable(p)}", markup=False, highlight=False)

@@ -25,7 +25,7 @@ def test_no_snapshot_and_create_false_refuses(tmp_path):
     os.makedirs(path)
     with pytest.raises(engine.EngineError, match="create=False"):
         engine.open(path, create=False)
-    assert os.listdir(path) == ["LOCK"]  # nothing else was created
+    assert os.listdir(path) == []  # nothing was created, not even LOCK
 
 
 def test_no_snapshot_replays_whole_log(tmp_path):
