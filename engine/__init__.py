@@ -38,6 +38,7 @@ from .errors import (
 from .model import EpochRecord, Event, Position, SnapshotInfo, Transaction, default_reducer
 from .notify import CommitPoint, CommitSignal
 from .options import Options
+from .subscription import Subscription
 from .transaction import TransactionBuilder
 
 __version__ = "0.1.0"
@@ -74,6 +75,7 @@ __all__ = [
     "ReducerError",
     "SnapshotInfo",
     "StorageError",
+    "Subscription",
     "Transaction",
     "TransactionBuilder",
     "TransientBackupError",

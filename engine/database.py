@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ from .errors import (
     OptionsError,
     StorageError,
 )
-from .history import History
+from .history import History, type_set
 from .loader import load
 from .lock import DirLock
 from .log import LogInfo, LogStore
@@ -43,6 +43,7 @@ from .ops.plan import apply_set_aside, plan_open
 from .options import SMALL_LEADER_BYTES, SMALL_LEADER_EXTRA_BYTES, Options
 from .port import ServicePort
 from .snapshotter import Snapshotter
+from .subscription import Subscription
 from .transaction import TransactionBuilder, check_event, check_expected
 
 log = logging.getLogger("engine")
@@ -212,6 +213,29 @@ class Database:
         """Committed transactions ``from_tx..to_tx`` (inclusive) in order."""
         self._check_open()
         return self._history_reader.read_log(from_tx, to_tx)
+
+    def read_events(self, from_position: int = 1, to_position: int | None = None, *,
+                    types: Iterable[str] | None = None,
+                    limit: int | None = None) -> Iterator[Event]:
+        """Committed events by global position, ``from_position..to_position``
+        (inclusive), oldest first; only ``types`` if given; at most ``limit``."""
+        self._check_open()
+        return self._history_reader.read_events(from_position, to_position, types=types,
+                                                limit=limit)
+
+    def subscribe(self, after_position: int = 0, *,
+                  types: Iterable[str] | None = None) -> Subscription:
+        """Events after ``after_position`` (of ``types``, if given): first what is
+        committed, then each commit as it lands, woken by the commit (no polling).
+        Iterate it; ``stop()`` it or use it as a context manager. It ends when the
+        database closes."""
+        self._check_open()
+        history = self._history_reader  # not self: a subscription keeps no handle alive
+
+        def read(a: int, b: int, t: frozenset[str] | None, limit: int) -> Iterator[Event]:
+            return history.read_events(a, b, types=t, limit=limit)
+
+        return Subscription(read, self.commit_signal, after_position, type_set(types))
 
     def read_stream(self, stream: str, from_version: int = 1) -> Iterator[Event]:
         """The stream's events from ``from_version`` on, oldest first."""

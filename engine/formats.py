@@ -93,6 +93,7 @@ U64_MAX: Final = (1 << 64) - 1
 
 # ---- transaction record sizing (see FORMAT.md, "Transaction record") -------
 TX_ID_OFFSET: Final = 8                   # u64 LE tx_id in the record header
+TX_FIRST_POSITION_OFFSET: Final = 32      # u64 LE first_position in the record header
 TX_EVENT_COUNT_OFFSET: Final = 40         # u32 LE event_count in the record header
 # Upper bound a builder reserves per event for its fixed columns and short names
 # before encoding (version 8 + prev_tx 8 + data length 4 + names); the encoder's

@@ -7,7 +7,7 @@ the range; it is never silently skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from .errors import CorruptLogError, DatabaseClosedError, HistoryLostError, InvalidEventError
@@ -15,7 +15,7 @@ from .formats import U64_MAX
 from .log import LogStore
 from .logreader import LogReader
 from .model import EpochRecord, Event, Transaction
-from .native import TxColumns
+from .native import TxColumns, position_hint
 from .state import State
 
 
@@ -35,6 +35,8 @@ class Committed(Protocol):
     def state(self) -> State: ...
     @property
     def last_tx(self) -> int: ...
+    @property
+    def last_position(self) -> int: ...
     @property
     def closed(self) -> bool: ...
 
@@ -67,6 +69,11 @@ class History:
             f"the previous epoch's log{when}. The state at tx {base} is intact; "
             "restore an older log or backup to read that history.")
 
+    def _missing(self, tx_id: int) -> CorruptLogError:
+        return CorruptLogError(f"tx {tx_id} is missing from the log of {self._reader.where} "
+                               "(the records around it are there); run `engine-admin verify "
+                               f"{self._reader.where}`")
+
     def read_log(self, from_tx: int = 1, to_tx: int | None = None) -> Iterator[Transaction]:
         """Committed transactions ``from_tx..to_tx`` (inclusive) in order."""
         bad_to = to_tx is not None and (type(to_tx) is not int or not 0 <= to_tx <= U64_MAX)
@@ -81,10 +88,82 @@ class History:
     def _read_log(self, from_tx: int, to_tx: int | None) -> Iterator[Transaction]:
         last = self._committed.last_tx
         end = last if to_tx is None else min(to_tx, last)
+        expect = from_tx
         for tx_id, rec in self._log.iter_range(from_tx, end):
             self._check_open()
+            if tx_id != expect:
+                raise self._missing(expect)
+            expect += 1
             cols = self._reader.decode(tx_id, rec)
             yield Transaction(tx_id, cols.epoch, cols.ts_ns / 1e9, events_of(cols))
+
+    # ---------------------------------------------------------- by position
+    def read_events(self, from_position: int = 1, to_position: int | None = None, *,
+                    types: Iterable[str] | None = None,
+                    limit: int | None = None) -> Iterator[Event]:
+        """Committed events ``from_position..to_position`` (inclusive), oldest first,
+        only those whose type is in ``types`` (if given), at most ``limit`` of them.
+
+        Seeks the record holding ``from_position`` by binary search over the tx keys
+        (O(log n) header reads, no decode), then reads forward; events of other types
+        become no objects. Positions before the log's base raise HistoryLostError.
+        """
+        bad_to = to_position is not None and (type(to_position) is not int
+                                              or not 0 <= to_position <= U64_MAX)
+        if type(from_position) is not int or not 1 <= from_position <= U64_MAX or bad_to:
+            raise InvalidEventError(
+                "from_position must be an int in 1..2**64-1 and to_position an int in "
+                f"0..2**64-1 or None; got {from_position!r}, {to_position!r}")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidEventError(f"limit must be an int >= 0 or None, got {limit!r}")
+        wanted = type_set(types)
+        base_position = self._reader.base_position
+        if from_position <= base_position:
+            raise self.lost(f"read_events({from_position}) asks for events before position "
+                            f"{base_position + 1}")
+        return self._read_events(from_position, to_position, wanted, limit)
+
+    def _read_events(self, from_position: int, to_position: int | None,
+                     wanted: frozenset[str] | None, limit: int | None) -> Iterator[Event]:
+        last_tx = self._committed.last_tx
+        end = self._committed.last_position if to_position is None else \
+            min(to_position, self._committed.last_position)
+        if from_position > end or limit == 0:
+            return
+        tx = self._seek(from_position, last_tx)
+        left = limit
+        first_chunk = 4 if limit is not None and limit < 64 else 64
+        expect = tx
+        for tx_id, rec in self._log.iter_range(tx, last_tx, first_chunk=first_chunk):
+            self._check_open()
+            if tx_id != expect:
+                raise self._missing(expect)
+            expect += 1
+            hint_first, _ = position_hint(rec)
+            lo = from_position - hint_first
+            hi = end - hint_first + 1
+            sel = self._reader.select_events(tx_id, rec, lo, hi, wanted)
+            if sel.first_position != hint_first:  # pragma: no cover - the C check agrees
+                raise CorruptLogError(f"tx {tx_id}'s header changed while it was read")
+            ts = sel.ts_ns / 1e9
+            p0 = sel.first_position
+            for i, s, t, v, d in zip(sel.indexes, sel.streams, sel.types, sel.versions,
+                                     sel.datas, strict=True):
+                yield Event(s, v, t, d, p0 + i, tx_id, sel.epoch, ts)
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
+            if p0 + sel.event_count - 1 >= end:
+                return
+
+    def _seek(self, position: int, last_tx: int) -> int:
+        """The tx whose record holds ``position`` (``base_position < position <= last
+        committed position``), by binary search over the gap-free tx keys. A header
+        that lies cannot make the read skip events: the record the search lands on is
+        decoded with every check, and events before ``position`` are cut off by it."""
+        base = self._reader.base_tx
+        return max(self._log.find_position(position, base + 1, last_tx), base + 1)
 
     def read_stream(self, stream: str, from_version: int = 1) -> Iterator[Event]:
         """The stream's events from ``from_version`` on, oldest first.
@@ -128,3 +207,22 @@ class History:
                     break
                 t = sel.prev_tx[0]
         return (ev for chunk in reversed(chunks) for ev in chunk)
+
+
+def type_set(types: Iterable[str] | None) -> frozenset[str] | None:
+    """``types`` as a set of names (None: every type); a lone str is refused, since
+    iterating it would filter by its characters."""
+    if types is None:
+        return None
+    if isinstance(types, (str, bytes)):
+        raise InvalidEventError(f"types is a collection of type names, not one "
+                                f"{type(types).__name__}: give [{types!r}]")
+    try:
+        out = frozenset(types)
+    except TypeError:
+        raise InvalidEventError(f"types is a collection of type names, got "
+                                f"{type(types).__name__}") from None
+    bad = [t for t in out if type(t) is not str]
+    if bad:
+        raise InvalidEventError(f"types holds a {type(bad[0]).__name__}; type names are str")
+    return out

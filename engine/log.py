@@ -312,6 +312,31 @@ class LogStore:
                 return None if v is None else bytes(v)
             yield get
 
+    def find_position(self, position: int, lo: int, hi: int) -> int:
+        """The tx in ``lo..hi`` whose record's header says it holds event ``position``
+        (or where the search ends if none does): a binary search over the tx keys in
+        one read transaction, reading 44 header bytes of each probe in place (no copy,
+        no decode). Headers are *unchecked* here; the caller decodes the record it
+        lands on with every check. Missing keys raise CorruptLogError."""
+        first_off, count_off = formats.TX_FIRST_POSITION_OFFSET, formats.TX_EVENT_COUNT_OFFSET
+        need = count_off + 4
+        with self._reading() as txn:
+            get = txn.get
+            while lo < hi:
+                mid = (lo + hi) // 2
+                v = get(_KEY.pack(mid))
+                if v is None or len(v) < need:
+                    raise CorruptLogError(f"tx {mid} is missing or truncated in the log at "
+                                          f"{self.path}; run `engine-admin verify`")
+                first = _U64.unpack_from(v, first_off)[0]
+                if position < first:
+                    hi = mid - 1
+                elif position >= first + formats.U32_LE.unpack_from(v, count_off)[0]:
+                    lo = mid + 1
+                else:
+                    return mid
+        return lo
+
     def get(self, tx_id: int) -> bytes | None:
         """The record of ``tx_id``, or None (one short read transaction)."""
         with self.getter() as get:
@@ -332,9 +357,15 @@ class LogStore:
             entries = int(txn.stat(self._env.open_db())["entries"])
         return entries - len(self.read_meta())
 
-    def iter_range(self, from_tx: int, to_tx: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """``(tx_id, record)`` for from_tx <= tx_id <= to_tx, in short read transactions."""
+    def iter_range(self, from_tx: int, to_tx: int | None = None, *,
+                   first_chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes]]:
+        """``(tx_id, record)`` for from_tx <= tx_id <= to_tx, in short read transactions.
+
+        Each read transaction copies out a chunk of records; a reader that may stop
+        early (``read_events`` with a limit, a subscription) starts with a small
+        ``first_chunk``, and chunks grow fourfold up to READ_CHUNK."""
         nxt = from_tx
+        size = max(1, min(first_chunk, READ_CHUNK))
         while True:
             chunk: list[tuple[int, bytes]] = []
             with self._reading() as txn:
@@ -346,16 +377,17 @@ class LogStore:
                     if to_tx is not None and t > to_tx:
                         break
                     chunk.append((t, v))
-                    if len(chunk) >= READ_CHUNK:
+                    if len(chunk) >= size:
                         break
             if not chunk:
                 return
             yield from chunk
             if to_tx is not None and chunk[-1][0] >= to_tx:
                 return
-            if len(chunk) < READ_CHUNK:
+            if len(chunk) < size:
                 return
             nxt = chunk[-1][0] + 1
+            size = min(size * 4, READ_CHUNK)
 
     def values_from(self, from_tx: int, limit: int) -> list[bytes]:
         """Up to ``limit`` records from the key ``from_tx`` on, in key order, read in one

@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 
 from .errors import CorruptLogError
 from .model import EpochRecord
-from .native import StreamSlice, TxColumns, decode_tx, select_tx
+from .native import EventSlice, StreamSlice, TxColumns, decode_tx, select_events, select_tx
 
 
 class _Header(Protocol):
@@ -152,6 +152,11 @@ class LogReader:
     def select(self, tx_id: int, rec: bytes, stream: str) -> StreamSlice:
         """Only ``stream``'s events of the record under ``tx_id``, checked."""
         return self.checked(tx_id, lambda: select_tx(rec, stream))
+
+    def select_events(self, tx_id: int, rec: bytes, lo: int, hi: int,
+                      types: frozenset[str] | None) -> EventSlice:
+        """The events ``lo..hi-1`` of the record under ``tx_id`` of the given types, checked."""
+        return self.checked(tx_id, lambda: select_events(rec, lo, hi, types))
 
     def follow(self, cont: Continuity, tx_id: int, first_position: int, count: int,
                report: Reporter = RAISE) -> None:

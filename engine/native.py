@@ -228,6 +228,48 @@ def select_tx(buf: bytes, stream: str) -> StreamSlice:
 _U64 = struct.Struct("<Q")
 
 
+class EventSlice(NamedTuple):
+    """Some events of a record (by index range and type), with their columns."""
+
+    tx_id: int
+    epoch: int
+    ts_ns: int
+    first_position: int
+    event_count: int  # the record's whole count, selected or not
+    indexes: list[int]
+    streams: list[str]
+    types: list[str]
+    versions: list[int]
+    datas: list[bytes]
+
+
+def select_events(buf: bytes, lo: int, hi: int,
+                  types: frozenset[str] | None = None) -> EventSlice:
+    """Validate a record (whole-record checks in C) and cut out its events with index
+    in ``lo..hi-1`` whose type is in ``types`` (all types if None).
+
+    What ``read_events`` needs: no data slices, versions or event objects are made
+    for the events it leaves out. Raises :class:`CorruptLogError` like :func:`decode_tx`.
+    """
+    view = _tx_view(buf)
+    n = view.event_count
+    names, tnames = _tx_names(buf, view)
+    hi = min(hi, n)
+    if types is None:
+        idx = list(range(max(lo, 0), hi))
+    else:
+        idx = [i for i in range(max(lo, 0), hi) if tnames[i] in types]
+    lens = _u32_list(buf, view.data_lens_off, n)
+    offs = list(accumulate(lens, initial=view.data_off))
+    vo = view.versions_off
+    return EventSlice(
+        view.tx_id, view.epoch, view.ts_ns, view.first_position, n, idx,
+        [names[i] for i in idx], [tnames[i] for i in idx],
+        [_U64.unpack_from(buf, vo + 8 * i)[0] for i in idx],
+        [buf[offs[i] : offs[i + 1]] for i in idx],
+    )  # fmt: skip
+
+
 class FrameError(CorruptLogError):
     """A record of a run being framed failed its checks; ``index`` is its place in the run."""
 
@@ -274,6 +316,16 @@ def event_count_hint(buf: bytes) -> int:
     if len(buf) < formats.TX_EVENT_COUNT_OFFSET + 4:
         return 0
     return int(formats.U32_LE.unpack_from(buf, formats.TX_EVENT_COUNT_OFFSET)[0])
+
+
+def position_hint(buf: bytes) -> tuple[int, int]:
+    """``(first_position, event_count)`` as a record's header claims them, *unchecked*
+    (``(0, 0)`` if too short): only to steer a seek by position; the record the seek
+    lands on is then decoded with every check."""
+    if len(buf) < formats.TX_EVENT_COUNT_OFFSET + 4:
+        return 0, 0
+    return (int(formats.U64_LE.unpack_from(buf, formats.TX_FIRST_POSITION_OFFSET)[0]),
+            int(formats.U32_LE.unpack_from(buf, formats.TX_EVENT_COUNT_OFFSET)[0]))
 
 
 def peek_tx_header(buf: bytes) -> tuple[int, int, int, int, int]:
