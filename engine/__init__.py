@@ -30,14 +30,17 @@ from .errors import (
     LogMissingError,
     OptionsError,
     PermanentBackupError,
+    ReadOnlyError,
     RecoveryRequired,
     ReducerError,
+    StaleReaderError,
     StorageError,
     TransientBackupError,
 )
 from .model import EpochRecord, Event, Position, SnapshotInfo, Transaction, default_reducer
 from .notify import CommitPoint, CommitSignal
 from .options import Options
+from .reader import Reader
 from .subscription import Subscription
 from .transaction import TransactionBuilder
 
@@ -71,9 +74,12 @@ __all__ = [
     "OptionsError",
     "PermanentBackupError",
     "Position",
+    "ReadOnlyError",
+    "Reader",
     "RecoveryRequired",
     "ReducerError",
     "SnapshotInfo",
+    "StaleReaderError",
     "StorageError",
     "Subscription",
     "Transaction",

@@ -84,7 +84,7 @@ class Database:
             raise OptionsError("backup= and admin_socket= are started by engine.open(); "
                                "Database() opens only the core. Use engine.open(path, ...)")
         self.options = options  # immutable
-        self.path = _directory(path, options.create)  # absolute; immutable
+        self.path = database_directory(path, options.create)  # absolute; immutable
         # A caller that already holds the directory lock (engine-admin recover) lends it;
         # then close() leaves it held.
         self._owns_lock = _held_lock is None
@@ -367,7 +367,7 @@ def _not_a_name(stream: object) -> InvalidEventError:
                              f"({stream!r:.40})")
 
 
-def _directory(path: str | os.PathLike[str], create: bool) -> str:
+def database_directory(path: str | os.PathLike[str], create: bool) -> str:
     """The absolute database directory, created if allowed and missing."""
     try:
         path = os.fspath(path)

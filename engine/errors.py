@@ -67,6 +67,15 @@ class DatabaseClosedError(EngineError):
     """The database handle was closed; open it again to use it."""
 
 
+class ReadOnlyError(EngineError):
+    """A write was asked of a database opened with ``readonly=True``."""
+
+
+class StaleReaderError(EngineError):
+    """A read-only handle's log was replaced (a recovery or restore renamed a new log
+    into place) after it opened: open the database again to read the new one."""
+
+
 class DatabaseLockedError(EngineError):
     """Another process (or another ``open`` in this one) owns the directory.
 

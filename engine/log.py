@@ -33,7 +33,7 @@ from typing import Any
 import lmdb
 
 from . import formats, layout
-from .errors import CorruptLogError, DatabaseClosedError, StorageError
+from .errors import CorruptLogError, DatabaseClosedError, DatabaseLockedError, StorageError
 from .files import fs
 from .model import EpochRecord
 from .native import peek_tx_header
@@ -101,7 +101,11 @@ class LogStore:
     """An open log. Not thread-safe for writers: the database serialises commits."""
 
     def __init__(self, path: str, *, sync: str = "commit", map_size: int = DEFAULT_MAP_SIZE,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, shared: bool = False) -> None:
+        """``readonly`` opens without writing anything; ``shared`` (with ``readonly``)
+        also takes a reader slot in LMDB's ``lock.mdb``, which makes reading safe beside
+        a live writer in another process (the writer then never reuses the pages a
+        reader still sees). A bare ``readonly`` log is for a closed database only."""
         self.path = path
         self.sync_mode = sync
         self.readonly = readonly
@@ -125,20 +129,30 @@ class LogStore:
             self._env = fs().wrap_env(lmdb.open(
                 os.fsencode(path), map_size=size, max_dbs=0, subdir=True, readonly=readonly,
                 sync=durable, metasync=durable, readahead=False,
-                max_readers=256, lock=not readonly,
+                max_readers=256, lock=not readonly or shared,
             ))  # fmt: skip
         except lmdb.Error as exc:
+            if "already open in this process" in str(exc):
+                # py-lmdb refuses a second environment on one file in a process: LMDB's
+                # locks on lock.mdb are POSIX record locks, which belong to the process,
+                # so closing the second handle would drop the first one's.
+                raise DatabaseLockedError(
+                    f"this process already has the database at {os.path.dirname(path)} "
+                    "open; read through that handle (LMDB cannot have one environment "
+                    "open twice in a process; readonly=True is for other processes)",
+                    os.getpid()) from None
             raise _translate(exc, f"cannot open the log at {path}") from exc
         except OSError as exc:
             raise _translate(exc, f"cannot open the log at {path}") from exc
 
     # ---------------------------------------------------------------- probing
     @staticmethod
-    def probe(path: str) -> LogInfo:
-        """Describe the log at ``path`` without creating or changing anything."""
+    def probe(path: str, *, shared: bool = False) -> LogInfo:
+        """Describe the log at ``path`` without creating or changing anything
+        (``shared``: a writer may be live in another process; see ``__init__``)."""
         if not _env_present(path):
             return LogInfo(path=path, exists=False)
-        store = LogStore(path, readonly=True)
+        store = LogStore(path, readonly=True, shared=shared)
         try:
             return store.info()
         finally:
@@ -281,8 +295,41 @@ class LogStore:
             raise _translate(exc, "cannot fsync the log") from exc
 
     # ---------------------------------------------------------------- reading
+    def _adopt_map_size(self) -> None:
+        """Another process grew the map (MDB_MAP_RESIZED): take the size it set, with no
+        read transaction of this process open (the same rule as :meth:`_grow`)."""
+        with self._gate:
+            self._growing = True
+            try:
+                while self._readers:
+                    self._gate.wait()
+                try:
+                    self._env.set_mapsize(0)  # 0: LMDB adopts the size in the file's meta
+                except lmdb.Error as exc:
+                    raise _translate(exc, "cannot follow the log's new map size") from exc
+            finally:
+                self._growing = False
+                self._gate.notify_all()
+
+    def _begin_read(self, buffers: bool) -> Any:
+        try:
+            return self._env.begin(write=False, buffers=buffers)
+        except lmdb.MapResizedError:
+            pass
+        with self._gate:  # leave the reader count while the map is adopted
+            self._readers -= 1
+            self._gate.notify_all()
+        try:
+            self._adopt_map_size()
+        finally:
+            with self._gate:
+                self._readers += 1
+        return self._env.begin(write=False, buffers=buffers)
+
     @contextmanager
-    def _reading(self) -> Iterator[Any]:
+    def _reading(self, buffers: bool = False) -> Iterator[Any]:
+        """A short read transaction; with ``buffers`` values are memoryviews into the
+        map, valid only inside the block (no copy)."""
         with self._gate:
             while self._growing:
                 self._gate.wait()
@@ -291,7 +338,7 @@ class LogStore:
                                           "again to read it")
             self._readers += 1
         try:
-            with self._env.begin(write=False) as txn:
+            with self._begin_read(buffers) as txn:
                 yield txn
         except lmdb.Error as exc:
             raise _translate(exc, "cannot read the log") from exc
@@ -320,7 +367,7 @@ class LogStore:
         lands on with every check. Missing keys raise CorruptLogError."""
         first_off, count_off = formats.TX_FIRST_POSITION_OFFSET, formats.TX_EVENT_COUNT_OFFSET
         need = count_off + 4
-        with self._reading() as txn:
+        with self._reading(buffers=True) as txn:
             get = txn.get
             while lo < hi:
                 mid = (lo + hi) // 2
@@ -336,6 +383,25 @@ class LogStore:
                 else:
                     return mid
         return lo
+
+    def last_point(self) -> tuple[int, int] | None:
+        """``(tx_id, position of its last event)`` of the newest record as its header
+        says (unchecked; None if there are no records): how a reader in another
+        process learns how far the writer has committed, reading 44 bytes in place."""
+        with self._reading(buffers=True) as txn:
+            cur = txn.cursor()
+            if not cur.last():
+                return None
+            key = bytes(cur.key())
+            if len(key) != 8 or key == bytes(8):
+                return None  # only meta keys
+            v = cur.value()
+            if len(v) < formats.TX_EVENT_COUNT_OFFSET + 4:
+                raise CorruptLogError(f"the newest record in the log at {self.path} is "
+                                      "truncated; run `engine-admin verify`")
+            first = _U64.unpack_from(v, formats.TX_FIRST_POSITION_OFFSET)[0]
+            n = formats.U32_LE.unpack_from(v, formats.TX_EVENT_COUNT_OFFSET)[0]
+            return _KEY.unpack(key)[0], first + n - 1
 
     def get(self, tx_id: int) -> bytes | None:
         """The record of ``tx_id``, or None (one short read transaction)."""

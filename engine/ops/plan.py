@@ -92,9 +92,10 @@ def _refusal(cls: type[RecoveryRequired], path: str, snap: LoadedSnapshot, info:
     )
 
 
-def plan_open(path: str, *, create: bool = True) -> OpenPlan:
-    """Apply the decision table to ``path`` (which the caller has locked)."""
-    info = LogStore.probe(layout.log_dir(path))
+def plan_open(path: str, *, create: bool = True, shared: bool = False) -> OpenPlan:
+    """Apply the decision table to ``path`` (which the caller has locked, or, with
+    ``shared``, which a writer may hold while this reader plans beside it)."""
+    info = LogStore.probe(layout.log_dir(path), shared=shared)
     plan = OpenPlan(path=path, log=info, snapshot=None)
     db_id = info.db_id
     for _pos, spath in list_snapshots(layout.snapshot_dir(path)):  # newest first
