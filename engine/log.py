@@ -33,7 +33,13 @@ from typing import Any
 import lmdb
 
 from . import formats, layout
-from .errors import CorruptLogError, DatabaseClosedError, StorageError
+from .errors import (
+    DISK_FULL_ERRNOS,
+    CorruptLogError,
+    DatabaseClosedError,
+    StorageError,
+    disk_full,
+)
 from .files import fs
 from .model import EpochRecord
 from .native import peek_tx_header
@@ -80,17 +86,45 @@ class LogInfo:
         return f"a log of epoch {self.epoch} holding txs {self.first_tx}..{self.last_tx}"
 
 
-def _translate(exc: Exception, what: str) -> Exception:
-    """Turn an lmdb or OS error into the engine's tree, keeping the cause."""
+def _translate(exc: Exception, what: str, *, log_dir: str | None = None, need: int = 0,
+               consequence: str = "nothing was committed") -> Exception:
+    """Turn an lmdb or OS error into the engine's tree, keeping the cause.
+
+    With ``log_dir`` (a write or an open that may create files) a full disk is named as
+    such: ``ENOSPC``/``EDQUOT`` directly, or any other LMDB failure (LMDB reports a
+    short page write as EIO) while the filesystem has (nearly) no room for ``need``
+    more bytes.
+    """
     if isinstance(exc, lmdb.CorruptedError | lmdb.InvalidError | lmdb.PageNotFoundError):
         return CorruptLogError(
             f"{what}: the LMDB environment is damaged ({exc}). Run `engine-admin verify DIR`; "
             "if the log cannot be read, `engine-admin recover --new-epoch DIR` rebuilds from "
             "the newest snapshot."
         )
+    if log_dir is not None and _disk_full(exc, log_dir, need):
+        return disk_full(log_dir, layout.log_data_file(log_dir), consequence,
+                         exc if isinstance(exc, OSError) else None)
     if isinstance(exc, (lmdb.DiskError, OSError)):
         return StorageError(f"{what}: {exc}. Check free disk space and permissions.")
     return StorageError(f"{what}: LMDB error {exc}")
+
+
+NEARLY_FULL_BYTES = 1 << 20  # less free than this (or than twice the write) is "full"
+
+
+def _disk_full(exc: Exception, log_dir: str, need: int) -> bool:
+    """Whether the failure ``exc`` of a write into ``log_dir`` came from a full disk."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    if isinstance(exc, lmdb.DiskError):  # py-lmdb's class for ENOSPC
+        return True
+    try:
+        st = os.statvfs(log_dir)
+    except OSError:
+        return False
+    # root may use the blocks reserved for it: what it can still write is f_bfree
+    free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+    return free < max(NEARLY_FULL_BYTES, 2 * need) or st.f_favail == 0
 
 
 def _env_present(path: str) -> bool:
@@ -125,10 +159,10 @@ class LogStore:
                 sync=durable, metasync=durable, readahead=False,
                 max_readers=256, lock=not readonly,
             ))  # fmt: skip
-        except lmdb.Error as exc:
-            raise _translate(exc, f"cannot open the log at {path}") from exc
-        except OSError as exc:
-            raise _translate(exc, f"cannot open the log at {path}") from exc
+        except (lmdb.Error, OSError) as exc:
+            raise _translate(exc, f"cannot open the log at {path}",
+                             log_dir=None if readonly else path,
+                             consequence="nothing was opened") from exc
 
     # ---------------------------------------------------------------- probing
     @staticmethod
@@ -232,9 +266,10 @@ class LogStore:
                     raise CorruptLogError(f"tx id {tx_id} is out of the log's key range")
                 if not txn.put(_KEY.pack(tx_id), rec, append=True, overwrite=False):
                     raise CorruptLogError(f"tx {tx_id} already exists in the log")
-        self._write(put)
+        self._write(put, records)
 
-    def _write(self, body: Any) -> None:
+    def _write(self, body: Any,
+               records: Sequence[tuple[int, bytes | bytearray]] = ()) -> None:
         # One write transaction of this process at a time (commits and a service's meta
         # writes): the map can then grow inside a failed attempt with no other write
         # transaction open, which LMDB requires (py-lmdb#379).
@@ -252,7 +287,9 @@ class LogStore:
                 except lmdb.KeyExistsError as exc:
                     raise CorruptLogError(f"a tx id was written twice: {exc}") from exc
                 except lmdb.Error as exc:
-                    raise _translate(exc, "cannot write the log") from exc
+                    need = sum(len(r) for _, r in records)  # for the free-space check
+                    raise _translate(exc, "cannot write the log", log_dir=self.path,
+                                     need=need) from exc
         raise StorageError("the log map could not be grown enough to hold the write")
 
     def _grow(self) -> None:
