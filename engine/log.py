@@ -20,6 +20,7 @@ growth waits for them to finish.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import struct
@@ -123,8 +124,34 @@ def _disk_full(exc: Exception, log_dir: str, need: int) -> bool:
     except OSError:
         return False
     # root may use the blocks reserved for it: what it can still write is f_bfree
-    free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
-    return free < max(NEARLY_FULL_BYTES, 2 * need) or st.f_favail == 0
+    return _free_bytes(st) < max(NEARLY_FULL_BYTES, 2 * need) or _no_inodes(st)
+
+
+def _free_bytes(st: os.statvfs_result) -> int:
+    # root may use the blocks reserved for it: what it can still write is f_bfree
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
+def _no_inodes(st: os.statvfs_result) -> bool:
+    return st.f_files > 0 and st.f_favail == 0  # f_files 0: no inode limit (btrfs, ...)
+
+
+def _room_for_a_new_env(path: str) -> None:
+    """Refuse to create an LMDB environment on a (nearly) full filesystem.
+
+    LMDB sizes ``lock.mdb`` and maps it at once: where the filesystem has no page left
+    for it (tmpfs), the first touch of the map kills the process with SIGBUS instead
+    of returning an error. An environment whose files exist already has its pages.
+    """
+    if os.path.exists(os.path.join(path, "lock.mdb")) and _env_present(path):
+        return
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return
+    if _free_bytes(st) < NEARLY_FULL_BYTES or _no_inodes(st):
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: less than "
+                      f"{NEARLY_FULL_BYTES >> 20} MiB free to create the log's LMDB files")
 
 
 def _env_present(path: str) -> bool:
@@ -147,6 +174,7 @@ class LogStore:
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
+                _room_for_a_new_env(path)
             size = max(map_size, _file_size(path) * 2)
             # "commit" and "group" let LMDB flush at each commit: data pages, fsync,
             # then the meta page, fsync. A "group" batch is one LMDB commit, so its

@@ -1060,7 +1060,8 @@ def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, p
                                    f"restored from full backup {e.id} in {target.url} at tx "
                                    f"{stop}"))
         build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=m.tx_id,
-                  base_pos=m.last_position, history=history, paths=paths)
+                  base_pos=m.last_position, history=history, paths=paths,
+                  base_checksum=h.tx_checksum)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(os.path.join(stage, "segments"))
         last_time = open_and_check(stage, stop, snapshot=bool(paths))

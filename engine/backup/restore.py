@@ -27,6 +27,7 @@ from .. import formats, layout
 from ..database import Database
 from ..errors import EngineError, HistoryLostError, InvalidEventError
 from ..files import fs
+from ..lineage import base_checksum_entry
 from ..log import LogStore
 from ..model import EpochRecord
 from ..native import peek_tx_header
@@ -206,8 +207,9 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
         # 1. download and verify everything needed before building anything
         base_tx = base_pos = 0
         last_epoch = needed[-1].epoch if needed else 0
+        base_checksum: int | None = None
         if chain.base is not None:
-            base_tx, base_pos = _fetch_base(target, chain, db, stage)
+            base_tx, base_pos, base_checksum = _fetch_base(target, chain, db, stage)
             last_epoch = max(last_epoch, chain.base.epoch)
         paths, last_pos = spool_chain(target, chain, stop=stop, directory=spool,
                                       progress=progress, total=2 * len(needed))
@@ -220,7 +222,7 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
                                    f"restored from {target.url} at tx {stop}"))
         build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=base_tx, base_pos=base_pos,
                   history=history, paths=paths, progress=progress, done=len(needed),
-                  total=2 * len(needed))
+                  total=2 * len(needed), base_checksum=base_checksum)
         shutil.rmtree(spool)
         # 3. open it (replays and checks every record), snapshot the state, close
         last_time = open_and_check(stage, stop)
@@ -239,12 +241,17 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
 
 def build_log(stage: str, *, db_id: str, new_epoch: int, base_tx: int, base_pos: int,
               history: list[EpochRecord], paths: list[str], progress: Progress | None = None,
-              done: int = 0, total: int = 0) -> None:
+              done: int = 0, total: int = 0, base_checksum: int | None = None) -> None:
     """Create ``stage``'s log for ``new_epoch`` starting after ``base_tx`` (a snapshot in
-    ``stage``'s snapshots/, or 0) and append the spooled records of ``paths``."""
+    ``stage``'s snapshots/, or 0) and append the spooled records of ``paths``.
+    ``base_checksum`` is that snapshot's ``tx_checksum`` (its lineage proof, kept in the
+    log's meta: docs/FORMAT.md section 3)."""
     store = LogStore(layout.log_dir(stage), sync="none")
     try:
         store.initialise(db_id, new_epoch, base_tx, base_pos, history)
+        entry = base_checksum_entry(base_checksum) if base_tx else None
+        if entry is not None:
+            store.put_meta(formats.META_BASE_CHECKSUM, entry)
         for i, p in enumerate(paths):
             for batch in _batches(spooled(p)):
                 store.append(batch)
@@ -283,9 +290,10 @@ def check_destination(path: str) -> None:
     _check_destination(path)
 
 
-def _fetch_base(target: Target, chain: Chain, db_id: str, stage: str) -> tuple[int, int]:
+def _fetch_base(target: Target, chain: Chain, db_id: str,
+                stage: str) -> tuple[int, int, int | None]:
     """Download and verify the chain's base snapshot into ``stage``'s snapshots/;
-    returns its (tx_id, last_position)."""
+    returns its (tx_id, last_position, tx_checksum)."""
     assert chain.base is not None
     snaps = layout.snapshot_dir(stage)
     os.makedirs(snaps, exist_ok=True)
@@ -301,7 +309,7 @@ def _fetch_base(target: Target, chain: Chain, db_id: str, stage: str) -> tuple[i
         raise BackupChainError(f"base snapshot {chain.base.key} holds tx {h.tx_id} of "
                                f"{h.db_id}: not what its name says", key=chain.base.key)
     os.replace(tmp, os.path.join(snaps, layout.snapshot_name(h.epoch, h.tx_id)))
-    return h.tx_id, h.last_position
+    return h.tx_id, h.last_position, h.tx_checksum
 
 
 def _batches(pairs: Iterator[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes | bytearray]]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .. import formats, layout
 from ..errors import CorruptSnapshotError, EngineError, RecoveryRequired, StorageError
 from ..files import fs
+from ..lineage import base_checksum_entry
 from ..log import LogInfo, LogStore
 from ..model import EpochRecord, Position
 from ..snapshot import (
@@ -222,6 +223,10 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         store = LogStore(staging, sync="commit" if extra is None else "none")
         try:
             store.initialise(h.db_id, new_epoch, base_tx, base_pos, history)
+            # the new log starts after the kept snapshot's tx: it inherits its lineage proof
+            entry = base_checksum_entry(h.tx_checksum) if base_tx == h.tx_id else None
+            if entry is not None:
+                store.put_meta(formats.META_BASE_CHECKSUM, entry)
             if extra is not None:
                 for batch in extra.records():
                     store.append(list(batch))
@@ -236,5 +241,5 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
     if extra is None:
         write_snapshot(layout.snapshot_dir(path), db_id=h.db_id, epoch=new_epoch,
                        tx_id=h.tx_id, last_position=h.last_position, history=history,
-                       state=snap.state)
+                       state=snap.state, tx_checksum=h.tx_checksum)
     return report

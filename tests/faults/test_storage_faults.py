@@ -27,7 +27,7 @@ def test_snapshot_fsync_failure_publishes_nothing(tmp_path):
     with engine.open(path) as db:
         db.append("s", "set", b"1")
         with files.installed(FaultyFileSystem(fail_fsync=True)) as faulty, \
-                pytest.raises(engine.DiskFullError, match="disk holding .* is full"):
+                pytest.raises(engine.DiskFullError, match=r"disk holding .* is full"):
             db.snapshot()
         assert faulty.injected >= 1
         snaps = os.listdir(os.path.join(path, "snapshots"))
