@@ -107,7 +107,8 @@ def _translate(exc: Exception, what: str, *, log_dir: str | None = None, need: i
                          exc if isinstance(exc, OSError) else None)
     if isinstance(exc, (lmdb.DiskError, OSError)):
         return StorageError(f"{what}: {exc}. Check free disk space and permissions.")
-    return StorageError(f"{what}: LMDB error {exc}")
+    return StorageError(f"{what}: LMDB error {exc}. Check free disk space, permissions and "
+                        "the file size limit (ulimit -f).")
 
 
 NEARLY_FULL_BYTES = 1 << 20  # less free than this (or than twice the write) is "full"

@@ -141,10 +141,14 @@ class AdminServer:
             self._thread = threading.Thread(target=self._accept_loop,
                                             name=f"engine-admin:{db.path}", daemon=True)
             self._thread.start()
-        except BaseException:
+        except BaseException as exc:
             self._listener.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, f"cannot serve the admin socket {self.path}: {exc}",
+                                    directory=db.path, writing=self.path,
+                                    consequence="the database was not opened") from exc
             raise
 
     # ------------------------------------------------------------- binding

@@ -264,9 +264,8 @@ def set_aside_dir(path: str, what: str) -> str:
 
 def apply_set_aside(plan: OpenPlan) -> None:
     """Move the snapshots the plan set aside into ``DIR/aside/`` and those of a diverged
-    copy into ``DIR/snapshots/diverged/`` (never delete; each move is durable)."""
-    for w in plan.warnings:
-        warn_user(f"{plan.path}: {w}")
+    copy into ``DIR/snapshots/diverged/`` (never delete; each move is durable), then
+    issue the plan's warnings (after the moves they describe)."""
     files = fs()
     if plan.diverged:
         where = layout.diverged_dir(plan.path)
@@ -280,15 +279,16 @@ def apply_set_aside(plan: OpenPlan) -> None:
                                 directory=plan.path, writing=where,
                                 consequence="nothing was opened; the snapshot stays where "
                                 "it was") from exc
-    if not plan.set_aside:
-        return
-    dest = set_aside_dir(plan.path, "snapshots")
-    try:
-        files.makedirs(dest)
-        for p in plan.set_aside:
-            files.move_durably(p, os.path.join(dest, os.path.basename(p)))
-    except OSError as exc:
-        raise storage_error(exc, f"cannot move snapshots off the log's timeline into {dest}: "
-                            f"{exc}. Check free disk space and permissions.",
-                            directory=plan.path, writing=dest,
-                            consequence="nothing was opened") from exc
+    if plan.set_aside:
+        dest = set_aside_dir(plan.path, "snapshots")
+        try:
+            files.makedirs(dest)
+            for p in plan.set_aside:
+                files.move_durably(p, os.path.join(dest, os.path.basename(p)))
+        except OSError as exc:
+            raise storage_error(exc, f"cannot move snapshots off the log's timeline into "
+                                f"{dest}: {exc}. Check free disk space and permissions.",
+                                directory=plan.path, writing=dest,
+                                consequence="nothing was opened") from exc
+    for w in plan.warnings:
+        warn_user(f"{plan.path}: {w}")
