@@ -9,11 +9,13 @@ rely on the attributes without ``getattr``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 _log = logging.getLogger("engine")
@@ -179,6 +181,22 @@ def storage_error(exc: OSError, message: str, *, directory: str, writing: str,
     if is_disk_full(exc):
         return disk_full(directory, writing, consequence, exc)
     return StorageError(message)
+
+
+@contextlib.contextmanager
+def os_errors_translated(what: str, *, directory: str, consequence: str) -> Iterator[None]:
+    """Inside the block, an ``OSError`` that is not already the engine's becomes
+    :class:`DiskFullError` (a full disk) or :class:`StorageError` saying ``what`` failed,
+    for procedures that write many files (restores) and must leak no raw ``OSError``."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except OSError as exc:
+        writing = exc.filename if isinstance(exc.filename, str) else directory
+        raise storage_error(exc, f"{what}: {exc}. Check free disk space and permissions; "
+                            f"{consequence}", directory=directory, writing=writing,
+                            consequence=consequence) from exc
 
 
 # ---------------------------------------------------------------- backup targets

@@ -334,7 +334,12 @@ def prune(snap_dir: str, keep: int) -> list[str]:
             pass
         except OSError as exc:
             raise StorageError(f"cannot remove old snapshot {path}: {exc}") from exc
-    for name in os.listdir(snap_dir):
+    try:
+        names = os.listdir(snap_dir)
+    except OSError as exc:
+        raise StorageError(f"cannot list {snap_dir} to prune it: {exc}. The new snapshot is "
+                           "durable; check the directory's permissions.") from exc
+    for name in names:
         if name.endswith(layout.SNAP_TMP_SUFFIX):
             with contextlib.suppress(OSError):
                 files.unlink(os.path.join(snap_dir, name))

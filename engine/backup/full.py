@@ -59,6 +59,7 @@ from ..errors import (
     PermanentBackupError,
     StorageError,
     TransientBackupError,
+    os_errors_translated,
 )
 from ..model import EpochRecord
 from ..snapshot import load_snapshot, read_header
@@ -960,8 +961,12 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
     notes: list[str] = []
     for attempt in order:
         try:
-            report = _restore_one(raw, target, db, attempt, path, to_tx, to_time, stats,
-                                  progress, concurrency)
+            with os_errors_translated(f"cannot restore into {path}",
+                                      directory=os.path.dirname(path),
+                                      consequence="nothing was restored (the staging "
+                                      "directory is removed)"):
+                report = _restore_one(raw, target, db, attempt, path, to_tx, to_time, stats,
+                                      progress, concurrency)
         except BackupIntegrityError as exc:
             if not fallback:
                 raise

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from .. import formats, layout
 from ..database import Database
-from ..errors import EngineError, HistoryLostError, InvalidEventError
+from ..errors import EngineError, HistoryLostError, InvalidEventError, os_errors_translated
 from ..files import fs
 from ..lineage import base_checksum_entry
 from ..log import LogStore
@@ -198,45 +198,48 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
         raise InvalidEventError(f"--to-tx {stop} is before tx {chain.base.tx_id}, where the "
                                 f"backup of {db} starts (from a snapshot)")
 
-    parent = os.path.dirname(path) or "."
-    os.makedirs(parent, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.restore-", dir=parent)
-    try:
-        spool = os.path.join(stage, "segments")
-        os.mkdir(spool)
-        # 1. download and verify everything needed before building anything
-        base_tx = base_pos = 0
-        last_epoch = needed[-1].epoch if needed else 0
-        base_checksum: int | None = None
-        if chain.base is not None:
-            base_tx, base_pos, base_checksum = _fetch_base(target, chain, db, stage)
-            last_epoch = max(last_epoch, chain.base.epoch)
-        paths, last_pos = spool_chain(target, chain, stop=stop, directory=spool,
-                                      progress=progress, total=2 * len(needed))
-        if not paths:
-            last_pos = base_pos
-        # 2. build the log: every record with its true epoch; then the fork's new epoch
-        new_epoch = chain.newest_epoch + 1
-        history = [h for h in chain.history if h.epoch <= last_epoch]
-        history.append(EpochRecord(new_epoch, stop + 1, last_pos + 1, time.time(),
-                                   f"restored from {target.url} at tx {stop}"))
-        build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=base_tx, base_pos=base_pos,
-                  history=history, paths=paths, progress=progress, done=len(needed),
-                  total=2 * len(needed), base_checksum=base_checksum)
-        shutil.rmtree(spool)
-        # 3. open it (replays and checks every record), snapshot the state, close
-        last_time = open_and_check(stage, stop)
-        # 4. publish: rename the whole directory into place
-        publish(stage, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(stage)
-        raise
-    return RestoreReport(
-        path=path, target=target.url, db_id=db, restored_epoch=chain.newest_epoch,
-        epochs=sorted({link.epoch for link in needed}), first_tx=chain.first_tx, last_tx=stop,
-        last_position=last_pos, last_time=last_time, new_epoch=new_epoch,
-        segments=len(needed), seconds=time.monotonic() - t0, to_tx=to_tx, to_time=to_time)
+    with os_errors_translated(f"cannot restore into {path}", directory=os.path.dirname(path),
+                              consequence="nothing was restored (the staging directory "
+                              "is removed)"):
+        parent = os.path.dirname(path) or "."
+        os.makedirs(parent, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.restore-", dir=parent)
+        try:
+            spool = os.path.join(stage, "segments")
+            os.mkdir(spool)
+            # 1. download and verify everything needed before building anything
+            base_tx = base_pos = 0
+            last_epoch = needed[-1].epoch if needed else 0
+            base_checksum: int | None = None
+            if chain.base is not None:
+                base_tx, base_pos, base_checksum = _fetch_base(target, chain, db, stage)
+                last_epoch = max(last_epoch, chain.base.epoch)
+            paths, last_pos = spool_chain(target, chain, stop=stop, directory=spool,
+                                          progress=progress, total=2 * len(needed))
+            if not paths:
+                last_pos = base_pos
+            # 2. build the log: every record with its true epoch; then the fork's new epoch
+            new_epoch = chain.newest_epoch + 1
+            history = [h for h in chain.history if h.epoch <= last_epoch]
+            history.append(EpochRecord(new_epoch, stop + 1, last_pos + 1, time.time(),
+                                       f"restored from {target.url} at tx {stop}"))
+            build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=base_tx, base_pos=base_pos,
+                      history=history, paths=paths, progress=progress, done=len(needed),
+                      total=2 * len(needed), base_checksum=base_checksum)
+            shutil.rmtree(spool)
+            # 3. open it (replays and checks every record), snapshot the state, close
+            last_time = open_and_check(stage, stop)
+            # 4. publish: rename the whole directory into place
+            publish(stage, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(stage)
+            raise
+        return RestoreReport(
+            path=path, target=target.url, db_id=db, restored_epoch=chain.newest_epoch,
+            epochs=sorted({link.epoch for link in needed}), first_tx=chain.first_tx, last_tx=stop,
+            last_position=last_pos, last_time=last_time, new_epoch=new_epoch,
+            segments=len(needed), seconds=time.monotonic() - t0, to_tx=to_tx, to_time=to_time)
 
 
 def build_log(stage: str, *, db_id: str, new_epoch: int, base_tx: int, base_pos: int,
