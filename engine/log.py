@@ -205,6 +205,20 @@ class LogStore:
         finally:
             store.close()
 
+    @staticmethod
+    def probe_open(path: str) -> tuple[LogInfo, LogStore | None]:
+        """As :meth:`probe`, but the read-only store is handed back open for a few more
+        reads (None when there is no environment); the caller closes it. Saves opening
+        the environment twice (~0.3 ms) when a decision needs a record."""
+        if not _env_present(path):
+            return LogInfo(path=path, exists=False), None
+        store = LogStore(path, readonly=True)
+        try:
+            return store.info(), store
+        except BaseException:
+            store.close()
+            raise
+
     def info(self) -> LogInfo:
         meta = self.read_meta()
         if meta.get(formats.META_DB_ID) is None:

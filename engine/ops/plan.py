@@ -100,34 +100,17 @@ def _refusal(cls: type[RecoveryRequired], path: str, snap: LoadedSnapshot, info:
 
 def plan_open(path: str, *, create: bool = True) -> OpenPlan:
     """Apply the decision table to ``path`` (which the caller has locked)."""
-    info = LogStore.probe(layout.log_dir(path))
+    info, store = LogStore.probe_open(layout.log_dir(path))  # kept for the lineage check
     plan = OpenPlan(path=path, log=info, snapshot=None)
-    log = _LazyLog(layout.log_dir(path))  # opened only if a lineage check needs it
     try:
-        _choose_snapshot(plan, info, log)
+        _choose_snapshot(plan, info, store)
     finally:
-        log.close()
+        if store is not None:
+            store.close()
     return _decide(plan, path, info, create)
 
 
-class _LazyLog:
-    """The log opened read-only on first use (one point read per checked snapshot)."""
-
-    def __init__(self, log_path: str) -> None:
-        self._path = log_path
-        self._store: LogStore | None = None
-
-    def get(self) -> LogStore:
-        if self._store is None:
-            self._store = LogStore(self._path, readonly=True)
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-
-
-def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: _LazyLog) -> None:
+def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: LogStore | None) -> None:
     """The newest snapshot that loads, belongs to this database and lies on the log's
     lineage; the others are recorded in ``plan`` (corrupt, off the timeline, diverged)."""
     path = plan.path
@@ -155,8 +138,8 @@ def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: _LazyLog) -> None:
                 f"snapshot {os.path.basename(spath)} (epoch {h.epoch}, tx {h.tx_id}) is not on "
                 f"the log's timeline (epoch {info.epoch} forked before it): set aside")
             continue
-        if info.exists and h.tx_checksum is not None:
-            div = diverged(h, log.get(), info)
+        if log is not None and info.exists and h.tx_checksum is not None:
+            div = diverged(h, log, info)
             if div is not None:
                 dest = diverged_destination(path, spath, taken)
                 taken.add(dest)
