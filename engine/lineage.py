@@ -33,6 +33,7 @@ from functools import partial
 
 from . import formats
 from .log import LogInfo, LogStore
+from .native import xxh64
 from .snapshot import SnapshotHeader, record_checksum
 
 RUNBOOK = "docs/RUNBOOK.md, 'A diverged copy'"
@@ -41,7 +42,8 @@ RUNBOOK = "docs/RUNBOOK.md, 'A diverged copy'"
 def log_checksum(log: LogStore, tx_id: int, *, base_tx: int) -> int | None:
     """The xxh64 of the record of ``tx_id`` as this log knows it (the record's own
     trailing checksum, or ``base_checksum`` for ``tx_id == base_tx``); None if the log
-    cannot tell (tx 0, outside the log, or a base recorded without it)."""
+    cannot tell (tx 0, outside the log, a base recorded without it, or a record whose
+    own checksum fails)."""
     if tx_id < 1:
         return None
     if tx_id <= base_tx:
@@ -50,7 +52,12 @@ def log_checksum(log: LogStore, tx_id: int, *, base_tx: int) -> int | None:
         raw = log.get_meta(formats.META_BASE_CHECKSUM)
         return None if raw is None or len(raw) != 8 else int(formats.U64_LE.unpack(raw)[0])
     rec = log.get(tx_id)
-    return None if rec is None or len(rec) < formats.TX_TRAILER_SIZE else record_checksum(rec)
+    if rec is None or len(rec) < formats.TX_TRAILER_SIZE:
+        return None
+    stored = record_checksum(rec)
+    # A damaged record proves nothing (and must not make a good snapshot look foreign):
+    # its own checksum decides; replay and verify report the damage.
+    return stored if xxh64(memoryview(rec)[: -formats.TX_TRAILER_SIZE]) == stored else None
 
 
 def checksum_source(log: LogStore, base_tx: int) -> Callable[[int], int | None]:

@@ -240,3 +240,41 @@ def test_a_newer_epochs_snapshot_over_an_older_log_is_still_a_gap_not_a_divergen
         engine.open(path)
     assert "2-5.snap" in os.listdir(os.path.join(path, "snapshots"))
     assert not os.path.exists(layout.diverged_dir(path))
+
+
+def test_a_damaged_record_at_the_snapshots_tx_does_not_make_it_look_foreign(tmp_path):
+    import lmdb
+
+    path = str(tmp_path / "db")
+    with engine.open(path) as db:
+        db.append("s", "set", b"1")
+        db.append("s", "set", b"2")
+        db.snapshot()
+        db.append("s", "set", b"3")
+    env = lmdb.open(os.path.join(path, "log"))
+    with env.begin(write=True) as txn:
+        key = (2).to_bytes(8, "big")
+        rec = bytearray(txn.get(key))
+        rec[-1] ^= 0xFF  # the record's own checksum no longer matches
+        txn.put(key, bytes(rec))
+    env.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "does not belong" warning, nothing set aside
+        with engine.open(path) as db:
+            assert db.get("s") == b"3"
+    assert not os.path.exists(layout.diverged_dir(path))
+    problems = verify_directory(path).problems
+    assert problems and all("does not belong" not in p for p in problems)
+    assert any("tx 2" in p for p in problems)  # verify names the damaged record
+
+
+def test_recovery_never_rebuilds_from_a_diverged_copys_snapshot(tmp_path):
+    a, _b, foreign = _diverged_pair(tmp_path, own_snapshot=True)
+    lock = DirLock(a)
+    try:
+        report = recover_new_epoch(a, dry_run=True, force=True)
+    finally:
+        lock.release()
+    assert os.path.basename(report.snapshot) == "1-2.snap"  # its own, not the foreign 1-4
+    assert any("1-4.snap" in n and "does not belong to this log" in n for n in report.notes)
+    assert os.path.exists(foreign)  # a dry run moves nothing
