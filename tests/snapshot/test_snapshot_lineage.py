@@ -278,3 +278,20 @@ def test_recovery_never_rebuilds_from_a_diverged_copys_snapshot(tmp_path):
     assert os.path.basename(report.snapshot) == "1-2.snap"  # its own, not the foreign 1-4
     assert any("1-4.snap" in n and "does not belong to this log" in n for n in report.notes)
     assert os.path.exists(foreign)  # a dry run moves nothing
+
+
+def test_engine_admin_status_and_verify_show_a_diverged_copy(tmp_path):
+    from tests.support.cli import run_json
+
+    a, b, _foreign = _diverged_pair(tmp_path, own_snapshot=True)
+    code, rep = run_json("status", a)
+    assert code == 0  # degraded: it opens
+    assert rep["verdict"] == "degraded" and "does not belong to this log" in rep["problem"]
+    by_file = {s["file"]: s for s in rep["snapshots"]}
+    assert by_file["1-4.snap"]["tx_checksum"] == f"{_record_checksum(b, 4):016x}"
+    assert by_file["1-2.snap"]["tx_checksum"] == f"{_record_checksum(a, 2):016x}"
+    assert by_file["1-4.snap"]["version"] == 2
+    code, rep = run_json("verify", a)
+    assert code == 1 and rep["ok"] is False
+    assert any("does not belong to this log" in p for p in rep["problems"])
+    assert os.path.exists(os.path.join(a, "snapshots", "1-4.snap"))  # neither moves it
