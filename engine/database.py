@@ -30,9 +30,10 @@ from .errors import (
     EngineError,
     InvalidEventError,
     OptionsError,
-    StorageError,
+    storage_error,
 )
 from .history import History, type_set
+from .lineage import checksum_source
 from .loader import load
 from .lock import DirLock
 from .log import LogInfo, LogStore
@@ -85,29 +86,36 @@ class Database:
                                "Database() opens only the core. Use engine.open(path, ...)")
         self.options = options  # immutable
         self.path = database_directory(path, options.create)  # absolute; immutable
+        self._closed = True  # until the open below completes
         # A caller that already holds the directory lock (engine-admin recover) lends it;
         # then close() leaves it held.
         self._owns_lock = _held_lock is None
         self._lock = DirLock(self.path) if _held_lock is None else _held_lock
-        log: LogStore | None = None
+        # Every step below unwinds what the earlier ones took if it fails, whatever the
+        # failure (an interrupt too): the log is closed, the snapshot thread stopped, the
+        # lock released, so a failed open leaves no descriptor, thread or lock behind.
+        undo: list[Callable[[], None]] = []  # what each step took, to release on failure
         try:
-            plan = plan_open(self.path, create=options.create)
-            apply_set_aside(plan)
-            log_kwargs: dict[str, Any] = {"sync": options.sync}
-            if options.map_size:
-                log_kwargs["map_size"] = options.map_size
-            log = LogStore(layout.log_dir(self.path), **log_kwargs)
-            loaded = load(plan, log, options.reducer, self.path)
+            self._open(options, undo)
         except BaseException:
-            if log is not None:
-                log.close()
-            if self._owns_lock:
-                self._lock.release()
+            self._unwind_open(undo)
             raise
+
+    def _open(self, options: Options, undo: list[Callable[[], None]]) -> None:
+        """The steps of open after the lock; each registers in ``undo`` how to release
+        what it took (``__init__`` runs them, newest first, if a later step fails)."""
+        plan = plan_open(self.path, create=options.create)
+        apply_set_aside(plan)
+        log_kwargs: dict[str, Any] = {"sync": options.sync}
+        if options.map_size:
+            log_kwargs["map_size"] = options.map_size
+        log = LogStore(layout.log_dir(self.path), **log_kwargs)
+        undo.append(log.close)
+        self._log = log  # the only LMDB handle; closed by close()
+        loaded = load(plan, log, options.reducer, self.path)
         # Every field below is set once here and never reassigned; the objects they
         # name guard their own mutable parts (see docs/ARCHITECTURE.md, "Locks").
         self.open_warnings: list[str] = list(plan.warnings)
-        self._log = log  # the only LMDB handle; closed by close()
         self.db_id: str = loaded.db_id
         self._epoch = loaded.epoch
         self._history: tuple[EpochRecord, ...] = loaded.history
@@ -132,8 +140,11 @@ class Database:
         self._snapshots = Snapshotter(
             snapshot_dir=layout.snapshot_dir(self.path), db_id=loaded.db_id,
             epoch=loaded.epoch, history=loaded.history, capture=self._pipeline.capture,
-            keep=options.keep_snapshots, last_snapshot_tx=loaded.snapshot_tx,
-            signal=self.commit_signal, every=options.snapshot_every, name=self.path)
+            lineage=checksum_source(log, loaded.base_tx), keep=options.keep_snapshots,
+            last_snapshot_tx=loaded.snapshot_tx, signal=self.commit_signal,
+            every=options.snapshot_every, name=self.path)
+        undo.append(self._snapshots.close)  # after the signal's close below: it wakes the thread
+        undo.append(self.commit_signal.close)
         self._reader = reader
         self._commit = self._pipeline.commit  # bound once: every append calls it
         # Background services attached after open (the log backup, ...), by name; each
@@ -142,6 +153,17 @@ class Database:
         self._services: dict[str, Service] = {}
         # Written only by close() (then never back); read lock-free by every call.
         self._closed = False
+
+    def _unwind_open(self, undo: list[Callable[[], None]]) -> None:
+        """Release what a failed open took, newest first; never raises over the cause."""
+        self._closed = True
+        for release in reversed(undo):
+            try:
+                release()
+            except Exception as exc:  # keep unwinding: the open's own error is what matters
+                log.error("cleaning up a failed open of %s: %s", self.path, exc)
+        if self._owns_lock:
+            self._lock.release()
 
     # ------------------------------------------------------------- options
     @property
@@ -391,5 +413,6 @@ def database_directory(path: str | os.PathLike[str], create: bool) -> str:
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create {path}: {exc}") from exc
+            raise storage_error(exc, f"cannot create {path}: {exc}", directory=path,
+                                writing=path, consequence="nothing was opened") from exc
     return path

@@ -9,10 +9,13 @@ rely on the attributes without ``getattr``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 _log = logging.getLogger("engine")
@@ -140,6 +143,71 @@ class StorageError(EngineError, OSError):
     """The operating system or LMDB refused an operation (disk full, permissions, ...)."""
 
 
+class DiskFullError(StorageError):
+    """The filesystem holding the database is full (``ENOSPC``, ``EDQUOT``, or an LMDB
+    write that failed while no space was left). Nothing partial was published: free
+    space and retry the same call. ``directory`` is the directory whose disk is full."""
+
+    def __init__(self, message: str, directory: str | None = None) -> None:
+        super().__init__(message)
+        self.directory = directory
+
+
+# errnos that mean "no room": a full filesystem, or a user's quota used up. (EFBIG, a
+# file past RLIMIT_FSIZE or the filesystem's file size limit, is not: space is left.)
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an OSError it was raised from) says the disk is full."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # a short cause chain: ours -> the OSError
+        if seen is None:
+            return False
+        if isinstance(seen, DiskFullError) or (
+                isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def disk_full(directory: str, writing: str, consequence: str,
+              exc: BaseException | None = None) -> DiskFullError:
+    """The error for a write that found no room: says which disk, which file, what to do.
+
+    ``consequence`` says what the failed call left behind ("nothing was committed").
+    """
+    why = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else (
+        "No space left on device")
+    return DiskFullError(f"the disk holding {directory} is full ({why}) while writing "
+                         f"{writing}: free space and retry; {consequence}", directory)
+
+
+def storage_error(exc: OSError, message: str, *, directory: str, writing: str,
+                  consequence: str) -> StorageError:
+    """Translate an OS error met while writing: :class:`DiskFullError` when it says the
+    disk is full, else a :class:`StorageError` with ``message`` (raise it ``from exc``)."""
+    if is_disk_full(exc):
+        return disk_full(directory, writing, consequence, exc)
+    return StorageError(message)
+
+
+@contextlib.contextmanager
+def os_errors_translated(what: str, *, directory: str, consequence: str) -> Iterator[None]:
+    """Inside the block, an ``OSError`` that is not already the engine's becomes
+    :class:`DiskFullError` (a full disk) or :class:`StorageError` saying ``what`` failed,
+    for procedures that write many files (restores) and must leak no raw ``OSError``."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except OSError as exc:
+        writing = exc.filename if isinstance(exc.filename, str) else directory
+        raise storage_error(exc, f"{what}: {exc}. Check free disk space and permissions; "
+                            f"{consequence}", directory=directory, writing=writing,
+                            consequence=consequence) from exc
+
+
 # ---------------------------------------------------------------- backup targets
 
 
@@ -210,6 +278,7 @@ __all__ = [
     "DatabaseClosedError",
     "DatabaseLockedError",
     "DatabaseMismatchError",
+    "DiskFullError",
     "EngineError",
     "EngineWarning",
     "HistoryLostError",

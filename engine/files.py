@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .errors import StorageError
+from .errors import storage_error
 
 
 class FileSystem:
@@ -64,7 +64,8 @@ class FileSystem:
         """Make ``final`` hold ``chunks`` durably or not at all.
 
         temp file, write, fsync, rename, fsync the directory. On failure the temp file
-        is removed and :class:`StorageError` is raised; ``final`` is untouched.
+        is removed and :class:`StorageError` is raised (:class:`DiskFullError` when the
+        disk is full); ``final`` is untouched.
         """
         try:
             with open(tmp, "wb") as f:
@@ -77,8 +78,11 @@ class FileSystem:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise StorageError(f"cannot write {final}: {exc}. Check free disk space and "
-                               "permissions.") from exc
+            raise storage_error(
+                exc, f"cannot write {final}: {exc}. Check free disk space and permissions.",
+                directory=os.path.dirname(final) or ".", writing=tmp,
+                consequence=f"nothing was written ({os.path.basename(final)} is unchanged)",
+            ) from exc
 
     def move_durably(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` and fsync both parent directories."""

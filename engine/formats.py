@@ -33,12 +33,18 @@ TX_TRAILER_SIZE: Final = 8
 # ---- snapshot file --------------------------------------------------------
 SNAP_MAGIC: Final = b"ENGSNAP1"       # file header magic
 SNAP_END_MAGIC: Final = b"ENGSEND1"   # last 8 bytes of the file
-SNAP_VERSION: Final = 1
-# The fixed 128-byte header: magic, version, flags, header_len, db_id (36), reserved,
-# epoch, tx_id, last_position, stream_count, block_count, body_raw_len,
-# body_compressed_len, created_ns, history_len, reserved. The epoch-history JSON and
-# the header checksum (u64) follow it; header_len counts all three.
-SNAP_HEADER: Final = struct.Struct("<8sHHI36sIQQQQQQQQII")
+SNAP_VERSION: Final = 2               # written; versions 1 and 2 are read
+SNAP_VERSIONS_READ: Final = (1, 2)
+# The fixed header of version 2 (136 bytes): magic, version, flags, header_len, db_id (36),
+# reserved, epoch, tx_id, last_position, stream_count, block_count, body_raw_len,
+# body_compressed_len, created_ns, history_len, reserved, tx_checksum. The epoch-history
+# JSON and the header checksum (u64) follow it; header_len counts all three.
+SNAP_HEADER: Final = struct.Struct("<8sHHI36sIQQQQQQQQIIQ")
+# Version 1 (128 bytes): the same without tx_checksum (no lineage proof; still read).
+SNAP_HEADER_V1: Final = struct.Struct("<8sHHI36sIQQQQQQQQII")
+# flags bit 0: tx_checksum holds the xxh64 of the record of tx tx_id (its trailing 8
+# bytes), proving which log the snapshot belongs to. Clear: unknown (tx_checksum is 0).
+SNAP_FLAG_TX_CHECKSUM: Final = 1
 SNAP_HEADER_LEN_OFFSET: Final = 12        # u32 header_len
 SNAP_FOOTER_SIZE: Final = 16              # u64 file checksum + SNAP_END_MAGIC
 BLOCK_MAGIC: Final = b"SBLK"
@@ -60,6 +66,7 @@ META_BASE_TX: Final = META_PREFIX + b"base_tx"          # u64 LE: tx before the 
 META_BASE_POSITION: Final = META_PREFIX + b"base_position"  # u64 LE: event position before it
 META_HISTORY: Final = META_PREFIX + b"epoch_history"    # JSON list of EpochRecord dicts
 META_BACKUP: Final = META_PREFIX + b"backup"            # JSON: the log backup's checkpoint
+META_BASE_CHECKSUM: Final = META_PREFIX + b"base_checksum"  # u64 LE: xxh64 of tx base_tx's record
 LOG_FORMAT: Final = 1
 
 # ---- log-backup segment (an object in the backup target) -------------------
@@ -87,6 +94,7 @@ MAX_REASON_BYTES: Final = 512             # epoch-history reason text
 
 U64_LE: Final = struct.Struct("<Q")
 U32_LE: Final = struct.Struct("<I")
+U16_LE: Final = struct.Struct("<H")
 
 # Largest u64: the range of XXH64 seeds and of the record's integer fields.
 U64_MAX: Final = (1 << 64) - 1

@@ -9,6 +9,7 @@ one screen and changes in one place::
       log/              log_dir()          LMDB environment (data.mdb, lock.mdb)
       log.new/          log_staging_dir()  a new epoch's log while it is built
       snapshots/        snapshot_dir()     <epoch>-<tx_id>.snap (+ .snap.tmp while written)
+        diverged/       diverged_dir()     snapshots of a diverged copy, set aside on open
       aside/            aside_dir()        files moved out of the way, never deleted
       admin.sock        admin_socket()     only with admin_socket=True (mode 0600)
 """
@@ -23,6 +24,7 @@ LOCK_FILE: Final = "LOCK"
 LOG_SUBDIR: Final = "log"
 LOG_STAGING_SUBDIR: Final = "log.new"
 SNAP_SUBDIR: Final = "snapshots"
+DIVERGED_SUBDIR: Final = "diverged"
 ASIDE_SUBDIR: Final = "aside"
 ADMIN_SOCKET: Final = "admin.sock"
 LMDB_DATA_FILE: Final = "data.mdb"
@@ -55,6 +57,12 @@ def log_staging_dir(path: str) -> str:
 def snapshot_dir(path: str) -> str:
     """``DIR/snapshots``: the snapshot files."""
     return os.path.join(path, SNAP_SUBDIR)
+
+
+def diverged_dir(path: str) -> str:
+    """``DIR/snapshots/diverged``: snapshots that belong to a diverged copy of the
+    database (same db_id, another log), moved there on open; never deleted."""
+    return os.path.join(path, SNAP_SUBDIR, DIVERGED_SUBDIR)
 
 
 def snapshot_name(epoch: int, tx_id: int) -> str:

@@ -20,6 +20,7 @@ growth waits for them to finish.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import struct
@@ -33,7 +34,14 @@ from typing import Any
 import lmdb
 
 from . import formats, layout
-from .errors import CorruptLogError, DatabaseClosedError, DatabaseLockedError, StorageError
+from .errors import (
+    DISK_FULL_ERRNOS,
+    CorruptLogError,
+    DatabaseClosedError,
+    DatabaseLockedError,
+    StorageError,
+    disk_full,
+)
 from .files import fs
 from .model import EpochRecord
 from .native import peek_tx_header
@@ -80,17 +88,72 @@ class LogInfo:
         return f"a log of epoch {self.epoch} holding txs {self.first_tx}..{self.last_tx}"
 
 
-def _translate(exc: Exception, what: str) -> Exception:
-    """Turn an lmdb or OS error into the engine's tree, keeping the cause."""
+def _translate(exc: Exception, what: str, *, log_dir: str | None = None, need: int = 0,
+               consequence: str = "nothing was committed") -> Exception:
+    """Turn an lmdb or OS error into the engine's tree, keeping the cause.
+
+    With ``log_dir`` (a write or an open that may create files) a full disk is named as
+    such: ``ENOSPC``/``EDQUOT`` directly, or any other LMDB failure (LMDB reports a
+    short page write as EIO) while the filesystem has (nearly) no room for ``need``
+    more bytes.
+    """
     if isinstance(exc, lmdb.CorruptedError | lmdb.InvalidError | lmdb.PageNotFoundError):
         return CorruptLogError(
             f"{what}: the LMDB environment is damaged ({exc}). Run `engine-admin verify DIR`; "
             "if the log cannot be read, `engine-admin recover --new-epoch DIR` rebuilds from "
             "the newest snapshot."
         )
+    if log_dir is not None and _disk_full(exc, log_dir, need):
+        return disk_full(log_dir, layout.log_data_file(log_dir), consequence,
+                         exc if isinstance(exc, OSError) else None)
     if isinstance(exc, (lmdb.DiskError, OSError)):
         return StorageError(f"{what}: {exc}. Check free disk space and permissions.")
-    return StorageError(f"{what}: LMDB error {exc}")
+    return StorageError(f"{what}: LMDB error {exc}. Check free disk space, permissions and "
+                        "the file size limit (ulimit -f).")
+
+
+NEARLY_FULL_BYTES = 1 << 20  # less free than this (or than twice the write) is "full"
+
+
+def _disk_full(exc: Exception, log_dir: str, need: int) -> bool:
+    """Whether the failure ``exc`` of a write into ``log_dir`` came from a full disk."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    if isinstance(exc, lmdb.DiskError):  # py-lmdb's class for ENOSPC
+        return True
+    try:
+        st = os.statvfs(log_dir)
+    except OSError:
+        return False
+    # root may use the blocks reserved for it: what it can still write is f_bfree
+    return _free_bytes(st) < max(NEARLY_FULL_BYTES, 2 * need) or _no_inodes(st)
+
+
+def _free_bytes(st: os.statvfs_result) -> int:
+    # root may use the blocks reserved for it: what it can still write is f_bfree
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
+def _no_inodes(st: os.statvfs_result) -> bool:
+    return st.f_files > 0 and st.f_favail == 0  # f_files 0: no inode limit (btrfs, ...)
+
+
+def _room_for_a_new_env(path: str) -> None:
+    """Refuse to create an LMDB environment on a (nearly) full filesystem.
+
+    LMDB sizes ``lock.mdb`` and maps it at once: where the filesystem has no page left
+    for it (tmpfs), the first touch of the map kills the process with SIGBUS instead
+    of returning an error. An environment whose files exist already has its pages.
+    """
+    if os.path.exists(os.path.join(path, "lock.mdb")) and _env_present(path):
+        return
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return
+    if _free_bytes(st) < NEARLY_FULL_BYTES or _no_inodes(st):
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: less than "
+                      f"{NEARLY_FULL_BYTES >> 20} MiB free to create the log's LMDB files")
 
 
 def _env_present(path: str) -> bool:
@@ -117,6 +180,7 @@ class LogStore:
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
+                _room_for_a_new_env(path)
             size = max(map_size, _file_size(path) * 2)
             # "commit" and "group" let LMDB flush at each commit: data pages, fsync,
             # then the meta page, fsync. A "group" batch is one LMDB commit, so its
@@ -131,8 +195,8 @@ class LogStore:
                 sync=durable, metasync=durable, readahead=False,
                 max_readers=256, lock=not readonly or shared,
             ))  # fmt: skip
-        except lmdb.Error as exc:
-            if "already open in this process" in str(exc):
+        except (lmdb.Error, OSError) as exc:
+            if isinstance(exc, lmdb.Error) and "already open in this process" in str(exc):
                 # py-lmdb refuses a second environment on one file in a process: LMDB's
                 # locks on lock.mdb are POSIX record locks, which belong to the process,
                 # so closing the second handle would drop the first one's.
@@ -141,9 +205,9 @@ class LogStore:
                     "open; read through that handle (LMDB cannot have one environment "
                     "open twice in a process; readonly=True is for other processes)",
                     os.getpid()) from None
-            raise _translate(exc, f"cannot open the log at {path}") from exc
-        except OSError as exc:
-            raise _translate(exc, f"cannot open the log at {path}") from exc
+            raise _translate(exc, f"cannot open the log at {path}",
+                             log_dir=None if readonly else path,
+                             consequence="nothing was opened") from exc
 
     # ---------------------------------------------------------------- probing
     @staticmethod
@@ -157,6 +221,20 @@ class LogStore:
             return store.info()
         finally:
             store.close()
+
+    @staticmethod
+    def probe_open(path: str, *, shared: bool = False) -> tuple[LogInfo, LogStore | None]:
+        """As :meth:`probe`, but the read-only store is handed back open for a few more
+        reads (None when there is no environment); the caller closes it. Saves opening
+        the environment twice (~0.3 ms) when a decision needs a record."""
+        if not _env_present(path):
+            return LogInfo(path=path, exists=False), None
+        store = LogStore(path, readonly=True, shared=shared)
+        try:
+            return store.info(), store
+        except BaseException:
+            store.close()
+            raise
 
     def info(self) -> LogInfo:
         meta = self.read_meta()
@@ -248,9 +326,10 @@ class LogStore:
                     raise CorruptLogError(f"tx id {tx_id} is out of the log's key range")
                 if not txn.put(_KEY.pack(tx_id), rec, append=True, overwrite=False):
                     raise CorruptLogError(f"tx {tx_id} already exists in the log")
-        self._write(put)
+        self._write(put, records)
 
-    def _write(self, body: Any) -> None:
+    def _write(self, body: Any,
+               records: Sequence[tuple[int, bytes | bytearray]] = ()) -> None:
         # One write transaction of this process at a time (commits and a service's meta
         # writes): the map can then grow inside a failed attempt with no other write
         # transaction open, which LMDB requires (py-lmdb#379).
@@ -268,7 +347,9 @@ class LogStore:
                 except lmdb.KeyExistsError as exc:
                     raise CorruptLogError(f"a tx id was written twice: {exc}") from exc
                 except lmdb.Error as exc:
-                    raise _translate(exc, "cannot write the log") from exc
+                    need = sum(len(r) for _, r in records)  # for the free-space check
+                    raise _translate(exc, "cannot write the log", log_dir=self.path,
+                                     need=need) from exc
         raise StorageError("the log map could not be grown enough to hold the write")
 
     def _grow(self) -> None:

@@ -23,7 +23,7 @@ from itertools import islice
 import zstandard
 
 from . import formats, layout
-from .errors import CorruptSnapshotError, StorageError
+from .errors import CorruptSnapshotError, StorageError, storage_error
 from .files import fs
 from .model import EpochRecord, Position, SnapshotInfo
 from .native import decode_blocks, encode_block, scan_blocks, xxh64
@@ -49,6 +49,11 @@ class SnapshotHeader:
     created: float
     history: tuple[EpochRecord, ...]
     file_bytes: int
+    version: int = formats.SNAP_VERSION
+    # xxh64 of the record of tx ``tx_id`` (its trailing 8 bytes): which log this snapshot
+    # belongs to. None when not recorded (a version-1 file, tx 0, or a writer that did
+    # not know it): such a snapshot's lineage is unproven and it is accepted as before.
+    tx_checksum: int | None = None
 
     @property
     def position(self) -> Position:
@@ -119,18 +124,25 @@ def write_snapshot(
     last_position: int,
     history: Iterable[EpochRecord],
     state: dict[str, StateEntry],
+    tx_checksum: int | None,
     level: int = 3,
 ) -> SnapshotInfo:
     """Write ``state`` (a private copy the caller will not mutate) as a snapshot.
 
-    Returns once the file and its directory entry are durable.
+    ``tx_checksum`` is the xxh64 of the log record of ``tx_id`` (the record's trailing
+    8 bytes; see :func:`record_checksum`), or None when the writer does not know it (tx
+    0 has no record). Returns once the file and its directory entry are durable.
     """
+    if tx_checksum is not None and (tx_id == 0 or not 0 <= tx_checksum <= formats.U64_MAX):
+        raise ValueError(f"tx_checksum {tx_checksum!r} for tx {tx_id}: a u64, and only for "
+                         "a tx >= 1")
     files = fs()
     try:
         files.makedirs(snap_dir)
     except OSError as exc:
-        raise StorageError(f"cannot create {snap_dir}: {exc}. Check free disk space and "
-                           "permissions.") from exc
+        raise storage_error(exc, f"cannot create {snap_dir}: {exc}. Check free disk space "
+                            "and permissions.", directory=os.path.dirname(snap_dir),
+                            writing=snap_dir, consequence="no snapshot was taken") from exc
     cctx = zstandard.ZstdCompressor(level=level)
     comp = cctx.compressobj()
     chunks: list[bytes] = []
@@ -147,10 +159,11 @@ def write_snapshot(
     body = b"".join(chunks)
     history_json = json.dumps([h.to_json() for h in history]).encode()
     header_len = _HEADER.size + len(history_json) + 8
+    flags = 0 if tx_checksum is None else formats.SNAP_FLAG_TX_CHECKSUM
     head = _HEADER.pack(
-        formats.SNAP_MAGIC, formats.SNAP_VERSION, 0, header_len, db_id.encode("ascii"), 0,
+        formats.SNAP_MAGIC, formats.SNAP_VERSION, flags, header_len, db_id.encode("ascii"), 0,
         epoch, tx_id, last_position, len(state), blocks, raw_len, len(body), time.time_ns(),
-        len(history_json), 0,
+        len(history_json), 0, tx_checksum or 0,
     ) + history_json  # fmt: skip
     head += _U64.pack(xxh64(head))
     payload = head + body
@@ -169,23 +182,44 @@ def _corrupt(path: str, why: str) -> CorruptSnapshotError:
     )
 
 
+def record_checksum(record: bytes | bytearray | memoryview) -> int:
+    """The xxh64 a transaction record carries in its trailing 8 bytes (FORMAT.md
+    section 2): what a snapshot's ``tx_checksum`` holds for the record of its tx."""
+    return int(_U64.unpack_from(record, len(record) - formats.TX_TRAILER_SIZE)[0])
+
+
 def _parse_header(path: str, data: bytes) -> SnapshotHeader:
-    if len(data) < _HEADER.size + 8 + _FOOTER_SIZE:
+    if len(data) < formats.SNAP_HEADER_V1.size + 8 + _FOOTER_SIZE:
         raise _corrupt(path, f"file is {len(data)} bytes, shorter than a header (truncated)")
-    (magic, version, _flags, header_len, db_id, _r1, epoch, tx_id, last_position, streams, blocks,
-     raw_len, comp_len, created_ns, history_len, _r2) = _HEADER.unpack_from(data)  # fmt: skip
+    magic, version = data[:8], formats.U16_LE.unpack_from(data, 8)[0]
     if magic != formats.SNAP_MAGIC:
         raise _corrupt(path, f"bad magic {magic!r}")
-    if version != formats.SNAP_VERSION:
+    if version not in formats.SNAP_VERSIONS_READ:
         raise _corrupt(path, f"format version {version} is not readable by this build "
-                             f"(reads {formats.SNAP_VERSION})")
-    if header_len != _HEADER.size + history_len + 8 or header_len > len(data) - _FOOTER_SIZE:
+                             f"(reads {', '.join(map(str, formats.SNAP_VERSIONS_READ))})")
+    fixed = _HEADER if version >= 2 else formats.SNAP_HEADER_V1
+    if len(data) < fixed.size + 8 + _FOOTER_SIZE:
+        raise _corrupt(path, f"file is {len(data)} bytes, shorter than a header (truncated)")
+    (_magic, _version, flags, header_len, db_id, _r1, epoch, tx_id, last_position, streams,
+     blocks, raw_len, comp_len, created_ns, history_len, _r2,
+     *rest) = fixed.unpack_from(data)  # fmt: skip
+    if header_len != fixed.size + history_len + 8 or header_len > len(data) - _FOOTER_SIZE:
         raise _corrupt(path, "header length field is out of range")
     (stored,) = _U64.unpack_from(data, header_len - 8)
     if xxh64(data[: header_len - 8]) != stored:
         raise _corrupt(path, "header checksum mismatch")
+    tx_checksum: int | None = None
+    if rest:  # version 2: the lineage field (a bad value here is a writer's bug)
+        has = bool(flags & formats.SNAP_FLAG_TX_CHECKSUM)
+        if has and tx_id == 0:
+            raise _corrupt(path, "its header records a record checksum for tx 0, which has "
+                                 "no record (header field out of range)")
+        if not has and rest[0] != 0:
+            raise _corrupt(path, f"its header holds tx_checksum {rest[0]:#018x} but its flag "
+                                 "says none was recorded (header field out of range)")
+        tx_checksum = rest[0] if has else None
     try:
-        raw_history = json.loads(data[_HEADER.size : _HEADER.size + history_len])
+        raw_history = json.loads(data[fixed.size : fixed.size + history_len])
         if not isinstance(raw_history, list) or not all(isinstance(d, dict) for d in raw_history):
             raise ValueError("not a list of epoch records")
         history = tuple(EpochRecord.from_json(d) for d in raw_history)
@@ -196,7 +230,7 @@ def _parse_header(path: str, data: bytes) -> SnapshotHeader:
         path=path, db_id=db_id_s, epoch=epoch, tx_id=tx_id, last_position=last_position,
         stream_count=streams, block_count=blocks, body_raw_len=raw_len,
         body_compressed_len=comp_len, created=created_ns / 1e9, history=history,
-        file_bytes=len(data),
+        file_bytes=len(data), version=version, tx_checksum=tx_checksum,
     )  # fmt: skip
 
 
@@ -300,7 +334,12 @@ def prune(snap_dir: str, keep: int) -> list[str]:
             pass
         except OSError as exc:
             raise StorageError(f"cannot remove old snapshot {path}: {exc}") from exc
-    for name in os.listdir(snap_dir):
+    try:
+        names = os.listdir(snap_dir)
+    except OSError as exc:
+        raise StorageError(f"cannot list {snap_dir} to prune it: {exc}. The new snapshot is "
+                           "durable; check the directory's permissions.") from exc
+    for name in names:
         if name.endswith(layout.SNAP_TMP_SUFFIX):
             with contextlib.suppress(OSError):
                 files.unlink(os.path.join(snap_dir, name))

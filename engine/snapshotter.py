@@ -22,13 +22,17 @@ from .state import StateEntry
 log = logging.getLogger("engine")
 
 Capture = Callable[[], tuple[dict[str, StateEntry], int, int]]
+# tx_id -> the xxh64 of its log record (None if the log cannot tell): the lineage proof
+# each snapshot records (engine.lineage).
+Lineage = Callable[[int], int | None]
 
 
 class Snapshotter:
     """Writes snapshots of one open database into ``snapshot_dir``."""
 
     def __init__(self, *, snapshot_dir: str, db_id: str, epoch: int,
-                 history: tuple[EpochRecord, ...], capture: Capture, keep: int,
+                 history: tuple[EpochRecord, ...], capture: Capture, lineage: Lineage,
+                 keep: int,
                  last_snapshot_tx: int, signal: CommitSignal, every: int | None,
                  name: str) -> None:
         self._dir = snapshot_dir
@@ -36,6 +40,7 @@ class Snapshotter:
         self._epoch = epoch
         self._history = history
         self._capture = capture  # (private state copy, tx_id, last position)
+        self._lineage = lineage
         self._keep = keep
         self._signal = signal
         self._every = every
@@ -63,9 +68,10 @@ class Snapshotter:
             t0 = time.perf_counter()
             try:
                 entries, tx_id, pos = self._capture()
+                # the record of tx_id is in the log: the state is merged only after it
                 info = write_snapshot(self._dir, db_id=self._db_id, epoch=self._epoch,
                                       tx_id=tx_id, last_position=pos, history=self._history,
-                                      state=entries)
+                                      state=entries, tx_checksum=self._lineage(tx_id))
             except BaseException:
                 self.failures += 1
                 raise

@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from .. import layout
-from ..errors import EngineError, StorageError
+from ..errors import EngineError, storage_error
 from . import metrics
 from .routes import MAX_BODY, Routes
 
@@ -136,15 +136,30 @@ class AdminServer:
         self._refused = 0
         self._closing = False
         self._listener = self._bind(db.path)
-        self._inode = os.stat(self.path).st_ino
-        self._thread = threading.Thread(target=self._accept_loop,
-                                        name=f"engine-admin:{db.path}", daemon=True)
-        self._thread.start()
+        try:  # a failure from here on closes the listener and removes the socket again
+            self._inode = os.stat(self.path).st_ino
+            self._thread = threading.Thread(target=self._accept_loop,
+                                            name=f"engine-admin:{db.path}", daemon=True)
+            self._thread.start()
+        except BaseException as exc:
+            self._listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, f"cannot serve the admin socket {self.path}: {exc}",
+                                    directory=db.path, writing=self.path,
+                                    consequence="the database was not opened") from exc
+            raise
 
     # ------------------------------------------------------------- binding
     def _bind(self, directory: str) -> socket.socket:
         _clear_stale(self.path)
-        private = tempfile.mkdtemp(prefix=".admin-", dir=directory)  # 0700
+        try:
+            private = tempfile.mkdtemp(prefix=".admin-", dir=directory)  # 0700
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create the admin socket {self.path}: {exc}",
+                                directory=directory, writing=self.path,
+                                consequence="the database was not opened") from exc
         tmp = os.path.join(private, layout.ADMIN_SOCKET)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -158,7 +173,9 @@ class AdminServer:
             os.rename(tmp, self.path)
         except OSError as exc:
             sock.close()
-            raise StorageError(f"cannot create the admin socket {self.path}: {exc}") from exc
+            raise storage_error(exc, f"cannot create the admin socket {self.path}: {exc}",
+                                directory=directory, writing=self.path,
+                                consequence="the database was not opened") from exc
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -59,6 +59,7 @@ from ..errors import (
     PermanentBackupError,
     StorageError,
     TransientBackupError,
+    os_errors_translated,
 )
 from ..model import EpochRecord
 from ..snapshot import load_snapshot, read_header
@@ -960,8 +961,12 @@ def restore_full(url: str | TargetOptions | Target, path: str, *, backup: str = 
     notes: list[str] = []
     for attempt in order:
         try:
-            report = _restore_one(raw, target, db, attempt, path, to_tx, to_time, stats,
-                                  progress, concurrency)
+            with os_errors_translated(f"cannot restore into {path}",
+                                      directory=os.path.dirname(path),
+                                      consequence="nothing was restored (the staging "
+                                      "directory is removed)"):
+                report = _restore_one(raw, target, db, attempt, path, to_tx, to_time, stats,
+                                      progress, concurrency)
         except BackupIntegrityError as exc:
             if not fallback:
                 raise
@@ -1060,7 +1065,8 @@ def _restore_one(raw: Target, target: RetryingTarget, db: str, e: BackupEntry, p
                                    f"restored from full backup {e.id} in {target.url} at tx "
                                    f"{stop}"))
         build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=m.tx_id,
-                  base_pos=m.last_position, history=history, paths=paths)
+                  base_pos=m.last_position, history=history, paths=paths,
+                  base_checksum=h.tx_checksum)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(os.path.join(stage, "segments"))
         last_time = open_and_check(stage, stop, snapshot=bool(paths))

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 
 from .. import formats, layout
 from ..database import Database
-from ..errors import EngineError, HistoryLostError, InvalidEventError
+from ..errors import EngineError, HistoryLostError, InvalidEventError, os_errors_translated
 from ..files import fs
+from ..lineage import base_checksum_entry
 from ..log import LogStore
 from ..model import EpochRecord
 from ..native import peek_tx_header
@@ -197,54 +198,63 @@ def restore(url: str | TargetOptions | Target, path: str, *, to_tx: int | None =
         raise InvalidEventError(f"--to-tx {stop} is before tx {chain.base.tx_id}, where the "
                                 f"backup of {db} starts (from a snapshot)")
 
-    parent = os.path.dirname(path) or "."
-    os.makedirs(parent, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.restore-", dir=parent)
-    try:
-        spool = os.path.join(stage, "segments")
-        os.mkdir(spool)
-        # 1. download and verify everything needed before building anything
-        base_tx = base_pos = 0
-        last_epoch = needed[-1].epoch if needed else 0
-        if chain.base is not None:
-            base_tx, base_pos = _fetch_base(target, chain, db, stage)
-            last_epoch = max(last_epoch, chain.base.epoch)
-        paths, last_pos = spool_chain(target, chain, stop=stop, directory=spool,
-                                      progress=progress, total=2 * len(needed))
-        if not paths:
-            last_pos = base_pos
-        # 2. build the log: every record with its true epoch; then the fork's new epoch
-        new_epoch = chain.newest_epoch + 1
-        history = [h for h in chain.history if h.epoch <= last_epoch]
-        history.append(EpochRecord(new_epoch, stop + 1, last_pos + 1, time.time(),
-                                   f"restored from {target.url} at tx {stop}"))
-        build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=base_tx, base_pos=base_pos,
-                  history=history, paths=paths, progress=progress, done=len(needed),
-                  total=2 * len(needed))
-        shutil.rmtree(spool)
-        # 3. open it (replays and checks every record), snapshot the state, close
-        last_time = open_and_check(stage, stop)
-        # 4. publish: rename the whole directory into place
-        publish(stage, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(stage)
-        raise
-    return RestoreReport(
-        path=path, target=target.url, db_id=db, restored_epoch=chain.newest_epoch,
-        epochs=sorted({link.epoch for link in needed}), first_tx=chain.first_tx, last_tx=stop,
-        last_position=last_pos, last_time=last_time, new_epoch=new_epoch,
-        segments=len(needed), seconds=time.monotonic() - t0, to_tx=to_tx, to_time=to_time)
+    with os_errors_translated(f"cannot restore into {path}", directory=os.path.dirname(path),
+                              consequence="nothing was restored (the staging directory "
+                              "is removed)"):
+        parent = os.path.dirname(path) or "."
+        os.makedirs(parent, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.restore-", dir=parent)
+        try:
+            spool = os.path.join(stage, "segments")
+            os.mkdir(spool)
+            # 1. download and verify everything needed before building anything
+            base_tx = base_pos = 0
+            last_epoch = needed[-1].epoch if needed else 0
+            base_checksum: int | None = None
+            if chain.base is not None:
+                base_tx, base_pos, base_checksum = _fetch_base(target, chain, db, stage)
+                last_epoch = max(last_epoch, chain.base.epoch)
+            paths, last_pos = spool_chain(target, chain, stop=stop, directory=spool,
+                                          progress=progress, total=2 * len(needed))
+            if not paths:
+                last_pos = base_pos
+            # 2. build the log: every record with its true epoch; then the fork's new epoch
+            new_epoch = chain.newest_epoch + 1
+            history = [h for h in chain.history if h.epoch <= last_epoch]
+            history.append(EpochRecord(new_epoch, stop + 1, last_pos + 1, time.time(),
+                                       f"restored from {target.url} at tx {stop}"))
+            build_log(stage, db_id=db, new_epoch=new_epoch, base_tx=base_tx, base_pos=base_pos,
+                      history=history, paths=paths, progress=progress, done=len(needed),
+                      total=2 * len(needed), base_checksum=base_checksum)
+            shutil.rmtree(spool)
+            # 3. open it (replays and checks every record), snapshot the state, close
+            last_time = open_and_check(stage, stop)
+            # 4. publish: rename the whole directory into place
+            publish(stage, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(stage)
+            raise
+        return RestoreReport(
+            path=path, target=target.url, db_id=db, restored_epoch=chain.newest_epoch,
+            epochs=sorted({link.epoch for link in needed}), first_tx=chain.first_tx, last_tx=stop,
+            last_position=last_pos, last_time=last_time, new_epoch=new_epoch,
+            segments=len(needed), seconds=time.monotonic() - t0, to_tx=to_tx, to_time=to_time)
 
 
 def build_log(stage: str, *, db_id: str, new_epoch: int, base_tx: int, base_pos: int,
               history: list[EpochRecord], paths: list[str], progress: Progress | None = None,
-              done: int = 0, total: int = 0) -> None:
+              done: int = 0, total: int = 0, base_checksum: int | None = None) -> None:
     """Create ``stage``'s log for ``new_epoch`` starting after ``base_tx`` (a snapshot in
-    ``stage``'s snapshots/, or 0) and append the spooled records of ``paths``."""
+    ``stage``'s snapshots/, or 0) and append the spooled records of ``paths``.
+    ``base_checksum`` is that snapshot's ``tx_checksum`` (its lineage proof, kept in the
+    log's meta: docs/FORMAT.md section 3)."""
     store = LogStore(layout.log_dir(stage), sync="none")
     try:
         store.initialise(db_id, new_epoch, base_tx, base_pos, history)
+        entry = base_checksum_entry(base_checksum) if base_tx else None
+        if entry is not None:
+            store.put_meta(formats.META_BASE_CHECKSUM, entry)
         for i, p in enumerate(paths):
             for batch in _batches(spooled(p)):
                 store.append(batch)
@@ -283,9 +293,10 @@ def check_destination(path: str) -> None:
     _check_destination(path)
 
 
-def _fetch_base(target: Target, chain: Chain, db_id: str, stage: str) -> tuple[int, int]:
+def _fetch_base(target: Target, chain: Chain, db_id: str,
+                stage: str) -> tuple[int, int, int | None]:
     """Download and verify the chain's base snapshot into ``stage``'s snapshots/;
-    returns its (tx_id, last_position)."""
+    returns its (tx_id, last_position, tx_checksum)."""
     assert chain.base is not None
     snaps = layout.snapshot_dir(stage)
     os.makedirs(snaps, exist_ok=True)
@@ -301,7 +312,7 @@ def _fetch_base(target: Target, chain: Chain, db_id: str, stage: str) -> tuple[i
         raise BackupChainError(f"base snapshot {chain.base.key} holds tx {h.tx_id} of "
                                f"{h.db_id}: not what its name says", key=chain.base.key)
     os.replace(tmp, os.path.join(snaps, layout.snapshot_name(h.epoch, h.tx_id)))
-    return h.tx_id, h.last_position
+    return h.tx_id, h.last_position, h.tx_checksum
 
 
 def _batches(pairs: Iterator[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes | bytearray]]]:

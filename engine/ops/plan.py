@@ -5,7 +5,8 @@ snapshots and probes the log (changing nothing), and either returns an
 :class:`OpenPlan` or raises the error an operator must act on. Every refusal
 names the snapshot position, what was found in the log, what recovery would
 lose, and the command that fixes it. :func:`apply_set_aside` carries out the one
-change a plan may ask for: moving snapshots off the log's lineage into ``DIR/aside``.
+change a plan may ask for: moving snapshots off the log's lineage into ``DIR/aside``,
+and snapshots of a diverged copy (:mod:`engine.lineage`) into ``DIR/snapshots/diverged``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from ..errors import (
     LogMissingError,
     RecoveryRequired,
     StorageError,
+    storage_error,
     warn_user,
 )
 from ..files import fs
+from ..lineage import RUNBOOK as DIVERGED_RUNBOOK
+from ..lineage import diverged
 from ..log import LogInfo, LogStore
 from ..model import EpochRecord, Position
 from ..snapshot import LoadedSnapshot, list_snapshots, load_snapshot
@@ -44,6 +48,8 @@ class OpenPlan:
     warnings: list[str] = field(default_factory=list)
     set_aside: list[str] = field(default_factory=list)  # snapshots off the log's lineage
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    # snapshots of a diverged copy: (path, where apply_set_aside moves it)
+    diverged: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def replay_from(self) -> int:
@@ -95,9 +101,22 @@ def _refusal(cls: type[RecoveryRequired], path: str, snap: LoadedSnapshot, info:
 def plan_open(path: str, *, create: bool = True, shared: bool = False) -> OpenPlan:
     """Apply the decision table to ``path`` (which the caller has locked, or, with
     ``shared``, which a writer may hold while this reader plans beside it)."""
-    info = LogStore.probe(layout.log_dir(path), shared=shared)
+    info, store = LogStore.probe_open(layout.log_dir(path), shared=shared)  # kept for lineage
     plan = OpenPlan(path=path, log=info, snapshot=None)
+    try:
+        _choose_snapshot(plan, info, store)
+    finally:
+        if store is not None:
+            store.close()
+    return _decide(plan, path, info, create)
+
+
+def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: LogStore | None) -> None:
+    """The newest snapshot that loads, belongs to this database and lies on the log's
+    lineage; the others are recorded in ``plan`` (corrupt, off the timeline, diverged)."""
+    path = plan.path
     db_id = info.db_id
+    taken: set[str] = set()
     for _pos, spath in list_snapshots(layout.snapshot_dir(path)):  # newest first
         try:
             loaded = load_snapshot(spath)
@@ -120,8 +139,36 @@ def plan_open(path: str, *, create: bool = True, shared: bool = False) -> OpenPl
                 f"snapshot {os.path.basename(spath)} (epoch {h.epoch}, tx {h.tx_id}) is not on "
                 f"the log's timeline (epoch {info.epoch} forked before it): set aside")
             continue
+        if log is not None and info.exists and h.tx_checksum is not None:
+            div = diverged(h, log, info)
+            if div is not None:
+                dest = diverged_destination(path, spath, taken)
+                taken.add(dest)
+                plan.diverged.append((spath, dest))
+                plan.warnings.append(
+                    f"{div.describe()}. Set aside as {os.path.relpath(dest, path)} (not "
+                    "deleted); the state is rebuilt from this log instead. Find out which "
+                    f"copy is the live one before using that file (runbook: "
+                    f"{DIVERGED_RUNBOOK})")
+                continue
         plan.snapshot = loaded
         break
+
+
+def diverged_destination(path: str, spath: str, taken: set[str]) -> str:
+    """Where a diverged snapshot is moved: ``DIR/snapshots/diverged/<name>`` (with a
+    ``.N`` suffix if that name is taken: an earlier one is never replaced)."""
+    base = os.path.join(layout.diverged_dir(path), os.path.basename(spath))
+    for n in range(1000):
+        dest = base + (f".{n}" if n else "")
+        if dest not in taken and not os.path.exists(dest):
+            return dest
+    raise StorageError(f"cannot find a free name for {base}: move old files out of "
+                       f"{layout.diverged_dir(path)}")
+
+
+def _decide(plan: OpenPlan, path: str, info: LogInfo, create: bool) -> OpenPlan:
+    """The rest of the decision table, once the snapshot is chosen."""
     for _spath, why in plan.corrupt:
         plan.warnings.append(f"{why}; skipped")
 
@@ -144,10 +191,13 @@ def plan_open(path: str, *, create: bool = True, shared: bool = False) -> OpenPl
                 f"{max(info.base_tx, (info.first_tx or 1) - 1)} but no valid snapshot covers "
                 f"the txs before it"
                 + (f" (corrupt: {', '.join(os.path.basename(p) for p, _ in plan.corrupt)})"
-                   if plan.corrupt else "") +
+                   if plan.corrupt else "")
+                + (f" (of a diverged copy: "
+                   f"{', '.join(os.path.basename(p) for p, _ in plan.diverged)})"
+                   if plan.diverged else "") +
                 ". Restore the snapshot files from a backup; the log alone cannot rebuild "
                 "the state.")
-        if plan.corrupt:
+        if plan.corrupt or plan.diverged:
             plan.warnings.append("no valid snapshot: replaying the whole log from tx 1")
         return plan
 
@@ -197,19 +247,32 @@ def set_aside_dir(path: str, what: str) -> str:
 
 
 def apply_set_aside(plan: OpenPlan) -> None:
-    """Move the snapshots the plan set aside into ``DIR/aside/`` (never delete)."""
+    """Move the snapshots the plan set aside into ``DIR/aside/`` and those of a diverged
+    copy into ``DIR/snapshots/diverged/`` (never delete; each move is durable), then
+    issue the plan's warnings (after the moves they describe)."""
+    files = fs()
+    if plan.diverged:
+        where = layout.diverged_dir(plan.path)
+        try:
+            files.makedirs(where)
+            for src, dest in plan.diverged:
+                files.move_durably(src, dest)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot move a diverged snapshot into {where}: {exc}. "
+                                "Check free disk space and permissions.",
+                                directory=plan.path, writing=where,
+                                consequence="nothing was opened; the snapshot stays where "
+                                "it was") from exc
+    if plan.set_aside:
+        dest = set_aside_dir(plan.path, "snapshots")
+        try:
+            files.makedirs(dest)
+            for p in plan.set_aside:
+                files.move_durably(p, os.path.join(dest, os.path.basename(p)))
+        except OSError as exc:
+            raise storage_error(exc, f"cannot move snapshots off the log's timeline into "
+                                f"{dest}: {exc}. Check free disk space and permissions.",
+                                directory=plan.path, writing=dest,
+                                consequence="nothing was opened") from exc
     for w in plan.warnings:
         warn_user(f"{plan.path}: {w}")
-    if not plan.set_aside:
-        return
-    dest = set_aside_dir(plan.path, "snapshots")
-    files = fs()
-    try:
-        files.makedirs(dest)
-        for p in plan.set_aside:
-            files.move_durably(p, os.path.join(dest, os.path.basename(p)))
-    except OSError as exc:
-        raise StorageError(f"cannot move snapshots off the log's timeline into {dest}: "
-                           f"{exc}. Check free disk space and permissions.") from exc
-
-

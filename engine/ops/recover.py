@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .. import formats, layout
 from ..errors import CorruptSnapshotError, EngineError, RecoveryRequired, StorageError
 from ..files import fs
+from ..lineage import base_checksum_entry, diverged
 from ..log import LogInfo, LogStore
 from ..model import EpochRecord, Position
 from ..snapshot import (
@@ -69,18 +70,31 @@ def _newest_known_history(path: str, info: LogInfo) -> tuple[EpochRecord, ...]:
     return max(histories, key=lambda h: max(r.epoch for r in h)) if histories else ()
 
 
-def _newest_valid(path: str, notes: list[str],
-                  history: tuple[EpochRecord, ...]) -> LoadedSnapshot:
-    """The newest snapshot that loads and lies on ``history``'s timeline."""
-    for pos, spath in list_snapshots(layout.snapshot_dir(path)):
-        if history and not in_history(pos, history):
-            notes.append(f"skipped {os.path.basename(spath)}: epoch {pos.epoch} forked off "
-                         "before it, so it holds transactions the newer timeline never had")
-            continue
-        try:
-            return load_snapshot(spath)
-        except CorruptSnapshotError as exc:
-            notes.append(f"{exc} -- falling back to an older snapshot")
+def _newest_valid(path: str, notes: list[str], history: tuple[EpochRecord, ...],
+                  info: LogInfo) -> LoadedSnapshot:
+    """The newest snapshot that loads, lies on ``history``'s timeline and, where the
+    remaining log holds its tx, belongs to that log (not a diverged copy's)."""
+    info, store = LogStore.probe_open(layout.log_dir(path)) if info.exists else (info, None)
+    try:
+        for pos, spath in list_snapshots(layout.snapshot_dir(path)):
+            if history and not in_history(pos, history):
+                notes.append(f"skipped {os.path.basename(spath)}: epoch {pos.epoch} forked "
+                             "off before it, so it holds transactions the newer timeline "
+                             "never had")
+                continue
+            try:
+                loaded = load_snapshot(spath)
+            except CorruptSnapshotError as exc:
+                notes.append(f"{exc} -- falling back to an older snapshot")
+                continue
+            div = diverged(loaded.header, store, info) if store is not None else None
+            if div is not None:
+                notes.append(f"skipped {div.describe()} -- falling back to an older snapshot")
+                continue
+            return loaded
+    finally:
+        if store is not None:
+            store.close()
     raise CorruptSnapshotError(
         f"cannot recover {path}: no valid snapshot to rebuild from. Restore from a backup.")
 
@@ -156,7 +170,7 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
     # Every epoch ever started here must stay used up, even one known only from a
     # damaged snapshot's header: the new epoch is past all of them.
     known = _newest_known_history(path, info)
-    snap = _newest_valid(path, notes, known)
+    snap = _newest_valid(path, notes, known, info)
     h = snap.header
     epochs = [h.epoch, info.epoch] + [r.epoch for r in (*h.history, *known)]
     new_epoch = max(epochs) + 1
@@ -222,6 +236,10 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
         store = LogStore(staging, sync="commit" if extra is None else "none")
         try:
             store.initialise(h.db_id, new_epoch, base_tx, base_pos, history)
+            # the new log starts after the kept snapshot's tx: it inherits its lineage proof
+            entry = base_checksum_entry(h.tx_checksum) if base_tx == h.tx_id else None
+            if entry is not None:
+                store.put_meta(formats.META_BASE_CHECKSUM, entry)
             if extra is not None:
                 for batch in extra.records():
                     store.append(list(batch))
@@ -236,5 +254,5 @@ def recover_new_epoch(path: str, *, dry_run: bool = False, force: bool = False,
     if extra is None:
         write_snapshot(layout.snapshot_dir(path), db_id=h.db_id, epoch=new_epoch,
                        tx_id=h.tx_id, last_position=h.last_position, history=history,
-                       state=snap.state)
+                       state=snap.state, tx_checksum=h.tx_checksum)
     return report

@@ -54,7 +54,10 @@ def snapshot_files(path: str) -> list[dict[str, object]]:
             h = read_header(spath)
             snaps.append({"file": os.path.basename(spath), "epoch": pos.epoch,
                           "tx_id": pos.tx_id, "streams": h.stream_count,
-                          "bytes": h.file_bytes, "ok": True})
+                          "bytes": h.file_bytes, "ok": True, "version": h.version,
+                          # the lineage proof (hex), None when unproven (engine.lineage)
+                          "tx_checksum": None if h.tx_checksum is None
+                          else f"{h.tx_checksum:016x}"})
         except EngineError as exc:
             snaps.append({"file": os.path.basename(spath), "epoch": pos.epoch,
                           "tx_id": pos.tx_id, "ok": False, "error": str(exc)})

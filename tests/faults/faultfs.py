@@ -19,7 +19,9 @@ class FaultyFileSystem(FileSystem):
     ``fail_fsync``: every fsync (files and directories) fails.
     ``fail_rename``: a glob; renames whose source path matches fail.
     ``fail_makedirs``: a glob; makedirs of matching paths fail.
-    ``fail_lmdb_writes``: LMDB write transactions fail to begin (``lmdb.DiskError``).
+    ``fail_lmdb_writes``: LMDB write transactions fail to begin: ``lmdb.DiskError`` (py-lmdb's
+    class for ENOSPC) when ``err`` is ENOSPC, else a plain ``lmdb.Error`` naming ``err``
+    (LMDB reports a short page write as EIO).
     """
 
     def __init__(self, *, err: int = errno.ENOSPC, fail_fsync: bool = False,
@@ -68,5 +70,8 @@ class _FaultyEnv:
     def begin(self, write: bool = False, **kw: Any) -> Any:
         if write and self._owner.fail_lmdb_writes:
             self._owner.injected += 1
-            raise lmdb.DiskError("Input/output error (injected)")
+            err = self._owner.err
+            if err == errno.ENOSPC:
+                raise lmdb.DiskError(f"mdb_txn_begin: {os.strerror(err)} (injected)")
+            raise lmdb.Error(f"mdb_txn_begin: {os.strerror(err)} (injected)")
         return self._env.begin(write=write, **kw)

@@ -27,7 +27,7 @@ def test_snapshot_fsync_failure_publishes_nothing(tmp_path):
     with engine.open(path) as db:
         db.append("s", "set", b"1")
         with files.installed(FaultyFileSystem(fail_fsync=True)) as faulty, \
-                pytest.raises(engine.StorageError, match="free disk space"):
+                pytest.raises(engine.DiskFullError, match=r"disk holding .* is full"):
             db.snapshot()
         assert faulty.injected >= 1
         snaps = os.listdir(os.path.join(path, "snapshots"))
@@ -55,7 +55,7 @@ def test_background_snapshot_failure_is_recorded_and_writes_continue(tmp_path):
 
 def test_lmdb_write_error_rolls_back_the_commit(tmp_path):
     path = str(tmp_path / "db")
-    faulty = FaultyFileSystem()
+    faulty = FaultyFileSystem(err=errno.EIO)
     with files.installed(faulty), engine.open(path) as db:
         db.append("s", "set", b"kept")
         faulty.fail_lmdb_writes = True
@@ -105,9 +105,10 @@ def test_snapshot_directory_that_cannot_be_created_is_a_storage_error(tmp_path):
     path = str(tmp_path / "db")
     with engine.open(path) as db:
         db.append("s", "set", b"1")
-        with files.installed(FaultyFileSystem(fail_makedirs="*/snapshots")), \
-                pytest.raises(engine.StorageError, match="free disk space"):
+        with files.installed(FaultyFileSystem(fail_makedirs="*/snapshots", err=errno.EACCES)), \
+                pytest.raises(engine.StorageError, match="free disk space") as ei:
             db.snapshot()
+        assert not isinstance(ei.value, engine.DiskFullError)  # EACCES is not a full disk
         assert db.snapshot().tx_id == 1  # works once the fault is gone
 
 

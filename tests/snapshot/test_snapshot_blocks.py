@@ -79,7 +79,7 @@ def _split_blocks(body: bytes) -> list[bytes]:
 def _write(tmp_path, state):
     info = write_snapshot(str(tmp_path / "src"), db_id=DB_ID, epoch=1, tx_id=9,
                           last_position=20, history=[EpochRecord(1, 1, 1, 1.0, "created")],
-                          state=state)
+                          state=state, tx_checksum=None)
     with open(info.path, "rb") as f:
         return f.read()
 

@@ -24,7 +24,9 @@ STATE = {
     "dëlta": (4, b"xyz" * 50, 8),
     "eps": (1, b"e", 9),
 }
-_HEAD_FIXED = 128
+_HEAD_FIXED = 136  # version 2: the 128 bytes of version 1 and the u64 tx_checksum
+OFF_TX_CHECKSUM = 128
+TX_CHECKSUM = 0xC37BBE4F2F268B2C
 OFF_VERSION, OFF_HEADER_LEN, OFF_DB_ID, OFF_EPOCH, OFF_TX = 8, 12, 16, 56, 64
 OFF_STREAMS, OFF_BLOCKS, OFF_RAW, OFF_COMP, OFF_HISTORY_LEN = 80, 88, 96, 104, 120
 
@@ -33,7 +35,8 @@ OFF_STREAMS, OFF_BLOCKS, OFF_RAW, OFF_COMP, OFF_HISTORY_LEN = 80, 88, 96, 104, 1
 def original(tmp_path_factory) -> bytes:
     d = tmp_path_factory.mktemp("orig")
     info = write_snapshot(str(d), db_id=DB_ID, epoch=1, tx_id=9, last_position=11,
-                          history=[EpochRecord(1, 1, 1, 1.5, "created")], state=STATE)
+                          history=[EpochRecord(1, 1, 1, 1.5, "created")], state=STATE,
+                          tx_checksum=TX_CHECKSUM)
     with open(info.path, "rb") as f:
         data = f.read()
     assert load_snapshot(info.path).state == STATE
@@ -77,13 +80,14 @@ def test_recheck_of_an_untouched_file_is_identity(original):
 
 @pytest.mark.parametrize("where", ["magic", "version", "flags", "header_len", "db_id",
                                    "epoch", "tx_id", "streams", "raw_len", "comp_len",
-                                   "created", "history_len", "reserved", "history",
-                                   "header_checksum"])
+                                   "created", "history_len", "reserved", "tx_checksum",
+                                   "history", "header_checksum"])
 def test_flipped_header_byte(tmp_path, original, where):
     header_len = _layout(original)[0]
     off = {"magic": 0, "version": 8, "flags": 10, "header_len": 12, "db_id": 20, "epoch": 56,
            "tx_id": 64, "streams": 80, "raw_len": 96, "comp_len": 104, "created": 112,
-           "history_len": 120, "reserved": 126, "history": _HEAD_FIXED + 3,
+           "history_len": 120, "reserved": 126, "tx_checksum": OFF_TX_CHECKSUM + 5,
+           "history": _HEAD_FIXED + 3,
            "header_checksum": header_len - 3}[where]
     _expect_corrupt(tmp_path, _flip(original, off))
 
@@ -128,7 +132,7 @@ def test_wrong_magic(tmp_path, original, magic, recheck):
     assert "magic" in str(err)
 
 
-@pytest.mark.parametrize("version", [0, 2, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 3, 0xFFFF])
 @pytest.mark.parametrize("recheck", [False, True])
 def test_wrong_version(tmp_path, original, version, recheck):
     data = bytearray(original)
@@ -136,6 +140,69 @@ def test_wrong_version(tmp_path, original, version, recheck):
     data = bytes(data)
     err = _expect_corrupt(tmp_path, _recheck(data) if recheck else data)
     assert "version" in str(err)
+
+
+def as_version_1(data: bytes) -> bytes:
+    """The same snapshot as a version-1 writer made it: no tx_checksum field, flags 0."""
+    header_len = struct.unpack_from("<I", data, OFF_HEADER_LEN)[0]
+    head = bytearray(data[:OFF_TX_CHECKSUM] + data[_HEAD_FIXED:header_len])
+    struct.pack_into("<HHI", head, OFF_VERSION, 1, 0, header_len - 8)
+    return _recheck(bytes(head) + data[header_len:])
+
+
+def test_a_version_1_snapshot_still_loads_with_unproven_lineage(tmp_path, original):
+    assert read_header_of(tmp_path, original).tx_checksum == TX_CHECKSUM
+    path = str(tmp_path / "1-9.snap")
+    with open(path, "wb") as f:
+        f.write(as_version_1(original))
+    loaded = load_snapshot(path)
+    assert loaded.state == STATE
+    assert (loaded.header.version, loaded.header.tx_checksum) == (1, None)
+
+
+def read_header_of(tmp_path, data: bytes):
+    path = str(tmp_path / "probe-1-9.snap")
+    with open(path, "wb") as f:
+        f.write(data)
+    return read_header(path)
+
+
+def _with_lineage(data: bytes, *, flags: int, tx_checksum: int, tx_id: int | None = None) -> bytes:
+    head = bytearray(data)
+    struct.pack_into("<H", head, 10, flags)
+    struct.pack_into("<Q", head, OFF_TX_CHECKSUM, tx_checksum)
+    if tx_id is not None:
+        struct.pack_into("<Q", head, OFF_TX, tx_id)
+    return _recheck(bytes(head))
+
+
+def test_a_tx_checksum_without_its_flag_is_refused(tmp_path, original):
+    # a consistently checksummed header (a writer's bug, not a flipped bit)
+    err = _expect_corrupt(tmp_path, _with_lineage(original, flags=0, tx_checksum=5))
+    assert "tx_checksum 0x0000000000000005" in str(err) and "out of range" in str(err)
+
+
+def test_a_tx_checksum_for_tx_0_is_refused(tmp_path, original):
+    data = _with_lineage(original, flags=1, tx_checksum=5, tx_id=0)
+    err = _expect_corrupt(tmp_path, data, name="1-0.snap")
+    assert "tx 0" in str(err)
+
+
+def test_no_tx_checksum_reads_as_unknown(tmp_path, original):
+    h = read_header_of(tmp_path, _with_lineage(original, flags=0, tx_checksum=0))
+    assert (h.version, h.tx_checksum) == (2, None)
+
+
+def test_unknown_flag_bits_are_ignored(tmp_path, original):
+    h = read_header_of(tmp_path, _with_lineage(original, flags=0x8001, tx_checksum=7))
+    assert h.tx_checksum == 7
+
+
+def test_write_refuses_a_tx_checksum_it_cannot_mean(tmp_path):
+    for tx_id, value in ((0, 1), (3, -1), (3, 1 << 64)):
+        with pytest.raises(ValueError, match="tx_checksum"):
+            write_snapshot(str(tmp_path), db_id=DB_ID, epoch=1, tx_id=tx_id, last_position=0,
+                           history=[], state={}, tx_checksum=value)
 
 
 def test_wrong_end_magic(tmp_path, original):

@@ -18,7 +18,7 @@ HISTORY = (EpochRecord(1, 1, 1, 1700000000.5, "created"),
 
 def _write(tmp_path, state, **kw):
     args = {"db_id": DB_ID, "epoch": 2, "tx_id": 99, "last_position": 250,
-            "history": HISTORY, "state": state}
+            "history": HISTORY, "state": state, "tx_checksum": 0xC37BBE4F2F268B2C}
     args.update(kw)
     return write_snapshot(str(tmp_path / "snaps"), **args)
 
@@ -52,7 +52,7 @@ def test_round_trip_small_state(tmp_path):
 
 
 def test_round_trip_empty_state(tmp_path):
-    info = _write(tmp_path, {}, tx_id=0, last_position=0)
+    info = _write(tmp_path, {}, tx_id=0, last_position=0, tx_checksum=None)
     loaded = load_snapshot(info.path)
     assert loaded.state == {}
     assert (loaded.header.stream_count, loaded.header.block_count) == (0, 0)
