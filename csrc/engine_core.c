@@ -221,10 +221,38 @@ static int tx_layout_of(uint32_t n, uint32_t sl, uint32_t tl, uint32_t dl,
 
 /* Returns the encoded size of a record with these sizes, or 0 on overflow. */
 size_t eng_tx_encoded_size(uint32_t n, uint32_t streams_len,
-                           uint32_t types_len, uint32_t data_len) {
+                           uint32_t types_len, uint32_t data_len,
+                           uint32_t tracking_len) {
     tx_layout o;
+    size_t total;
     if (tx_layout_of(n, streams_len, types_len, data_len, &o)) return 0;
-    return o.total;
+    total = o.total;
+    if (sz_add(&total, tracking_len)) return 0;
+    return total;
+}
+
+/* Checks the tracking section sec[0..len): u32 count >= 1, then count entries
+ * (u64 position >= 1, u32 name_len in 1..ENG_MAX_NAME, name without NUL), ending
+ * exactly at len. Every read is bounds-checked against len first. */
+static int check_tracking(const uint8_t *sec, size_t len, uint32_t *count_out) {
+    size_t at = 4;
+    uint32_t count, i, nl;
+    if (len < 4) return ENG_E_OVERRUN;
+    count = ld32(sec);
+    if (count == 0) return ENG_E_FIELD;
+    for (i = 0; i < count; i++) {
+        if (len - at < 12) return ENG_E_OVERRUN;
+        if (ld64(sec + at) == 0) return ENG_E_FIELD;
+        nl = ld32(sec + at + 8);
+        at += 12;
+        if (nl == 0 || nl > ENG_MAX_NAME) return ENG_E_NAMES;
+        if (len - at < nl) return ENG_E_OVERRUN;
+        if (memchr(sec + at, 0, nl) != NULL) return ENG_E_NAMES;
+        at += nl;
+    }
+    if (at != len) return ENG_E_TRAILING;
+    *count_out = count;
+    return ENG_OK;
 }
 
 /* Writes one record into out[0..out_cap); returns its size or ENG_E_ARG
@@ -238,22 +266,28 @@ int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
                       const uint8_t *streams, uint32_t streams_len,
                       const uint8_t *types, uint32_t types_len,
                       const uint8_t *data, uint32_t data_len,
+                      const uint8_t *tracking, uint32_t tracking_len,
                       uint8_t *out, size_t out_cap) {
     tx_layout o;
     uint32_t i;
+    size_t total;
 
-    if (n == 0 || out == NULL || versions == NULL || prev_tx == NULL ||
-        data_lens == NULL)
+    if ((n == 0 && tracking_len == 0) || out == NULL ||
+        (n && (versions == NULL || prev_tx == NULL || data_lens == NULL)))
         return ENG_E_ARG;
-    if ((streams_len && !streams) || (types_len && !types) || (data_len && !data))
+    if ((streams_len && !streams) || (types_len && !types) || (data_len && !data) ||
+        (tracking_len && !tracking))
         return ENG_E_ARG;
-    if (sum_host_u32(data_lens, n) != data_len) return ENG_E_ARG;
+    if (n && sum_host_u32(data_lens, n) != data_len) return ENG_E_ARG;
+    if (!n && data_len) return ENG_E_ARG;
     if (tx_layout_of(n, streams_len, types_len, data_len, &o)) return ENG_E_ARG;
-    if (o.total > out_cap) return ENG_E_ARG;
+    total = o.total;
+    if (sz_add(&total, tracking_len)) return ENG_E_ARG;
+    if (total > out_cap) return ENG_E_ARG;
 
     memcpy(out, ENG_TX_MAGIC, 4);
-    st16(out + 4, ENG_TX_VERSION);
-    st16(out + 6, 0);
+    st16(out + 4, tracking_len ? ENG_TX_VERSION_TRACKING : ENG_TX_VERSION);
+    st16(out + 6, tracking_len ? ENG_TX_FLAG_TRACKING : 0);
     st64(out + 8, tx_id);
     st64(out + 16, epoch);
     st64(out + 24, ts_ns);
@@ -270,8 +304,9 @@ int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
     copy_bytes(out + o.streams, streams, streams_len);
     copy_bytes(out + o.types, types, types_len);
     copy_bytes(out + o.data, data, data_len);
-    st64(out + o.end, eng_xxh64(out, o.end, 0));
-    return (int64_t)o.total;
+    copy_bytes(out + o.end, tracking, tracking_len);
+    st64(out + o.end + tracking_len, eng_xxh64(out, o.end + tracking_len, 0));
+    return (int64_t)total;
 }
 
 /* Validates buf[0..len) as one whole record; returns ENG_OK (and fills *view
@@ -280,29 +315,39 @@ int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
 int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
     tx_layout o;
     size_t body;
-    uint32_t n, sl, tl, dl;
-    int rc;
+    uint32_t n, sl, tl, dl, tcount = 0;
+    uint16_t version, flags;
+    int rc, tracking;
 
     if (view == NULL || (buf == NULL && len != 0)) return ENG_E_ARG;
     if (len < ENG_TX_HEADER_SIZE + ENG_TX_TRAILER_SIZE) return ENG_E_TRUNCATED;
     if (memcmp(buf, ENG_TX_MAGIC, 4) != 0) return ENG_E_BAD_MAGIC;
-    if (ld16(buf + 4) != ENG_TX_VERSION) return ENG_E_VERSION;
+    version = ld16(buf + 4);
+    if (version != ENG_TX_VERSION && version != ENG_TX_VERSION_TRACKING)
+        return ENG_E_VERSION;
     body = len - ENG_TX_TRAILER_SIZE;
     if (eng_xxh64(buf, body, 0) != ld64(buf + body)) return ENG_E_CHECKSUM;
 
+    flags = ld16(buf + 6);
+    /* Version 1 never had flags (ignored, as before); version 2 knows bit 0 only. */
+    tracking = version == ENG_TX_VERSION_TRACKING && (flags & ENG_TX_FLAG_TRACKING);
+    if (version == ENG_TX_VERSION_TRACKING && (flags & ~ENG_TX_FLAG_TRACKING))
+        return ENG_E_FIELD;
     n = ld32(buf + 40);
     sl = ld32(buf + 44);
     tl = ld32(buf + 48);
     dl = ld32(buf + 52);
-    if (n == 0) return ENG_E_FIELD;
+    if (n == 0 && !tracking) return ENG_E_FIELD;
     if (tx_layout_of(n, sl, tl, dl, &o)) return ENG_E_OVERRUN;
     if (o.end > body) return ENG_E_OVERRUN;
-    if (o.end < body) return ENG_E_TRAILING;
+    if (o.end < body && !tracking) return ENG_E_TRAILING;
     /* From here on every column lies inside buf[0..body). */
     if ((rc = check_names(buf + o.streams, sl, n)) != 0) return rc;
     if ((rc = check_names(buf + o.types, tl, n)) != 0) return rc;
     if (sum_u32(buf + o.data_lens, n) != dl) return ENG_E_LENGTHS;
     if (any_zero_u64(buf + o.versions, n)) return ENG_E_FIELD;
+    if (tracking && (rc = check_tracking(buf + o.end, body - o.end, &tcount)) != 0)
+        return rc;
 
     view->format_version = ld16(buf + 4);
     view->flags = ld16(buf + 6);
@@ -320,6 +365,9 @@ int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
     view->streams_off = o.streams;
     view->types_off = o.types;
     view->data_off = o.data;
+    view->tracking_count = tcount;
+    view->tracking_off = tcount ? o.end + 4 : 0;
+    view->tracking_len = tcount ? body - o.end - 4 : 0;
     return ENG_OK;
 }
 

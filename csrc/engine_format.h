@@ -32,13 +32,13 @@
  *
  *  off  size  field
  *    0     4  magic "ETXR"
- *    4     2  format version (ENG_TX_VERSION)
- *    6     2  flags (0; reserved)
+ *    4     2  format version (ENG_TX_VERSION, or ENG_TX_VERSION_TRACKING)
+ *    6     2  flags (version 2: bit 0 = ENG_TX_FLAG_TRACKING; version 1: 0, ignored)
  *    8     8  tx_id
  *   16     8  epoch
  *   24     8  ts_ns (commit time, ns since the Unix epoch)
  *   32     8  first_position (global position of the first event)
- *   40     4  event_count n (>= 1)
+ *   40     4  event_count n (>= 1; version 2 with tracking: >= 0)
  *   44     4  streams_len (bytes of the stream-name column)
  *   48     4  types_len   (bytes of the type-name column)
  *   52     4  data_len    (bytes of the data column)
@@ -48,10 +48,19 @@
  *    .   streams_len  n UTF-8 names, each terminated by one NUL byte
  *    .   types_len    n UTF-8 names, each terminated by one NUL byte
  *    .   data_len     the n payloads back to back
+ *    .   tracking     only with ENG_TX_FLAG_TRACKING: u32 count (>= 1), then count
+ *                     entries of u64 position (>= 1), u32 name_len (1..ENG_MAX_NAME),
+ *                     name_len bytes of UTF-8 name without NUL
  *  end-8   8  xxh64(all bytes before it, seed 0)
+ *
+ * A record is written as version 1 unless it carries tracking entries; a build
+ * that reads only version 1 then refuses it with ENG_E_VERSION (not as corrupt).
  */
 #define ENG_TX_MAGIC        "ETXR"
 #define ENG_TX_VERSION      1
+#define ENG_TX_VERSION_TRACKING 2
+#define ENG_TX_FLAG_TRACKING 1
+#define ENG_MAX_NAME        1024  /* bytes of a tracking name (as of a stream name) */
 #define ENG_TX_HEADER_SIZE  56
 #define ENG_TX_TRAILER_SIZE 8
 
@@ -74,17 +83,24 @@ typedef struct {
     size_t streams_off;
     size_t types_off;
     size_t data_off;
+    uint32_t tracking_count;  /* 0 unless the record carries tracking entries */
+    size_t tracking_off;      /* first entry (after the u32 count); 0 if none */
+    size_t tracking_len;      /* bytes of the entries (without the count) */
 } eng_tx_view;
 
 /* Bytes an encoded record takes; 0 if the sizes overflow size_t. */
 size_t eng_tx_encoded_size(uint32_t n, uint32_t streams_len,
-                           uint32_t types_len, uint32_t data_len);
+                           uint32_t types_len, uint32_t data_len,
+                           uint32_t tracking_len);
 
 /* Encodes one record into out[0..out_cap). Column arrays hold n entries each
  * (host-order integers; written little-endian). The caller owns every buffer.
- * Returns the bytes written (> 0) or ENG_E_ARG if out_cap is too small, n is
- * 0, or the data_lens do not sum to data_len. Names are copied as given: the
- * caller guarantees the NUL terminators (the decoder checks them). */
+ * tracking[0..tracking_len) is the whole tracking section (count and entries)
+ * or empty; with one the record is version 2 with ENG_TX_FLAG_TRACKING, and n
+ * may be 0. Returns the bytes written (> 0) or ENG_E_ARG if out_cap is too
+ * small, n is 0 without tracking, or the data_lens do not sum to data_len.
+ * Names and the tracking section are copied as given: the caller guarantees
+ * their layout (the decoder checks it). */
 int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
                       uint64_t first_position, uint32_t n,
                       const uint64_t *versions, const uint64_t *prev_tx,
@@ -92,13 +108,17 @@ int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
                       const uint8_t *streams, uint32_t streams_len,
                       const uint8_t *types, uint32_t types_len,
                       const uint8_t *data, uint32_t data_len,
+                      const uint8_t *tracking, uint32_t tracking_len,
                       uint8_t *out, size_t out_cap);
 
 /* Validates buf[0..len) as a record and fills *view. Checks, in order:
- * size >= header+trailer (TRUNCATED), magic, version, checksum, header fields
- * (event_count >= 1), column sizes (OVERRUN / TRAILING), NUL counts and
- * non-empty names in both name columns (NAMES), data_lens sum (LENGTHS),
- * version[i] >= 1 (FIELD). Returns ENG_OK or a negative ENG_E_* code. */
+ * size >= header+trailer (TRUNCATED), magic, version (1 or 2), checksum, header
+ * fields (event_count >= 1, or >= 0 with tracking; unknown version-2 flags),
+ * column sizes (OVERRUN / TRAILING), NUL counts and non-empty names in both name
+ * columns (NAMES), data_lens sum (LENGTHS), version[i] >= 1 (FIELD), then the
+ * tracking section: count >= 1, each entry inside the record with a name of
+ * 1..ENG_MAX_NAME bytes and no NUL (NAMES), position >= 1 (FIELD), ending exactly
+ * at the trailer (OVERRUN / TRAILING). Returns ENG_OK or a negative ENG_E_* code. */
 int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view);
 
 /* Frames a run of records as a log-backup segment body (docs/FORMAT.md section 8):

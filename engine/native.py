@@ -83,6 +83,8 @@ _LEN_STR = tuple(map(str, range(4096)))  # "0".."4095": struct codes for common 
 
 def _names(buf: bytes, off: int, length: int) -> list[str]:
     """A NUL-terminated name column (validated by C: n NULs, none empty)."""
+    if length == 0:  # an eventless record (tracking only)
+        return []
     return buf[off : off + length - 1].decode("utf-8").split("\0")
 
 
@@ -101,6 +103,40 @@ class TxColumns(NamedTuple):
     versions: list[int]
     prev_tx: list[int]
     datas: list[bytes]
+    # (name, position) entries of the record's tracking section (record version 2)
+    tracking: tuple[tuple[str, int], ...] = ()
+
+
+def encode_tracking(entries: Sequence[tuple[str, int]]) -> bytes:
+    """A record's tracking section: u32 count, then (u64 position, u32 name_len, name)
+    per entry (docs/FORMAT.md section 2). The caller has checked names and positions."""
+    parts = [formats.U32_LE.pack(len(entries))]
+    for name, position in entries:
+        raw = name.encode("utf-8")
+        parts.append(_TRACK_ENTRY.pack(position, len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def _tracking_of(buf: bytes, view: Any) -> tuple[tuple[str, int], ...]:
+    """The tracking entries of a validated record (C checked the layout; UTF-8 here)."""
+    count = view.tracking_count
+    if not count:
+        return ()
+    out = []
+    at = view.tracking_off
+    try:
+        for _ in range(count):
+            position, nl = _TRACK_ENTRY.unpack_from(buf, at)
+            at += _TRACK_ENTRY.size
+            out.append((buf[at : at + nl].decode("utf-8"), position))
+            at += nl
+    except UnicodeDecodeError as exc:
+        raise _corrupt_log(-6, f"tracking name is not valid UTF-8 ({exc.reason})") from None
+    return tuple(out)
+
+
+_TRACK_ENTRY = struct.Struct("<QI")
 
 
 def _corrupt_log(rc: int, message: str | None = None) -> CorruptLogError:
@@ -135,22 +171,30 @@ def encode_tx(
     streams_col: bytes,
     types_col: bytes,
     datas: Sequence[bytes],
+    tracking: bytes = b"",
 ) -> bytearray:
     """One checksummed record for a whole batch of events, in one C call.
 
-    ``streams_col``/``types_col`` are the NUL-terminated UTF-8 name columns. The
-    caller has validated sizes against the limits in :mod:`engine.formats`.
+    ``streams_col``/``types_col`` are the NUL-terminated UTF-8 name columns;
+    ``tracking`` is a section from :func:`encode_tracking` (or empty: the record
+    is then version 1, as always). The caller has validated sizes against the
+    limits in :mod:`engine.formats`.
     """
     n = len(versions)
     data = b"".join(datas)
-    size = lib.eng_tx_encoded_size(n, len(streams_col), len(types_col), len(data))
+    size = lib.eng_tx_encoded_size(n, len(streams_col), len(types_col), len(data),
+                                   len(tracking))
     if size == 0 or size > formats.MAX_TX_BYTES:
         raise InvalidEventError(f"transaction record of {n} events would be {size or 'over'} "
                                 f"bytes; the limit is {formats.MAX_TX_BYTES}. Split it.")
-    if n <= 16:  # cffi copies short lists itself: cheaper than building arrays
-        va: Any = versions
-        pa: Any = prev_tx
-        lens: Any = list(map(len, datas))
+    if n == 0:  # tracking only
+        va: Any = ffi.NULL
+        pa: Any = ffi.NULL
+        lens: Any = ffi.NULL
+    elif n <= 16:  # cffi copies short lists itself: cheaper than building arrays
+        va = versions
+        pa = prev_tx
+        lens = list(map(len, datas))
     else:
         va = ffi.from_buffer("uint64_t[]", array("Q", versions))
         pa = ffi.from_buffer("uint64_t[]", array("Q", prev_tx))
@@ -159,7 +203,7 @@ def encode_tx(
     rc = lib.eng_tx_encode(
         tx_id, epoch, ts_ns, first_position, n, va, pa, lens,
         streams_col, len(streams_col), types_col, len(types_col), data, len(data),
-        ffi.from_buffer(out), size,
+        tracking, len(tracking), ffi.from_buffer(out), size,
     )  # fmt: skip
     if rc != size:
         raise EngineError(f"C encoder refused the record: {_code_message(int(rc))}")
@@ -175,6 +219,7 @@ def decode_tx(buf: bytes) -> TxColumns:
         view.tx_id, view.epoch, view.ts_ns, view.first_position, streams, types,
         _u64_list(buf, view.versions_off, n), _u64_list(buf, view.prev_off, n),
         _slices(buf, view.data_off, _u32_list(buf, view.data_lens_off, n)),
+        _tracking_of(buf, view),
     )  # fmt: skip
 
 

@@ -107,13 +107,32 @@ static uint32_t random_names(uint8_t *p, uint32_t k, uint32_t room) {
 
 /* Builds a valid record (occasionally with a zero version or a malformed
  * name column, which the encoder copies unchecked) into out; returns size. */
+/* A valid tracking section of 1..4 entries into sec (names of random bytes 1..255,
+ * positions >= 1; now and then a malformed one, which the encoder copies
+ * unchecked); returns its size. */
+static uint32_t gen_tracking(uint8_t *sec) {
+    uint32_t count = 1 + below(4), at = 4, i, j, nl;
+    put32(sec, count);
+    for (i = 0; i < count; i++) {
+        nl = 1 + below(below(8) == 0 ? 60 : 8);
+        put64(sec + at, below(30) == 0 ? 0 : 1 + (rnd() % 100000));
+        put32(sec + at + 8, nl);
+        at += 12;
+        for (j = 0; j < nl; j++) sec[at + j] = (uint8_t)(1 + below(255));
+        if (below(30) == 0) sec[at + below(nl)] = 0;
+        at += nl;
+    }
+    return at;
+}
+
 static size_t gen_tx(uint8_t *out) {
     uint64_t vers[64], prev[64];
-    uint32_t dlens[64], i, n, sl, tl, dl = 0;
-    uint8_t streams[2048], types[2048], data[2048];
+    uint32_t dlens[64], i, n, sl, tl, dl = 0, trl = 0;
+    uint8_t streams[2048], types[2048], data[2048], track[512];
     int64_t r;
 
-    n = 1 + below(below(8) == 0 ? 40 : 4);
+    if (below(4) == 0) trl = gen_tracking(track);
+    n = trl && below(3) == 0 ? 0 : 1 + below(below(8) == 0 ? 40 : 4);
     for (i = 0; i < n; i++) {
         vers[i] = below(20) == 0 ? 0 : 1 + (rnd() % 1000);
         prev[i] = rnd() % 50;
@@ -124,10 +143,10 @@ static size_t gen_tx(uint8_t *out) {
     for (i = 0; i < dl; i++) data[i] = (uint8_t)rnd();
     sl = random_names(streams, n, sizeof streams);
     tl = random_names(types, n, sizeof types);
-    if (below(20) == 0) streams[below(sl)] ^= (uint8_t)(below(2) ? 0xFF : 0);
-    if (below(20) == 0) types[below(tl)] = 0;
+    if (sl && below(20) == 0) streams[below(sl)] ^= (uint8_t)(below(2) ? 0xFF : 0);
+    if (tl && below(20) == 0) types[below(tl)] = 0;
     r = eng_tx_encode(rnd(), rnd(), rnd(), rnd(), n, vers, prev, dlens, streams, sl,
-                      types, tl, data, dl, out, CAP);
+                      types, tl, data, dl, trl ? track : NULL, trl, out, CAP);
     if (r <= 0) {
         fprintf(stderr, "fuzz_core: valid tx encode failed (%lld)\n", (long long)r);
         abort();
@@ -254,6 +273,7 @@ static void resign(uint8_t *b, size_t len, int is_block) {
 /* Naive NAMES rule: exactly n NULs, last byte NUL, no empty name. */
 static int ref_names_ok(const uint8_t *c, uint64_t len, uint32_t n) {
     uint64_t i, nuls = 0;
+    if (n == 0) return len == 0;  /* an eventless record (tracking only) */
     if (len == 0 || c[len - 1] != 0) return 0;
     for (i = 0; i < len; i++) {
         if (c[i] == 0) {
@@ -265,27 +285,55 @@ static int ref_names_ok(const uint8_t *c, uint64_t len, uint32_t n) {
 }
 
 /* The header's tx check order, written with u64 arithmetic and no shortcuts. */
+/* The tracking section's reference check: walks entries with u64 arithmetic only. */
+static int ref_tracking(const uint8_t *b, uint64_t at, uint64_t end) {
+    uint32_t count, i, nl;
+    uint64_t k;
+    if (end - at < 4) return ENG_E_OVERRUN;
+    count = get32(b + at);
+    at += 4;
+    if (count == 0) return ENG_E_FIELD;
+    for (i = 0; i < count; i++) {
+        if (at + 12 > end) return ENG_E_OVERRUN;
+        if (get64(b + at) == 0) return ENG_E_FIELD;
+        nl = get32(b + at + 8);
+        at += 12;
+        if (nl == 0 || nl > 1024) return ENG_E_NAMES;
+        if (at + nl > end) return ENG_E_OVERRUN;
+        for (k = 0; k < nl; k++)
+            if (b[at + k] == 0) return ENG_E_NAMES;
+        at += nl;
+    }
+    return at == end ? ENG_OK : ENG_E_TRAILING;
+}
+
 static int ref_tx(const uint8_t *b, size_t len) {
-    uint32_t n, sl, tl, dl, i;
+    uint32_t n, sl, tl, dl, i, ver, flags;
     uint64_t need, sum = 0;
+    int tracking;
     if (len < 64) return ENG_E_TRUNCATED;
     if (memcmp(b, "ETXR", 4)) return ENG_E_BAD_MAGIC;
-    if ((b[4] | (b[5] << 8)) != 1) return ENG_E_VERSION;
+    ver = (uint32_t)(b[4] | (b[5] << 8));
+    if (ver != 1 && ver != 2) return ENG_E_VERSION;
     if (eng_xxh64(b, len - 8, 0) != get64(b + len - 8)) return ENG_E_CHECKSUM;
+    flags = (uint32_t)(b[6] | (b[7] << 8));
+    tracking = ver == 2 && (flags & 1);
+    if (ver == 2 && (flags & ~1u)) return ENG_E_FIELD;
     n = get32(b + 40);
     sl = get32(b + 44);
     tl = get32(b + 48);
     dl = get32(b + 52);
-    if (n == 0) return ENG_E_FIELD;
+    if (n == 0 && !tracking) return ENG_E_FIELD;
     need = 56 + 20 * (uint64_t)n + sl + tl + dl;
     if (need > len - 8) return ENG_E_OVERRUN;
-    if (need < len - 8) return ENG_E_TRAILING;
+    if (need < len - 8 && !tracking) return ENG_E_TRAILING;
     if (!ref_names_ok(b + 56 + 20 * (uint64_t)n, sl, n)) return ENG_E_NAMES;
     if (!ref_names_ok(b + 56 + 20 * (uint64_t)n + sl, tl, n)) return ENG_E_NAMES;
     for (i = 0; i < n; i++) sum += get32(b + 56 + 16 * (uint64_t)n + 4 * (uint64_t)i);
     if (sum != dl) return ENG_E_LENGTHS;
     for (i = 0; i < n; i++)
         if (get64(b + 56 + 8 * (uint64_t)i) == 0) return ENG_E_FIELD;
+    if (tracking) return ref_tracking(b, need, len - 8);
     return ENG_OK;
 }
 
@@ -340,8 +388,17 @@ static void check_tx_view(const eng_tx_view *v, size_t len, uint64_t iter) {
         !inside(v->types_off, v->types_len, body) ||
         !inside(v->data_off, v->data_len, body))
         die("tx view offset out of bounds", iter);
-    if (v->data_off + v->data_len != body) die("tx view does not end at the trailer", iter);
-    if (n == 0) die("tx view with zero events", iter);
+    if (v->tracking_count) {
+        if (v->tracking_off != v->data_off + v->data_len + 4 ||
+            !inside(v->tracking_off, v->tracking_len, body) ||
+            v->tracking_off + v->tracking_len != body || v->format_version != 2 ||
+            v->tracking_len < 12 * (uint64_t)v->tracking_count)
+            die("tx view: tracking section out of bounds", iter);
+    } else {
+        if (v->data_off + v->data_len != body) die("tx view does not end at the trailer", iter);
+        if (n == 0) die("tx view with zero events and no tracking", iter);
+        if (v->tracking_off || v->tracking_len) die("tx view: tracking without a count", iter);
+    }
 }
 
 static void check_block_view(const eng_block_view *v, size_t len, uint64_t iter) {
@@ -722,7 +779,7 @@ int main(int argc, char **argv) {
             dl += dlens[i];
         }
         r = eng_tx_encode(rnd() % 1000, 1, 2, 3, n, vers, prev, dlens, streams, sl, types, tl,
-                          data, dl, work, CAP);
+                          data, dl, NULL, 0, work, CAP);
         if (r <= 0) die("reducer record encode failed", it);
         len = (size_t)r;
         if (below(4) == 0) {

@@ -259,7 +259,7 @@ static const uint8_t TX_DATA[] = "abcdefgh";           /* 8 bytes used */
 static size_t tx_sample_with(uint8_t *out, size_t cap, const uint8_t *streams,
                              uint32_t sl, const uint8_t *types, uint32_t tl) {
     int64_t r = eng_tx_encode(11, 22, 33, 44, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS,
-                              streams, sl, types, tl, TX_DATA, TX_DL, out, cap);
+                              streams, sl, types, tl, TX_DATA, TX_DL, NULL, 0, out, cap);
     if (r <= 0) {
         fprintf(stderr, "sample tx encode failed: %lld\n", (long long)r);
         exit(2);
@@ -292,8 +292,8 @@ static void test_tx_roundtrip(void) {
     uint32_t i;
 
     CHECK(len == want, "tx size: got %zu want %zu", len, want);
-    CHECK(eng_tx_encoded_size(3, 12, 12, 8) == want, "eng_tx_encoded_size");
-    CHECK(eng_tx_encoded_size(UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX) ==
+    CHECK(eng_tx_encoded_size(3, 12, 12, 8, 0) == want, "eng_tx_encoded_size");
+    CHECK(eng_tx_encoded_size(UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, 0) ==
               (SIZE_MAX > UINT32_MAX ? (size_t)(64 + 23 * (uint64_t)UINT32_MAX) : 0),
           "eng_tx_encoded_size at u32 limits");
     CHECK(memcmp(buf, "ETXR", 4) == 0, "tx magic written");
@@ -323,7 +323,7 @@ static void test_tx_roundtrip(void) {
         uint32_t dl = 0;
         int64_t r = eng_tx_encode(1, 0, 0, 0, 1, &ver, &prev, &dl,
                                   (const uint8_t *)"s", 2, (const uint8_t *)"t", 2,
-                                  NULL, 0, buf, sizeof buf);
+                                  NULL, 0, NULL, 0, buf, sizeof buf);
         CHECK_RC(r, 56 + 20 + 2 + 2 + 0 + 8, "tx encode one event");
         CHECK_RC(tx_decode_copy(buf, (size_t)r, &v), ENG_OK, "tx decode one event");
         CHECK(v.data_len == 0 && v.data_off + 0 == (size_t)r - 8, "tx one-event view");
@@ -336,7 +336,7 @@ static size_t seg_rec(uint8_t *out, size_t cap, uint64_t tx, uint64_t epoch, uin
     uint32_t dl = 3;
     int64_t r = eng_tx_encode(tx, epoch, 7, pos, 1, &ver, &prev, &dl,
                               (const uint8_t *)"s", 2, (const uint8_t *)"t", 2,
-                              (const uint8_t *)"abc", 3, out, cap);
+                              (const uint8_t *)"abc", 3, NULL, 0, out, cap);
     if (r <= 0) exit(2);
     return (size_t)r;
 }
@@ -401,33 +401,33 @@ static void test_tx_encode_args(void) {
     int64_t r;
 
     r = eng_tx_encode(1, 2, 3, 4, 0, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
-                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, 0, buf, sizeof buf);
     CHECK_RC(r, ENG_E_ARG, "tx encode n == 0");
 
     memset(guard, 0xA5, sizeof guard);
     r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
-                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, guard, len - 1);
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, 0, guard, len - 1);
     CHECK_RC(r, ENG_E_ARG, "tx encode out_cap one short");
     CHECK(guard[0] == 0xA5 && guard[len - 1] == 0xA5, "tx encode wrote on ENG_E_ARG");
 
     r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
-                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, guard, len);
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, 0, guard, len);
     CHECK_RC(r, (int64_t)len, "tx encode out_cap exact");
 
     r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, bad_lens, TX_STREAMS,
-                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, 0, buf, sizeof buf);
     CHECK_RC(r, ENG_E_ARG, "tx encode data_lens do not sum to data_len");
 
     r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, TX_STREAMS,
-                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, sizeof buf);
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, 0, NULL, sizeof buf);
     CHECK_RC(r, ENG_E_ARG, "tx encode out == NULL");
 
     r = eng_tx_encode(1, 2, 3, 4, TX_N, NULL, TX_PREV, TX_DLENS, TX_STREAMS,
-                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, 0, buf, sizeof buf);
     CHECK_RC(r, ENG_E_ARG, "tx encode versions == NULL");
 
     r = eng_tx_encode(1, 2, 3, 4, TX_N, TX_VERSIONS, TX_PREV, TX_DLENS, NULL,
-                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, buf, sizeof buf);
+                      TX_SL, TX_TYPES, TX_TL, TX_DATA, TX_DL, NULL, 0, buf, sizeof buf);
     CHECK_RC(r, ENG_E_ARG, "tx encode streams == NULL with streams_len > 0");
 }
 
@@ -435,7 +435,7 @@ static void test_tx_encode_args(void) {
 typedef void (*tx_edit)(uint8_t *buf, size_t len);
 
 static void ed_tx_magic(uint8_t *b, size_t l) { (void)l; b[3] = 'S'; }
-static void ed_tx_version2(uint8_t *b, size_t l) { (void)l; b[4] = 2; }
+static void ed_tx_version3(uint8_t *b, size_t l) { (void)l; b[4] = 3; }
 static void ed_tx_version0(uint8_t *b, size_t l) { (void)l; b[4] = 0; }
 static void ed_tx_data_byte(uint8_t *b, size_t l) { b[l - 9] ^= 0x01; }
 static void ed_tx_trailer(uint8_t *b, size_t l) { b[l - 1] ^= 0x80; }
@@ -475,7 +475,7 @@ static void ed_tx_count0_and_sl(uint8_t *b, size_t l) {
 }
 static void ed_tx_magic_and_version(uint8_t *b, size_t l) {
     ed_tx_magic(b, l);
-    ed_tx_version2(b, l);
+    ed_tx_version3(b, l);
 }
 
 static int tx_run_edit(tx_edit ed, int resign) {
@@ -507,7 +507,7 @@ static void test_tx_errors(void) {
     CHECK_RC(eng_tx_decode(buf, len, NULL), ENG_E_ARG, "tx decode view == NULL");
 
     CHECK_RC(tx_run_edit(ed_tx_magic, 1), ENG_E_BAD_MAGIC, "tx BAD_MAGIC");
-    CHECK_RC(tx_run_edit(ed_tx_version2, 1), ENG_E_VERSION, "tx VERSION 2");
+    CHECK_RC(tx_run_edit(ed_tx_version3, 1), ENG_E_VERSION, "tx VERSION 3");
     CHECK_RC(tx_run_edit(ed_tx_version0, 1), ENG_E_VERSION, "tx VERSION 0");
     CHECK_RC(tx_run_edit(ed_tx_data_byte, 0), ENG_E_CHECKSUM, "tx CHECKSUM (data)");
     CHECK_RC(tx_run_edit(ed_tx_trailer, 0), ENG_E_CHECKSUM, "tx CHECKSUM (trailer)");
@@ -531,7 +531,7 @@ static void test_tx_errors(void) {
              "tx order: TRUNCATED before BAD_MAGIC");
     CHECK_RC(tx_run_edit(ed_tx_magic_and_version, 0), ENG_E_BAD_MAGIC,
              "tx order: BAD_MAGIC before VERSION");
-    CHECK_RC(tx_run_edit(ed_tx_version2, 0), ENG_E_VERSION,
+    CHECK_RC(tx_run_edit(ed_tx_version3, 0), ENG_E_VERSION,
              "tx order: VERSION before CHECKSUM");
     CHECK_RC(tx_run_edit(ed_tx_count0, 0), ENG_E_CHECKSUM,
              "tx order: CHECKSUM before FIELD");
@@ -927,7 +927,7 @@ static size_t ix_tx(uint8_t *out, size_t cap, uint64_t tx_id, uint32_t n,
         if (data[i].len) memcpy(dcol + dl, data[i].p, data[i].len);
         dl += data[i].len;
     }
-    r = eng_tx_encode(tx_id, 7, 8, 9, n, vers, prev, dlens, scol, sl, tcol, tl, dcol, dl,
+    r = eng_tx_encode(tx_id, 7, 8, 9, n, vers, prev, dlens, scol, sl, tcol, tl, dcol, dl, NULL, 0,
                       out, cap);
     if (r <= 0) {
         fprintf(stderr, "index test tx encode failed: %lld\n", (long long)r);
@@ -1758,6 +1758,97 @@ static void test_index_corrupt(void) {
 
 /* ----------------------------------------------------------------- Main --- */
 
+/* Tracking sections (record version 2): round trip with and without events, and
+ * every error path of check_tracking, each on a record re-checksummed after the
+ * edit so the layout check (not the checksum) is what refuses it. */
+static size_t track_section(uint8_t *sec, uint32_t count, const char *const *names,
+                            const uint64_t *positions) {
+    size_t at = 4;
+    uint32_t i;
+    put32(sec, count);
+    for (i = 0; i < count; i++) {
+        uint32_t nl = (uint32_t)strlen(names[i]);
+        put64(sec + at, positions[i]);
+        put32(sec + at + 8, nl);
+        memcpy(sec + at + 12, names[i], nl);
+        at += 12 + nl;
+    }
+    return at;
+}
+
+static void reseal(uint8_t *b, size_t len) { put64(b + len - 8, eng_xxh64(b, len - 8, 0)); }
+
+static void test_tx_tracking(void) {
+    static const char *const names[2] = {"app-a", "b"};
+    static const uint64_t positions[2] = {41, 7};
+    uint8_t sec[64], buf[512], bad[512];
+    uint64_t ver = 3, prev = 2;
+    uint32_t dl = 2;
+    eng_tx_view v;
+    size_t sl = track_section(sec, 2, names, positions), len;
+    int64_t r;
+
+    CHECK(eng_tx_encoded_size(1, 2, 2, 2, (uint32_t)sl) == 56 + 20 + 6 + sl + 8,
+          "encoded size counts the tracking section");
+    r = eng_tx_encode(5, 1, 9, 100, 1, &ver, &prev, &dl, (const uint8_t *)"s", 2,
+                      (const uint8_t *)"t", 2, (const uint8_t *)"ab", 2, sec, (uint32_t)sl,
+                      buf, sizeof buf);
+    CHECK_RC(r, (int64_t)(56 + 20 + 6 + sl + 8), "encode with tracking");
+    len = (size_t)r;
+    CHECK(buf[4] == 2 && buf[5] == 0 && buf[6] == 1 && buf[7] == 0,
+          "a record with tracking is version 2, flags bit 0");
+    CHECK_RC(eng_tx_decode(buf, len, &v), ENG_OK, "decode with tracking");
+    CHECK(v.tracking_count == 2 && v.tracking_off == 56 + 20 + 6 + 4 &&
+              v.tracking_len == sl - 4 && v.event_count == 1 && v.format_version == 2,
+          "view of the tracking section");
+
+    /* no events, tracking only */
+    r = eng_tx_encode(6, 1, 9, 101, 0, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, sec,
+                      (uint32_t)sl, buf, sizeof buf);
+    CHECK_RC(r, (int64_t)(56 + sl + 8), "encode tracking without events");
+    len = (size_t)r;
+    CHECK_RC(eng_tx_decode(buf, len, &v), ENG_OK, "decode tracking without events");
+    CHECK(v.event_count == 0 && v.tracking_count == 2 && v.first_position == 101,
+          "an eventless record keeps its position");
+    CHECK_RC(eng_tx_encode(6, 1, 9, 101, 0, NULL, NULL, NULL, NULL, 0, NULL, 0,
+                           (const uint8_t *)"x", 1, sec, (uint32_t)sl, buf, sizeof buf),
+             ENG_E_ARG, "encode data without events");
+    CHECK_RC(eng_tx_encode(6, 1, 9, 101, 0, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0,
+                           NULL, 4, buf, sizeof buf),
+             ENG_E_ARG, "encode tracking_len with a NULL section");
+
+    /* error paths: edit the eventless record (section at 56) and reseal */
+#define TRACK_CASE(edit, want, what)                 \
+    do {                                             \
+        memcpy(bad, buf, len);                       \
+        edit;                                        \
+        reseal(bad, len);                            \
+        CHECK_RC(eng_tx_decode(bad, len, &v), want, what); \
+    } while (0)
+    TRACK_CASE(put32(bad + 56, 0), ENG_E_FIELD, "tracking count 0");
+    TRACK_CASE(put32(bad + 56, 3), ENG_E_OVERRUN, "tracking count past the end");
+    TRACK_CASE(put32(bad + 56, 1), ENG_E_TRAILING, "tracking bytes after the entries");
+    TRACK_CASE(put64(bad + 60, 0), ENG_E_FIELD, "tracking position 0");
+    TRACK_CASE(put32(bad + 68, 0), ENG_E_NAMES, "tracking name empty");
+    TRACK_CASE(put32(bad + 68, ENG_MAX_NAME + 1), ENG_E_NAMES, "tracking name too long");
+    TRACK_CASE(put32(bad + 68, 200), ENG_E_OVERRUN, "tracking name past the end");
+    TRACK_CASE(bad[73] = 0, ENG_E_NAMES, "tracking name holds a NUL");
+    TRACK_CASE(bad[6] = 3, ENG_E_FIELD, "unknown version-2 flag");
+    TRACK_CASE(bad[6] = 0, ENG_E_FIELD, "version 2 without tracking and no events");
+    TRACK_CASE(bad[4] = 1, ENG_E_FIELD, "version 1 cannot have zero events");
+    TRACK_CASE(bad[4] = 3, ENG_E_VERSION, "record version 3");
+#undef TRACK_CASE
+    /* every truncation of the eventless record fails cleanly */
+    {
+        size_t cut;
+        for (cut = 0; cut < len; cut++) {
+            memcpy(bad, buf, cut);
+            if (cut >= 64) reseal(bad, cut);
+            CHECK(eng_tx_decode(bad, cut, &v) < 0, "truncated tracking record at %zu", cut);
+        }
+    }
+}
+
 int main(void) {
     test_xxh64();
     test_tx_roundtrip();
@@ -1765,6 +1856,7 @@ int main(void) {
     test_seg_frame();
     test_tx_errors();
     test_tx_truncation();
+    test_tx_tracking();
     test_block_roundtrip();
     test_block_encode_args();
     test_block_errors();

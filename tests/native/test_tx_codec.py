@@ -19,6 +19,8 @@ from engine._ccore import ffi, lib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine import native
+
 CI = settings(derandomize=True, database=None, deadline=None, max_examples=200)
 
 OK = lib.ENG_OK
@@ -58,18 +60,53 @@ def ref_encode(
     streams: bytes,
     types: bytes,
     datas: Sequence[bytes],
+    tracking: Sequence[tuple[str, int]] = (),
 ) -> bytes:
     n = len(versions)
     data = b"".join(datas)
+    section = ref_tracking(tracking) if tracking else b""
     body = b"".join([
-        HEAD.pack(b"ETXR", 1, 0, tx_id, epoch, ts_ns, first_position, n, len(streams),
-                  len(types), len(data)),
+        HEAD.pack(b"ETXR", 2 if tracking else 1, 1 if tracking else 0, tx_id, epoch, ts_ns,
+                  first_position, n, len(streams), len(types), len(data)),
         struct.pack(f"<{n}Q", *versions),
         struct.pack(f"<{n}Q", *prev_tx),
         struct.pack(f"<{n}I", *map(len, datas)),
-        streams, types, data,
+        streams, types, data, section,
     ])  # fmt: skip
     return body + struct.pack("<Q", xxhash.xxh64_intdigest(body))
+
+
+def ref_tracking(entries: Sequence[tuple[str, int]]) -> bytes:
+    """The tracking section, written independently of engine.native.encode_tracking."""
+    out = struct.pack("<I", len(entries))
+    for name, position in entries:
+        raw = name.encode("utf-8")
+        out += struct.pack("<QI", position, len(raw)) + raw
+    return out
+
+
+def ref_tracking_verdict(sec: bytes) -> int:
+    if len(sec) < 4:
+        return OVERRUN
+    (count,) = struct.unpack_from("<I", sec, 0)
+    if count == 0:
+        return FIELD
+    at = 4
+    for _ in range(count):
+        if len(sec) - at < 12:
+            return OVERRUN
+        position, nl = struct.unpack_from("<QI", sec, at)
+        at += 12
+        if position == 0:
+            return FIELD
+        if nl == 0 or nl > 1024:
+            return NAMES
+        if len(sec) - at < nl:
+            return OVERRUN
+        if b"\0" in sec[at : at + nl]:
+            return NAMES
+        at += nl
+    return OK if at == len(sec) else TRAILING
 
 
 def ref_offsets(n: int, sl: int, tl: int) -> dict[str, int]:
@@ -81,6 +118,8 @@ def ref_offsets(n: int, sl: int, tl: int) -> dict[str, int]:
 
 
 def names_ok(col: bytes, n: int) -> bool:
+    if n == 0:
+        return col == b""
     return col.endswith(b"\0") and col.count(b"\0") == n and b"" not in col[:-1].split(b"\0")
 
 
@@ -90,17 +129,21 @@ def ref_validate(buf: bytes) -> int:
         return TRUNCATED
     if buf[:4] != b"ETXR":
         return BAD_MAGIC
-    if struct.unpack_from("<H", buf, 4)[0] != 1:
+    version, flags = struct.unpack_from("<HH", buf, 4)
+    if version not in (1, 2):
         return VERSION
     if xxhash.xxh64_intdigest(buf[:-8]) != struct.unpack_from("<Q", buf, len(buf) - 8)[0]:
         return CHECKSUM
+    tracking = version == 2 and bool(flags & 1)
+    if version == 2 and flags & ~1:
+        return FIELD
     n, sl, tl, dl = struct.unpack_from("<4I", buf, 40)
-    if n == 0:
+    if n == 0 and not tracking:
         return FIELD
     end = 56 + 20 * n + sl + tl + dl
     if end > len(buf) - 8:
         return OVERRUN
-    if end < len(buf) - 8:
+    if end < len(buf) - 8 and not tracking:
         return TRAILING
     s = 56 + 20 * n
     if not names_ok(buf[s : s + sl], n) or not names_ok(buf[s + sl : s + sl + tl], n):
@@ -109,6 +152,8 @@ def ref_validate(buf: bytes) -> int:
         return LENGTHS
     if 0 in struct.unpack_from(f"<{n}Q", buf, 56):
         return FIELD
+    if tracking:
+        return ref_tracking_verdict(buf[end : len(buf) - 8])
     return OK
 
 
@@ -141,14 +186,14 @@ def c_encode(
     n = len(versions) if n is None else n
     lens = [len(d) for d in datas] if data_lens is None else list(data_lens)
     if out is None:
-        out = bytearray(lib.eng_tx_encoded_size(n, len(streams), len(types), len(data)))
+        out = bytearray(lib.eng_tx_encoded_size(n, len(streams), len(types), len(data), 0))
     cap = len(out) if out_cap is None else out_cap
     rc = lib.eng_tx_encode(
         tx_id, epoch, ts_ns, first_position, n,
         ffi.new("uint64_t[]", list(versions)), ffi.new("uint64_t[]", list(prev_tx)),
         ffi.new("uint32_t[]", lens),
         ffi.from_buffer(streams), len(streams), ffi.from_buffer(types), len(types),
-        ffi.from_buffer(data), len(data), ffi.from_buffer(out), cap,
+        ffi.from_buffer(data), len(data), ffi.NULL, 0, ffi.from_buffer(out), cap,
     )  # fmt: skip
     return int(rc), out
 
@@ -249,7 +294,8 @@ def test_c_encode_matches_reference(
     versions = [e[3] for e in evs]
     prev = [e[4] for e in evs]
     ref = ref_encode(tx_id, epoch, ts_ns, first, versions, prev, streams, types, datas)
-    assert lib.eng_tx_encoded_size(len(evs), len(streams), len(types), sum(map(len, datas))) == (
+    assert lib.eng_tx_encoded_size(len(evs), len(streams), len(types), sum(map(len, datas)),
+                                   0) == (
         len(ref)
     )
     rc, out = c_encode(tx_id, epoch, ts_ns, first, versions, prev, streams, types, datas)
@@ -340,7 +386,7 @@ SO, TO, DLO = S_OFF["streams_off"], S_OFF["types_off"], S_OFF["data_lens_off"]
 # (id, edit, re-sign afterwards, expected code)
 ERROR_CASES = [
     ("bad-magic", setbyte(0, ord("X")), True, BAD_MAGIC),
-    ("version-2", setbyte(4, 2), True, VERSION),
+    ("version-3", setbyte(4, 3), True, VERSION),
     ("version-256", setbyte(5, 1), True, VERSION),
     ("checksum-data", lambda b: b.__setitem__(-9, b[-9] ^ 1), False, CHECKSUM),
     ("checksum-trailer", lambda b: b.__setitem__(-1, b[-1] ^ 0x80), False, CHECKSUM),
@@ -362,7 +408,7 @@ ERROR_CASES = [
     ("version-0-last", put64(56 + 16, 0), True, FIELD),
     # check order: the earliest failing check wins
     ("order-magic-before-version", both(setbyte(0, 0), setbyte(4, 9)), False, BAD_MAGIC),
-    ("order-version-before-checksum", setbyte(4, 2), False, VERSION),
+    ("order-version-before-checksum", setbyte(4, 3), False, VERSION),
     ("order-checksum-before-field", put32(OFF_COUNT, 0), False, CHECKSUM),
     ("order-field-before-overrun", both(put32(OFF_COUNT, 0), put32(OFF_DATA_LEN, 99)),
      True, FIELD),
@@ -486,3 +532,68 @@ def test_random_garbage_never_crashes() -> None:
         assert rc == ref_validate(bytes(buf))
         if rc == OK:
             check_view_in_bounds(v, n)
+
+
+# ------------------------------------------------- tracking (record version 2)
+
+tracking_entries = st.lists(
+    st.tuples(st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
+                      min_size=1, max_size=20), st.integers(1, 2**64 - 1)),
+    min_size=1, max_size=5)
+
+
+@CI
+@given(evs=st.lists(st.tuples(st.text(min_size=1, max_size=5).filter(lambda x: "\0" not in x),
+                              st.just("t"), st.binary(max_size=8), st.integers(1, 9),
+                              st.integers(0, 9)), max_size=4),
+       entries=tracking_entries)
+def test_tracking_records_match_the_reference(
+    evs: list[tuple[str, str, bytes, int, int]], entries: list[tuple[str, int]]
+) -> None:
+    """engine.native's encoder equals the reference byte for byte; the C decoder reads
+    the entries back (a record may carry tracking without any event)."""
+    args = (5, 1, 2, 40, [e[3] for e in evs], [e[4] for e in evs],
+            name_col([e[0] for e in evs]), name_col([e[1] for e in evs]), [e[2] for e in evs])
+    want = ref_encode(*args, tracking=entries)
+    got = bytes(native.encode_tx(*args, native.encode_tracking(entries)))
+    assert got == want
+    assert ref_validate(got) == OK
+    cols = native.decode_tx(got)
+    assert cols.tracking == tuple(entries) and len(cols.streams) == len(evs)
+    assert [d for d in cols.datas] == [e[2] for e in evs]
+
+
+@CI
+@given(entries=tracking_entries, muts=st.lists(mutation, min_size=1, max_size=4),
+       do_resign=st.booleans(), with_event=st.booleans())
+def test_tracking_mutations_agree_with_the_reference(
+    entries: list[tuple[str, int]], muts: list[Mutation], do_resign: bool, with_event: bool
+) -> None:
+    evs = [("s", "t", b"x", 1, 0)] if with_event else []
+    buf = bytearray(ref_encode(
+        1, 2, 3, 4, [e[3] for e in evs], [e[4] for e in evs],
+        name_col([e[0] for e in evs]), name_col([e[1] for e in evs]), [e[2] for e in evs],
+        tracking=entries))  # fmt: skip
+    for m in muts:
+        apply_mutation(buf, m)
+    if do_resign:
+        resign(buf)
+    data = bytes(buf)
+    rc, v = c_decode(data)
+    assert rc == ref_validate(data)
+    if rc == OK:
+        check_view_in_bounds(v, len(data))
+        assert v["tracking_off"] + v["tracking_len"] <= len(data) - 8
+
+
+def test_only_records_with_tracking_are_version_2() -> None:
+    """A record without tracking is byte for byte what this format always wrote
+    (version 1, flags 0), so logs without the feature stay readable by older builds;
+    one with tracking is version 2, which an older build refuses as a version it
+    cannot read (ENG_E_VERSION), not as damage."""
+    plain = bytes(native.encode_tx(1, 2, 3, 4, [1], [0], b"s\0", b"t\0", [b"x"]))
+    assert plain[4:8] == b"\x01\x00\x00\x00"
+    assert plain == ref_encode(1, 2, 3, 4, [1], [0], b"s\0", b"t\0", [b"x"])
+    tracked = bytes(native.encode_tx(1, 2, 3, 4, [1], [0], b"s\0", b"t\0", [b"x"],
+                                     native.encode_tracking([("a", 1)])))
+    assert tracked[4:8] == b"\x02\x00\x01\x00"
