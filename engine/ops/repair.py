@@ -69,6 +69,7 @@ class LmdbView:
     records: int = 0
     bad: list[int] = field(default_factory=list)  # keys whose record fails a check
     problems: list[str] = field(default_factory=list)
+    checksums: dict[int, int] = field(default_factory=dict)  # tx -> its record's trailer
 
     @property
     def healthy(self) -> bool:
@@ -131,9 +132,11 @@ class RepairReport:
 # ------------------------------------------------------------- LMDB's own view
 
 
-def lmdb_view_child(log_path: str) -> None:
+def lmdb_view_child(log_path: str, want: str = "") -> None:
     """The child process: read the log through LMDB (it may crash; that is why this
-    runs in a child) and print what it saw as one JSON object."""
+    runs in a child) and print what it saw as one JSON object. ``want`` (tx ids,
+    comma-separated) asks for the checksum trailer of the records LMDB holds under
+    those keys (to tell which of two intact copies is the live one)."""
     out: dict[str, object] = {"opened": False}
     try:
         store = LogStore(log_path, readonly=True)
@@ -161,6 +164,8 @@ def lmdb_view_child(log_path: str) -> None:
                 bad.append(tx_id)
                 problems.append(message)
 
+            if raw_id is None or not _is_uuid(raw_id):
+                problems.append("the log's db_id meta entry is missing or damaged")
             if epoch is None or base_tx is None or base_pos is None:
                 problems.append("the log's meta entries (epoch, base_tx, base_position) "
                                 "are missing or damaged")
@@ -171,9 +176,14 @@ def lmdb_view_child(log_path: str) -> None:
             for _ in reader.scan(1, cont=reader.start(), report=report,
                                  on_record=seen.append):
                 pass
+            sums: dict[str, int] = {}
+            for t in (int(x) for x in want.split(",") if x):
+                rec = store.get(t)
+                if rec is not None and len(rec) >= 8:
+                    sums[str(t)] = int(formats.U64_LE.unpack_from(rec, len(rec) - 8)[0])
             out.update(opened=True, records=len(seen), bad=bad, problems=problems,
                        first_tx=seen[0] if seen else None,
-                       last_tx=seen[-1] if seen else None)
+                       last_tx=seen[-1] if seen else None, checksums=sums)
         finally:
             store.close()
     except (EngineError, ValueError, KeyError, TypeError) as exc:
@@ -181,11 +191,13 @@ def lmdb_view_child(log_path: str) -> None:
     print(json.dumps(out))
 
 
-def lmdb_view(log_path: str) -> LmdbView:
+def lmdb_view(log_path: str, want: list[int] | None = None) -> LmdbView:
     """Run :func:`lmdb_view_child` in a child process and read its findings."""
-    code = "import sys; from engine.ops.repair import lmdb_view_child; lmdb_view_child(sys.argv[1])"
+    code = ("import sys; from engine.ops.repair import lmdb_view_child; "
+            "lmdb_view_child(sys.argv[1], sys.argv[2])")
+    arg = ",".join(map(str, want or []))
     try:
-        proc = subprocess.run([sys.executable, "-c", code, log_path], capture_output=True,
+        proc = subprocess.run([sys.executable, "-c", code, log_path, arg], capture_output=True,
                               text=True, stdin=subprocess.DEVNULL, check=False)
     except OSError as exc:
         raise StorageError(f"cannot start a child process to read {log_path}: {exc}") from exc
@@ -206,7 +218,8 @@ def lmdb_view(log_path: str) -> LmdbView:
         base_position=got.get("base_position"), history=got.get("history"),
         first_tx=got.get("first_tx"), last_tx=got.get("last_tx"),
         records=int(got.get("records") or 0), bad=list(got.get("bad") or []),
-        problems=list(got.get("problems") or []))
+        problems=list(got.get("problems") or []),
+        checksums={int(k): int(v) for k, v in (got.get("checksums") or {}).items()})
 
 
 # ------------------------------------------------------------------ the plan
@@ -474,19 +487,36 @@ def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
     chosen: dict[int, FoundRecord] = {}
     conflicts: list[dict[str, object]] = []
     losers: list[FoundRecord] = []
+    contested = sorted(t for t, alts in copies.items() if len(alts) > 1)
+    live: dict[int, int] = {}
+    if contested and view.opened:  # ask LMDB which copy its tree holds
+        live = lmdb_view(logp, contested).checksums
     for t, alts in copies.items():
-        # A tx id is reused only after the earlier write of it was lost (an aborted
-        # LMDB transaction whose pages had spilled, or a power cut with sync="none"):
-        # the later write is the one the log knew last. LMDB's structure around a copy
-        # is stronger evidence still (an unanchored copy may be bytes inside a value).
-        alts.sort(key=lambda a: (a.anchored, a.ts_ns, a.offset), reverse=True)
+        # The copy LMDB's tree holds is the truth when the tree reads. Else: a copy
+        # inside LMDB's structure beats one that is not (that may be bytes inside a
+        # value); then the later write, since a tx id is written again only after
+        # the earlier write of it was lost (an aborted LMDB transaction whose pages
+        # had spilled, or a power cut with sync="none").
+        alts.sort(key=lambda a: (live.get(t) == a.checksum, a.anchored, a.ts_ns, a.offset),
+                  reverse=True)
         chosen[t] = alts[0]
         if len(alts) > 1:
             losers.extend(alts[1:])
-            conflicts.append({"tx_id": t, "kept": {"offset": alts[0].offset,
-                                                   "time": _iso(alts[0].ts_ns / 1e9)},
+            top = alts[0]
+            why = ("the copy LMDB's tree holds" if live.get(t) == top.checksum else
+                   "inside LMDB's structure" if top.anchored and not alts[1].anchored else
+                   "the later write")
+            conflicts.append({"tx_id": t, "kept": {"offset": top.offset,
+                                                   "time": _iso(top.ts_ns / 1e9), "why": why},
                               "others": [{"offset": a.offset, "time": _iso(a.ts_ns / 1e9)}
                                          for a in alts[1:]]})
+    # When LMDB reads the log, its last tx is where the committed log ends: an intact
+    # record past it was never committed (an aborted or rolled-back write), and
+    # replaying it would resurrect a write its caller was told had failed.
+    lmdb_end: int | None = None
+    if view.opened:
+        lmdb_end = view.last_tx if view.last_tx is not None else (view.base_tx or 0)
+    unreached = {t for t in chosen if lmdb_end is not None and t > lmdb_end}
 
     history = meta.history
     if history is None:
@@ -500,7 +530,7 @@ def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
             if history:
                 notes.append("the log's epoch history was not found anywhere: rebuilt "
                              "from the records' epochs")
-    runs, misfits = _runs(chosen, history)
+    runs, misfits = _runs({t: r for t, r in chosen.items() if t not in unreached}, history)
     misfit_ids = {r.tx_id for r in misfits}
     for r in misfits:
         notes.append(f"tx {r.tx_id} carries epoch {r.epoch}, which the epoch history does "
@@ -557,7 +587,10 @@ def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
             claims[d.claims_tx] = claims.get(d.claims_tx, 0) + 1
     bad_in_lmdb = set(view.bad)
     lost: list[dict[str, object]] = []
-    for a, b in _ranges(lost_txs):
+    # Split at the snapshot: what it covers is lost as history only.
+    spans = [(a, b) for t0, t1 in _ranges(lost_txs)
+             for a, b in ((t0, min(t1, snap_tx)), (max(t0, snap_tx + 1), t1)) if a <= b]
+    for a, b in spans:
         known: list[str] = []
         if b <= snap_tx:
             known.append("their effect is in the state (the snapshot holds it); only the "
@@ -579,25 +612,34 @@ def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
                       "later transaction is lost")
         if claims.get(last_found + 1):
             lost_after += f" (a damaged copy claims tx {last_found + 1})"
+    def why_outside(t: int) -> str:
+        if t in unreached:
+            return (f"past tx {lmdb_end}, where the log LMDB reads ends: never committed "
+                    "(an aborted or rolled-back write), not replayed")
+        if t in misfit_ids:
+            return "their epoch does not fit the epoch history: not replayed"
+        if t <= choice.base_tx:
+            return ("before the kept log starts (history only: the snapshot's state holds "
+                    "their effect)" if t <= snap_tx else "before the kept log starts")
+        # The kept run ends at state_tx because tx state_tx + 1 is missing, damaged or
+        # does not continue it: everything later is past that break.
+        return f"after a gap at tx {state_tx + 1}: they cannot be replayed onto the state"
+
     outside: list[dict[str, object]] = []
-    for a, b in _ranges(sorted({r.tx_id for r in outside_recs if r.tx_id not in kept_ids})):
-        if b <= choice.base_tx:
-            why = ("before the kept log starts (history only: the snapshot's state holds "
-                   "their effect)" if b <= snap_tx else "before the kept log starts")
-        else:
-            gap = next((x for x in range(state_tx + 1, a + 1) if x not in chosen or
-                        x in misfit_ids), a)
-            why = f"after a gap at tx {gap}: they cannot be replayed onto the state"
-        outside.append({"first_tx": a, "last_tx": b, "count": b - a + 1, "why": why})
+    by_why: dict[str, list[int]] = {}
+    for t in sorted({r.tx_id for r in outside_recs if r.tx_id not in kept_ids}):
+        by_why.setdefault(why_outside(t), []).append(t)
+    for why, txs in by_why.items():
+        for a, b in _ranges(txs):
+            outside.append({"first_tx": a, "last_tx": b, "count": b - a + 1, "why": why})
+    outside.sort(key=lambda o: (int(str(o["first_tx"])), str(o["why"])))
     if losers:
         outside.append({"first_tx": min(r.tx_id for r in losers),
                         "last_tx": max(r.tx_id for r in losers), "count": len(losers),
                         "why": "conflicting copies of tx ids (not used; see conflicts)"})
-    if view.crashed is None and view.opened and view.problems:
-        notes.extend(view.problems[:_PROBLEMS_SHOWN])
-    if choice.start.snapshot is not None:
-        notes.append(f"the state starts from snapshot "
-                     f"{os.path.basename(choice.start.snapshot.header.path)}")
+    # LMDB's complaints about single records are in `lost`; the others are told here.
+    other = [p for p in view.problems if not p.startswith("log record for tx")]
+    notes.extend(other[:_PROBLEMS_SHOWN])
     if view.healthy:
         notes.append("forced on an intact log: every record is kept, in a new epoch")
 
@@ -670,8 +712,14 @@ def _build(path: str, report: RepairReport, buf: bytearray, kept: list[FoundReco
         files.makedirs(os.path.dirname(report.moved_to))
         files.move_durably(logp, report.moved_to)
         files.move_durably(staging, logp)
-    except OSError as exc:
+    except OSError as exc:  # StorageError is one too
+        if os.path.isfile(layout.log_data_file(logp)):  # failed before the renames
+            shutil.rmtree(staging, ignore_errors=True)
+            what = ("nothing was changed (the damaged log is where it was); fix the cause "
+                    "and run the same command again")
+        else:
+            what = (f"the damaged log is in {report.moved_to} and {staging} holds the "
+                    f"repaired log: rename it to {logp}")
         raise StorageError(f"repair of {path} failed: {exc}. Nothing was deleted: "
-                           f"if {logp} is missing, {staging} holds the repaired log "
-                           f"(rename it to {logp}); else run the same command again.") from exc
+                           f"{what}.") from exc
 
