@@ -196,9 +196,13 @@ def lmdb_view(log_path: str, want: list[int] | None = None) -> LmdbView:
     code = ("import sys; from engine.ops.repair import lmdb_view_child; "
             "lmdb_view_child(sys.argv[1], sys.argv[2])")
     arg = ",".join(map(str, want or []))
+    # The child must import this very engine (not another one on its default path).
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (here, os.environ.get("PYTHONPATH", "")) if p))
     try:
         proc = subprocess.run([sys.executable, "-c", code, log_path, arg], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, check=False)
+                              text=True, stdin=subprocess.DEVNULL, check=False, env=env)
     except OSError as exc:
         raise StorageError(f"cannot start a child process to read {log_path}: {exc}") from exc
     if proc.returncode < 0:
@@ -307,8 +311,8 @@ class _Choice:
     state_tx: int                # the state after repair is at this tx
 
 
-def _epoch_of(history: tuple[EpochRecord, ...], tx_id: int) -> int:
-    starts = sorted((h.first_tx, h.epoch) for h in history)
+def _epoch_of(starts: list[tuple[int, int]], tx_id: int) -> int:
+    """The epoch ``tx_id`` belongs to, given the history's sorted (first_tx, epoch)."""
     i = bisect_right(starts, (tx_id, 1 << 64)) - 1
     return starts[i][1] if i >= 0 else 0
 
@@ -330,9 +334,10 @@ def _runs(chosen: dict[int, FoundRecord], history: tuple[EpochRecord, ...]
     epoch the one the history gives its tx), and the records that fit no history."""
     runs: list[list[FoundRecord]] = []
     misfits: list[FoundRecord] = []
+    starts = sorted((h.first_tx, h.epoch) for h in history)
     for t in sorted(chosen):
         r = chosen[t]
-        if _epoch_of(history, t) != r.epoch:
+        if _epoch_of(starts, t) != r.epoch:
             misfits.append(r)
             continue
         last = runs[-1][-1] if runs else None

@@ -513,3 +513,26 @@ def test_db_id_from_a_snapshot_when_the_meta_is_gone(tmp_path):
         f.write(data)
     rep = _repair(path)
     assert rep["db_id"] == db_id and rep["db_id_from"] == "snapshot 1-40.snap"
+
+
+def test_a_log_of_a_later_epoch_keeps_its_base_and_history(tmp_path):
+    path = str(tmp_path / "db")
+    _build(path, 40, 3000, snapshot_at=40)
+    os.rename(os.path.join(path, "log"), str(tmp_path / "lost-log"))
+    code, rec = run_json("recover", "--new-epoch", path)
+    assert code == 0, rec
+    with engine.open(path) as db:  # epoch 2 from tx 41
+        for i in range(41, 101):
+            db.append(f"s{i % 7}", "set", (b"%06d" % i) * 500)
+    original = _records(path)
+    assert original[0][0] == 41
+    _zero_records(path, original, range(80, 83))
+    rep = _repair(path)
+    assert rep["log_before"]["epoch"] == 2 and rep["log_before"]["base_tx"] == 40
+    assert rep["new_epoch"] == 3 and rep["state_tx"] == 79
+    assert rep["kept"]["base_tx"] == 40 and _records(path) == original[:39]
+    with engine.open(path) as db:
+        assert [h.epoch for h in db.epoch_history] == [1, 2, 3]
+        assert db.epoch_history[-1].first_tx == 80
+        assert {t.epoch for t in db.read_log(41)} == {2}  # their true epoch
+        assert "repair" in db.epoch_history[-1].reason
