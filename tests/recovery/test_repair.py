@@ -536,3 +536,26 @@ def test_a_log_of_a_later_epoch_keeps_its_base_and_history(tmp_path):
         assert db.epoch_history[-1].first_tx == 80
         assert {t.epoch for t in db.read_log(41)} == {2}  # their true epoch
         assert "repair" in db.epoch_history[-1].reason
+
+
+def test_zeroed_lmdb_meta_pages_lose_nothing(tmp_path):
+    path = str(tmp_path / "db")
+    _build(path, 60, 3000)
+    original = _records(path)
+    _zero(path, 0, 2 * 4096)  # both of LMDB's meta pages: LMDB cannot open it
+    rep = _repair(path)
+    assert "LMDB could not read it" in rep["lmdb"] or "crashed" in rep["lmdb"]
+    assert _records(path) == original and rep["lost"] == []
+    _check_opens(path, rep, _fold(original))
+
+
+def test_an_emptied_data_file_with_a_snapshot_rebuilds_from_the_snapshot(tmp_path):
+    path = str(tmp_path / "db")
+    db_id = _build(path, 60, 3000, snapshot_at=50)
+    original = _records(path)
+    os.truncate(_data(path), 0)
+    rep = _repair(path)
+    assert rep["db_id"] == db_id and rep["db_id_from"] == "snapshot 1-50.snap"
+    assert rep["state_tx"] == 50 and rep["kept"]["count"] == 0
+    assert "unknown" in rep["lost_after"]
+    _check_opens(path, rep, _fold(original[:50]))
