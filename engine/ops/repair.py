@@ -395,6 +395,98 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def _pick(raw: RawScan, buf: bytearray, view: LmdbView, logp: str
+          ) -> tuple[dict[int, FoundRecord], list[FoundRecord], list[dict[str, object]], int]:
+    """One record per tx: identical copies count once; of different intact copies
+    (a conflict) one is chosen. Returns (chosen, losing copies, conflicts, duplicates)."""
+    copies: dict[int, list[FoundRecord]] = {}
+    duplicates = 0
+    for r in raw.records:
+        alts = copies.setdefault(r.tx_id, [])
+        same = next((a for a in alts if a.size == r.size and a.checksum == r.checksum
+                     and buf[a.offset : a.offset + a.size] == buf[r.offset : r.offset + r.size]),
+                    None)
+        if same is None:
+            alts.append(r)
+        else:
+            duplicates += 1
+            if r.anchored and not same.anchored:
+                alts[alts.index(same)] = r
+    chosen: dict[int, FoundRecord] = {}
+    conflicts: list[dict[str, object]] = []
+    losers: list[FoundRecord] = []
+    contested = sorted(t for t, alts in copies.items() if len(alts) > 1)
+    live: dict[int, int] = {}
+    if contested and view.opened:  # ask LMDB which copy its tree holds
+        live = lmdb_view(logp, contested).checksums
+    for t, alts in copies.items():
+        # The copy LMDB's tree holds is the truth when the tree reads. Else: a copy
+        # inside LMDB's structure beats one that is not (that may be bytes inside a
+        # value); then the later write, since a tx id is written again only after
+        # the earlier write of it was lost (an aborted LMDB transaction whose pages
+        # had spilled, or a power cut with sync="none").
+        alts.sort(key=lambda a: (live.get(t) == a.checksum, a.anchored, a.ts_ns, a.offset),
+                  reverse=True)
+        chosen[t] = alts[0]
+        if len(alts) > 1:
+            losers.extend(alts[1:])
+            top = alts[0]
+            why = ("the copy LMDB's tree holds" if live.get(t) == top.checksum else
+                   "inside LMDB's structure" if top.anchored and not alts[1].anchored else
+                   "the later write")
+            conflicts.append({"tx_id": t, "kept": {"offset": top.offset,
+                                                   "time": _iso(top.ts_ns / 1e9), "why": why},
+                              "others": [{"offset": a.offset, "time": _iso(a.ts_ns / 1e9)}
+                                         for a in alts[1:]]})
+    return chosen, losers, conflicts, duplicates
+
+
+def _gaps(present: list[int], lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """The ranges of ``lo..hi`` missing from the sorted ``present`` (never iterates
+    over the whole range: a foreign record's tx id may be huge)."""
+    nxt = lo
+    for t in present:
+        if t > hi:
+            break
+        if t > nxt:
+            yield nxt, t - 1
+        nxt = max(nxt, t + 1)
+    if nxt <= hi:
+        yield nxt, hi
+
+
+def _lost(chosen: dict[int, FoundRecord], raw: RawScan, view: LmdbView, lo: int, hi: int,
+          snap_tx: int) -> list[dict[str, object]]:
+    """The tx ids in ``lo..hi`` with no intact copy, split at the snapshot, with what
+    is known of each range."""
+    claims = sorted(d.claims_tx for d in raw.damaged if d.claims_tx is not None)
+    bad = sorted(view.bad)
+
+    def within(xs: list[int], a: int, b: int) -> int:
+        return bisect_right(xs, b) - bisect_right(xs, a - 1)
+
+    lost: list[dict[str, object]] = []
+    for t0, t1 in _gaps(sorted(chosen), lo, hi):
+        # Split at the snapshot: what it covers is lost as history only.
+        for a, b in ((t0, min(t1, snap_tx)), (max(t0, snap_tx + 1), t1)):
+            if a > b:
+                continue
+            known: list[str] = []
+            if b <= snap_tx:
+                known.append("their effect is in the state (the snapshot holds it); only "
+                             "the events' history is gone")
+            if torn := within(claims, a, b):
+                known.append(f"{torn} damaged copy(ies) claim these tx ids")
+            if within(bad, a, b):
+                known.append("LMDB still holds a record under these keys, but it fails its "
+                             "checks")
+            if not known:
+                known.append("no copy of these records was found")
+            lost.append({"first_tx": a, "last_tx": b, "count": b - a + 1,
+                         "known": "; ".join(known)})
+    return lost
+
+
 def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
                db_id: str | None = None, progress: Progress | None = None) -> RepairReport:
     """Rebuild the damaged log of ``path`` from its intact records (the caller holds
@@ -475,46 +567,7 @@ def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
                      f"{s.header.db_id}, not {the_id}: not used (move it out)")
     snaps = [s for s in snaps if s.header.db_id == the_id]
 
-    # One record per tx: identical copies are one; different intact ones conflict.
-    copies: dict[int, list[FoundRecord]] = {}
-    duplicates = 0
-    for r in raw.records:
-        alts = copies.setdefault(r.tx_id, [])
-        same = next((a for a in alts if a.size == r.size and a.checksum == r.checksum
-                     and buf[a.offset : a.offset + a.size] == buf[r.offset : r.offset + r.size]),
-                    None)
-        if same is None:
-            alts.append(r)
-        else:
-            duplicates += 1
-            if r.anchored and not same.anchored:
-                alts[alts.index(same)] = r
-    chosen: dict[int, FoundRecord] = {}
-    conflicts: list[dict[str, object]] = []
-    losers: list[FoundRecord] = []
-    contested = sorted(t for t, alts in copies.items() if len(alts) > 1)
-    live: dict[int, int] = {}
-    if contested and view.opened:  # ask LMDB which copy its tree holds
-        live = lmdb_view(logp, contested).checksums
-    for t, alts in copies.items():
-        # The copy LMDB's tree holds is the truth when the tree reads. Else: a copy
-        # inside LMDB's structure beats one that is not (that may be bytes inside a
-        # value); then the later write, since a tx id is written again only after
-        # the earlier write of it was lost (an aborted LMDB transaction whose pages
-        # had spilled, or a power cut with sync="none").
-        alts.sort(key=lambda a: (live.get(t) == a.checksum, a.anchored, a.ts_ns, a.offset),
-                  reverse=True)
-        chosen[t] = alts[0]
-        if len(alts) > 1:
-            losers.extend(alts[1:])
-            top = alts[0]
-            why = ("the copy LMDB's tree holds" if live.get(t) == top.checksum else
-                   "inside LMDB's structure" if top.anchored and not alts[1].anchored else
-                   "the later write")
-            conflicts.append({"tx_id": t, "kept": {"offset": top.offset,
-                                                   "time": _iso(top.ts_ns / 1e9), "why": why},
-                              "others": [{"offset": a.offset, "time": _iso(a.ts_ns / 1e9)}
-                                         for a in alts[1:]]})
+    chosen, losers, conflicts, duplicates = _pick(raw, buf, view, logp)
     # When LMDB reads the log, its last tx is where the committed log ends: an intact
     # record past it was never committed (an aborted or rolled-back write), and
     # replaying it would resurrect a write its caller was told had failed.
@@ -581,41 +634,17 @@ def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
     snap_tx = choice.start.tx_id
     outside_recs = sorted([r for t, r in chosen.items() if t not in kept_ids] + losers,
                           key=lambda r: (r.tx_id, r.ts_ns))
-    lost_txs: list[int] = []
     lo = (meta.base_tx + 1) if meta.base_tx is not None else min(
         [t for t in (first_found, snap_tx + 1) if t is not None])
-    hi = max([t for t in (max(chosen, default=0), view.last_tx or 0, state_tx)])
-    lost_txs = [t for t in range(lo, hi + 1) if t not in chosen]
-    claims: dict[int, int] = {}
-    for d in raw.damaged:
-        if d.claims_tx is not None and lo <= d.claims_tx <= hi + 1:
-            claims[d.claims_tx] = claims.get(d.claims_tx, 0) + 1
-    bad_in_lmdb = set(view.bad)
-    lost: list[dict[str, object]] = []
-    # Split at the snapshot: what it covers is lost as history only.
-    spans = [(a, b) for t0, t1 in _ranges(lost_txs)
-             for a, b in ((t0, min(t1, snap_tx)), (max(t0, snap_tx + 1), t1)) if a <= b]
-    for a, b in spans:
-        known: list[str] = []
-        if b <= snap_tx:
-            known.append("their effect is in the state (the snapshot holds it); only the "
-                         "events' history is gone")
-        torn = sum(claims.get(t, 0) for t in range(a, b + 1))
-        if torn:
-            known.append(f"{torn} damaged copy(ies) claim these tx ids")
-        if bad_in_lmdb.intersection(range(a, b + 1)):
-            known.append("LMDB still holds a record under these keys, but it fails its checks")
-        if not known:
-            known.append("no copy of these records was found")
-        lost.append({"first_tx": a, "last_tx": b, "count": b - a + 1, "known": "; ".join(known)})
+    hi = max(max(chosen, default=0), view.last_tx or 0, state_tx)
+    lost = _lost(chosen, raw, view, lo, hi, snap_tx)
     last_found = max(chosen, default=0)
     if view.opened and view.last_tx is not None:
-        lost_after = (f"nothing after tx {view.last_tx}: LMDB's own view ends there"
-                      if view.last_tx <= hi else "")
+        lost_after = f"nothing after tx {view.last_tx}: LMDB's own view ends there"
     else:
         lost_after = (f"unknown: no intact record after tx {last_found} was found; any "
                       "later transaction is lost")
-        if claims.get(last_found + 1):
+        if any(d.claims_tx == last_found + 1 for d in raw.damaged):
             lost_after += f" (a damaged copy claims tx {last_found + 1})"
     def why_outside(t: int) -> str:
         if t in unreached:
