@@ -191,15 +191,20 @@ def _record_at(buf: bytes | bytearray, off: int, psize: int) -> FoundRecord | Da
 
 
 def _meta_values(buf: bytes | bytearray, name: str, psize: int) -> list[bytes]:
-    """Distinct values stored under the meta key ``name`` in any leaf node."""
+    """Distinct values stored under the meta key ``name``: those in leaf pages, or if
+    there are none, those in a node that agrees with its key anywhere else (a freed
+    leaf page reused as an overflow page keeps its old nodes past the new value)."""
     key = formats.META_PREFIX + name.encode("ascii")
-    found: list[bytes] = []
+    in_leaf: list[bytes] = []
+    elsewhere: list[bytes] = []
     at = buf.find(key)
     while at >= 0:
         if at >= 8:
             lo, hi, flags, ksize = _NODE.unpack_from(buf, at - 8)
             size = lo | hi << 16
-            if ksize == len(key) and _page_flags(buf, at - 8, psize) & _P_LEAF:
+            leaf = bool(_page_flags(buf, at - 8, psize) & _P_LEAF)
+            found = in_leaf if leaf else elsewhere
+            if ksize == len(key):
                 value: bytes | None = None
                 vstart = at + len(key)
                 if flags == 0 and vstart + size <= len(buf):
@@ -212,7 +217,7 @@ def _meta_values(buf: bytes | bytearray, name: str, psize: int) -> list[bytes]:
                 if value is not None and value not in found:
                     found.append(value)
         at = buf.find(key, at + 1)
-    return found
+    return in_leaf or elsewhere
 
 
 def scan(buf: bytes | bytearray, path: str, progress: Progress | None = None) -> RawScan:

@@ -78,8 +78,8 @@ class LmdbView:
     def describe(self) -> str:
         if self.crashed:
             return f"LMDB crashed reading it ({self.crashed})"
-        if self.error:
-            return f"LMDB could not read it: {self.error}"
+        if self.error:  # without the engine's advice to run verify or recover: this is repair
+            return f"LMDB could not read it: {self.error.split(' Run `engine-admin')[0]}"
         if not self.problems:
             span = f"txs {self.first_tx}..{self.last_tx}" if self.first_tx else "no records"
             return f"LMDB reads it whole ({span}, every record intact)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 
 import pytest
 from hypothesis import given
@@ -92,3 +93,26 @@ def test_meta_in_overflow_pages_and_records_in_a_real_lmdb_file(tmp_path):
     assert all(r.anchored for r in by_tx.values())  # leaf nodes and overflow runs
     assert {t: bytes(buf[r.offset : r.offset + r.size]) for t, r in by_tx.items()} == dict(recs)
     assert decode_tx(dict(recs)[290]).epoch == 29
+
+
+def _page(pgno: int, flags: int, body: bytes) -> bytes:
+    head = struct.pack("<QHHHH", pgno, 0, flags, 0, 0)
+    return (head + body).ljust(4096, b"\0")
+
+
+def _meta_node(name: bytes, value: bytes) -> bytes:
+    key = formats.META_PREFIX + name
+    return struct.pack("<HHHH", len(value) & 0xFFFF, len(value) >> 16, 0, len(key)) + key + value
+
+
+def test_meta_found_in_a_reused_page_only_when_no_leaf_page_holds_it():
+    a, b = b"c99006b6-255a-4ec8-82bd-9d1033a324e0", b"0f0e0d0c-255a-4ec8-82bd-9d1033a324e0"
+    stale = _page(3, 0x04, b"x" * 100 + _meta_node(b"db_id", a))  # an overflow page now
+    got = scan(bytearray(b"\0" * 8192 + stale), "mem")
+    assert got.meta["db_id"] == [a]
+    leaf = _page(4, 0x02, b"\0" * 40 + _meta_node(b"db_id", b))
+    got = scan(bytearray(b"\0" * 8192 + stale + leaf), "mem")
+    assert got.meta["db_id"] == [b]
+    node = bytearray(_meta_node(b"db_id", a))
+    node[6] = 12  # a key size that is not this key's: the bytes are not this node
+    assert scan(bytearray(b"\0" * 8192 + _page(5, 0x02, bytes(node))), "mem").meta["db_id"] == []
