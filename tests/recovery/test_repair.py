@@ -559,3 +559,39 @@ def test_an_emptied_data_file_with_a_snapshot_rebuilds_from_the_snapshot(tmp_pat
     assert rep["state_tx"] == 50 and rep["kept"]["count"] == 0
     assert "unknown" in rep["lost_after"]
     _check_opens(path, rep, _fold(original[:50]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mixed_damage_never_loses_an_intact_record(tmp_path, seed):
+    """Bit flips, zeroed pages and a cut together, with a snapshot or without."""
+    path = str(tmp_path / "db")
+    rnd = random.Random(seed)
+    db_id = _mixed(path, seed)
+    if seed % 2:
+        with engine.open(path) as db:
+            db.snapshot()
+            for _ in range(30):
+                db.append("z", "set", os.urandom(rnd.choice([10, 3000])))
+    original = _records(path)
+    with open(_data(path), "rb") as f:
+        data = bytearray(f.read())
+    for _ in range(rnd.randint(1, 300)):
+        bit = rnd.randrange(len(data) * 8)
+        data[bit // 8] ^= 1 << (bit % 8)
+    for _ in range(rnd.randint(1, 6)):
+        page = rnd.randrange(len(data) // 4096)
+        data[page * 4096 : (page + 1) * 4096] = bytes(4096)
+    data = data[: rnd.randrange(len(data) // 2, len(data))]
+    with open(_data(path), "wb") as f:
+        f.write(data)
+    intact = {t: r for t, r in original if r in data}
+    code, rep = run_json("repair", path, "--force")
+    if code != 0:
+        assert "--db-id" in rep["message"] and db_id.encode() not in data, rep
+        return
+    found = dict(_records(path) + _salvaged(rep))
+    assert [t for t, r in intact.items() if found.get(t) != r] == []
+    code, ver = run_json("verify", path)
+    assert code == 0, ver
+    with engine.open(path) as db:
+        assert db.position == engine.Position(rep["new_epoch"], rep["state_tx"])
