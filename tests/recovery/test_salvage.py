@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import engine
 from engine import formats
 from engine.log import LogStore
-from engine.native import decode_tx, encode_tx
+from engine.native import check_tx, decode_tx, encode_tx
 from engine.salvage import page_size_of, read_salvage, salvage_chunks, scan
 
 
@@ -116,3 +116,30 @@ def test_meta_found_in_a_reused_page_only_when_no_leaf_page_holds_it():
     node = bytearray(_meta_node(b"db_id", a))
     node[6] = 12  # a key size that is not this key's: the bytes are not this node
     assert scan(bytearray(b"\0" * 8192 + _page(5, 0x02, bytes(node))), "mem").meta["db_id"] == []
+
+
+@given(st.binary(min_size=1, max_size=40), st.integers(0, 10_000), st.integers(0, 255))
+def test_check_tx_accepts_exactly_what_decode_tx_accepts(data, where, byte):
+    rec = bytearray(_rec(5, data))
+    rec[where % len(rec)] = byte
+
+    def outcome(fn):
+        try:
+            return fn(bytes(rec))
+        except engine.CorruptLogError as exc:
+            return exc.code
+
+    got = outcome(check_tx)
+    want = outcome(decode_tx)
+    if isinstance(want, int):
+        assert got == want
+    else:
+        assert got == (want.tx_id, want.epoch, want.ts_ns, want.first_position,
+                       len(want.streams))
+
+
+def test_check_tx_refuses_names_that_are_not_utf8():
+    rec = bytes(encode_tx(1, 1, 0, 1, [1], [0], b"\xff\0", b"set\0", [b"x"]))
+    with pytest.raises(engine.CorruptLogError, match="UTF-8") as exc:
+        check_tx(rec)
+    assert exc.value.code == -6
