@@ -373,6 +373,17 @@ def position_hint(buf: bytes) -> tuple[int, int]:
             int(formats.U32_LE.unpack_from(buf, formats.TX_EVENT_COUNT_OFFSET)[0]))
 
 
+def check_tx(buf: bytes) -> tuple[int, int, int, int, int]:
+    """Every check :func:`decode_tx` makes (the C layout and checksum checks, UTF-8
+    names) without building the columns; returns ``(tx_id, epoch, ts_ns,
+    first_position, event_count)``. Raises :class:`CorruptLogError` like decode_tx.
+    For scans that only need to know whether a record is intact (repair)."""
+    view = _tx_view(buf)
+    _tx_names(buf, view)
+    _tracking_of(buf, view)
+    return view.tx_id, view.epoch, view.ts_ns, view.first_position, view.event_count
+
+
 def peek_tx_header(buf: bytes) -> tuple[int, int, int, int, int]:
     """``(tx_id, epoch, ts_ns, first_position, event_count)`` of a validated record."""
     view = _tx_view(buf)

@@ -12,8 +12,8 @@ functions in :mod:`engine.ops`. One module per command group.
 
 from __future__ import annotations
 
-from . import backup, demo, full, inspect, recover, restore, snapshot, status, verify
+from . import backup, demo, full, inspect, recover, repair, restore, snapshot, status, verify
 from .app import main
 
-__all__ = ["backup", "demo", "full", "inspect", "main", "recover", "restore", "snapshot", "status",
-           "verify"]
+__all__ = ["backup", "demo", "full", "inspect", "main", "recover", "repair", "restore", "snapshot",
+           "status", "verify"]
