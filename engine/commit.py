@@ -37,7 +37,7 @@ from itertools import islice
 from typing import Protocol
 
 from .errors import DatabaseClosedError, StorageError
-from .native import encode_tx
+from .native import encode_tracking, encode_tx
 from .notify import CommitPoint, CommitSignal
 from .state import State, StateEntry
 
@@ -50,18 +50,28 @@ class Intent:
     as ``(event index, expected)``, and its data size. Filled in by the leader:
     ``done``, ``error``, ``tx_id``."""
 
-    __slots__ = ("datas", "done", "error", "expects", "nbytes", "streams", "tx_id", "types")
+    __slots__ = ("datas", "done", "error", "expects", "first_position", "fixed", "nbytes",
+                 "streams", "tracking", "ts", "tx_id", "types", "versions")
 
     def __init__(self, streams: list[str], types: list[str], datas: list[bytes],
-                 expects: list[tuple[int, int]], nbytes: int) -> None:
+                 expects: list[tuple[int, int]], nbytes: int,
+                 fixed: list[tuple[int, int]] | None = None,
+                 tracking: list[tuple[str, int]] | None = None) -> None:
         self.streams = streams
         self.types = types
         self.datas = datas
         self.expects = expects
         self.nbytes = nbytes
+        # caller-chosen versions as (event index, version); tracking (name, position)
+        self.fixed = fixed or ()
+        self.tracking = tracking or ()
         self.done = False
         self.error: BaseException | None = None
         self.tx_id = 0
+        # Set by the leader with tx_id: where the events went, their versions, the time.
+        self.first_position = 0
+        self.versions: list[int] = []
+        self.ts = 0.0
 
 
 # Bucket upper bounds (seconds) of the commit latency histogram, and (transactions)
@@ -222,16 +232,24 @@ class CommitPipeline:
         for w in batch:
             try:
                 plan = state.plan(tx_id + 1, w.streams, w.types, w.datas, w.expects, overlay,
-                                  epoch=epoch, ts=ts, first_position=pos + 1)
-                streams_col = ("\0".join(w.streams) + "\0").encode()
-                types_col = ("\0".join(w.types) + "\0").encode()
+                                  epoch=epoch, ts=ts, first_position=pos + 1, fixed=w.fixed,
+                                  tracking=w.tracking)
+                if w.streams:
+                    streams_col = ("\0".join(w.streams) + "\0").encode()
+                    types_col = ("\0".join(w.types) + "\0").encode()
+                else:  # tracking only
+                    streams_col = types_col = b""
                 rec = encode_tx(tx_id + 1, epoch, ts_ns, pos + 1, plan.versions, plan.prev_tx,
-                                streams_col, types_col, w.datas)
+                                streams_col, types_col, w.datas,
+                                encode_tracking(w.tracking) if w.tracking else b"")
             except Exception as exc:  # this tx only: ConcurrencyError, a reducer's error, ...
                 w.error = exc
                 self.stats.failed += 1
                 continue
             tx_id += 1
+            w.first_position = pos + 1
+            w.versions = plan.versions
+            w.ts = ts
             pos += len(w.streams)
             w.tx_id = tx_id
             if w is not batch[-1]:  # only later txs of the batch read the overlay

@@ -44,8 +44,9 @@ from .ops.plan import apply_set_aside, plan_open
 from .options import SMALL_LEADER_BYTES, SMALL_LEADER_EXTRA_BYTES, Options
 from .port import ServicePort
 from .snapshotter import Snapshotter
+from .state import TRACK_PREFIX, tracking_key
 from .subscription import Subscription
-from .transaction import TransactionBuilder, check_event, check_expected
+from .transaction import TransactionBuilder, check_event, check_expected, check_version
 
 log = logging.getLogger("engine")
 
@@ -185,11 +186,36 @@ class Database:
         return TransactionBuilder(self._pipeline.commit)
 
     def append(self, stream: str, type: str, data: bytes, *,
-               expected_version: int | None = None) -> int:
-        """Append one event in its own transaction; returns its tx_id."""
+               expected_version: int | None = None, version: int | None = None) -> int:
+        """Append one event in its own transaction; returns its tx_id (``append_event``
+        returns the committed event, with its position and version)."""
         stream, type, data = check_event(stream, type, data)
         expects = [] if expected_version is None else [(0, check_expected(expected_version))]
-        return self._commit(Intent([stream], [type], [data], expects, len(data)))
+        if version is None:
+            return self._commit(Intent([stream], [type], [data], expects, len(data)))
+        return self._commit(Intent([stream], [type], [data], expects, len(data),
+                                   [(0, check_version(version))]))
+
+    def append_event(self, stream: str, type: str, data: bytes, *,
+                     expected_version: int | None = None,
+                     version: int | None = None) -> Event:
+        """As :meth:`append`, but returns the committed :class:`Event` (its version,
+        global position, tx id, epoch and commit time)."""
+        stream, type, data = check_event(stream, type, data)
+        expects = [] if expected_version is None else [(0, check_expected(expected_version))]
+        fixed = None if version is None else [(0, check_version(version))]
+        w = Intent([stream], [type], [data], expects, len(data), fixed)
+        tx_id = self._commit(w)
+        return Event(stream, w.versions[0], type, data, w.first_position, tx_id, self._epoch,
+                     w.ts)
+
+    def tracked(self, name: str) -> int | None:
+        """The last position tracked under ``name`` (``tx.track``), None if never."""
+        self._check_open()
+        if type(name) is not str:
+            raise InvalidEventError(f"a tracking name is a str, got {type(name).__name__}")
+        e = self._pipeline.state.lookup(tracking_key(name))
+        return None if e is None else e[0]
 
     # --------------------------------------------------------------- reading
     def get(self, stream: str) -> bytes | None:
@@ -215,7 +241,7 @@ class Database:
         self._check_open()
         state = self._pipeline.state
         state.materialize(self._pipeline.state_lock)
-        return iter(list(state.entries))
+        return iter([s for s in state.entries if s[:1] != TRACK_PREFIX])  # not tracking
 
     @property
     def position(self) -> Position:

@@ -66,6 +66,22 @@ class ConcurrencyError(EngineError):
         )
 
 
+class VersionConflictError(ConcurrencyError):
+    """An event's caller-chosen ``version`` is not greater than its stream's current
+    version (or a tracked position not greater than the last one): nothing was
+    written. ``actual`` is the current value, ``expected`` the refused one."""
+
+    def __init__(self, stream: str, expected: int, actual: int, what: str = "version") -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        EngineError.__init__(
+            self,
+            f"{what} {expected} of {stream!r} is not greater than its current {what} "
+            f"{actual}; nothing was written. It was already recorded (a duplicate or a "
+            "concurrent writer): re-read and decide.")
+
+
 class DatabaseClosedError(EngineError):
     """The database handle was closed; open it again to use it."""
 

@@ -95,7 +95,7 @@ class History:
                 raise self._missing(expect)
             expect += 1
             cols = self._reader.decode(tx_id, rec)
-            yield Transaction(tx_id, cols.epoch, cols.ts_ns / 1e9, events_of(cols))
+            yield Transaction(tx_id, cols.epoch, cols.ts_ns / 1e9, events_of(cols), cols.tracking)
 
     # ---------------------------------------------------------- by position
     def read_events(self, from_position: int = 1, to_position: int | None = None, *,

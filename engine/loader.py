@@ -28,7 +28,7 @@ from .model import EpochRecord, Reducer
 from .native import StateIndex, decode_tx, event_count_hint
 from .ops.plan import OpenPlan
 from .snapshot import LoadedSnapshot, build_state
-from .state import State, StateEntry
+from .state import State, StateEntry, tracking_entries
 
 # A tail up to max(this, 2x the snapshot body) is indexed, not built.
 LAZY_TAIL_BYTES = 64 << 20
@@ -127,9 +127,12 @@ def _index_state(snap: LoadedSnapshot | None, tail: list[tuple[int, bytes]],
                 f"snapshot {snap.header.path} holds {len(index)} distinct streams, its "
                 f"header says {snap.header.stream_count} (a name appears twice). "
                 "Move it aside to fall back to an older snapshot.")
+    tracked: dict[str, StateEntry] = {}  # the index holds streams only: tracking goes here
     for tx_id, record in tail:
         got = reader.checked(tx_id, lambda record=record: index.put_tx(record))  # type: ignore[misc]
         reader.follow(cont, tx_id, got.first_position, got.event_count)
+        if got.tracking_count:
+            tracked.update(tracking_entries(decode_tx(record)))
 
     def build() -> dict[str, StateEntry]:  # the same state, eagerly (tested code)
         st = State(build_state(snap.header, snap.body) if snap else {}, None)
@@ -137,4 +140,4 @@ def _index_state(snap: LoadedSnapshot | None, tail: list[tuple[int, bytes]],
             st.replay(decode_tx(rec))
         return st.entries
 
-    return State({}, None, base=index, build_base=build)
+    return State(tracked, None, base=index, build_base=build)

@@ -41,6 +41,8 @@ class Transaction(NamedTuple):
     epoch: int
     ts: float
     events: tuple[Event, ...]
+    # (name, position) recorded with it by tx.track (takes no event position)
+    tracking: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -466,6 +466,7 @@ class IndexedTx(NamedTuple):
     epoch: int
     first_position: int
     event_count: int
+    tracking_count: int = 0  # the index skips tracking: the caller applies it
 
 
 class StateIndex:
@@ -519,7 +520,8 @@ class StateIndex:
         if rc != 0:
             raise _corrupt_log(rc)
         self._keep.append(rec)
-        return IndexedTx(view.tx_id, view.epoch, view.first_position, view.event_count)
+        return IndexedTx(view.tx_id, view.epoch, view.first_position, view.event_count,
+                         view.tracking_count)
 
     def get(self, stream: str) -> tuple[int, bytes | None, int] | None:
         try:

@@ -45,7 +45,7 @@ from .logreader import Continuity, LogReader
 from .model import EpochRecord, Event, Position, Reducer, Transaction
 from .notify import CommitPoint, CommitSignal
 from .ops.plan import plan_open
-from .state import State
+from .state import TRACK_PREFIX, State, tracking_key
 from .subscription import Subscription
 
 
@@ -185,11 +185,19 @@ class Reader:
         e = self._state.lookup(stream)
         return 0 if e is None else e[0]
 
+    def tracked(self, name: str) -> int | None:
+        """The last position tracked under ``name`` as of :attr:`position`."""
+        self._check()
+        if type(name) is not str:
+            raise InvalidEventError(f"a tracking name is a str, got {type(name).__name__}")
+        e = self._state.lookup(tracking_key(name))
+        return None if e is None else e[0]
+
     def streams(self) -> Iterator[str]:
         self._check()
         with self._lock:
             self._state.materialize(threading.Lock())  # replays hold _lock, not this one
-            return iter(list(self._state.entries))
+            return iter([s for s in self._state.entries if s[:1] != TRACK_PREFIX])
 
     def read_log(self, from_tx: int = 1, to_tx: int | None = None) -> Iterator[Transaction]:
         """Every committed transaction ``from_tx..to_tx``, up to the writer's last."""

@@ -170,6 +170,23 @@ def _anchored(buf: bytes | bytearray, off: int, size: int, tx_id: int, psize: in
             and bool(_page_flags(buf, off - 16, psize) & _P_LEAF))
 
 
+_V2_TRACKING = struct.pack("<HH", 2, 1)  # record version 2, flags bit 0 (FORMAT.md section 2)
+
+
+def _tracking_len(buf: bytes | bytearray, at: int, end: int) -> int:
+    """Bytes of the tracking section at ``at`` as its own lengths say (bounded by
+    ``end``; a section that runs past it yields a size the caller finds too big)."""
+    if at + 4 > end:
+        return end - at + 1
+    count = _U32.unpack_from(buf, at)[0]
+    p = at + 4
+    for _ in range(min(count, (end - p) // 12 + 1)):
+        if p + 12 > end:
+            return end - at + 1
+        p += 12 + _U32.unpack_from(buf, p + 8)[0]
+    return p - at
+
+
 def _record_at(buf: bytes | bytearray, off: int, psize: int) -> FoundRecord | DamagedCopy:
     end = len(buf)
     claims = _U64.unpack_from(buf, off + 8)[0] if off + 16 <= end else None
@@ -177,6 +194,8 @@ def _record_at(buf: bytes | bytearray, off: int, psize: int) -> FoundRecord | Da
         return DamagedCopy(off, claims, "cut off by the end of the file")
     n, sl, tl, dl = _LENGTHS.unpack_from(buf, off + 40)
     size = _MIN_RECORD + 20 * n + sl + tl + dl
+    if buf[off + 4 : off + 8] == _V2_TRACKING:  # a tracking section before the trailer
+        size += _tracking_len(buf, off + size - formats.TX_TRAILER_SIZE, end)
     if size > end - off:
         return DamagedCopy(off, claims, f"its header says {size} bytes, past the end of "
                                         "the file")

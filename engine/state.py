@@ -15,11 +15,27 @@ import threading
 from collections.abc import Callable, Sequence
 from itertools import chain, count, repeat
 
-from .errors import ConcurrencyError, ReducerError
+from .errors import ConcurrencyError, ReducerError, VersionConflictError
 from .model import Event, Reducer
 from .native import StateIndex, TxColumns
 
 StateEntry = tuple[int, bytes | None, int]  # (version, value, last_tx)
+
+# Tracking entries (docs/FORMAT.md section 2, "Tracking") live in the state beside the
+# streams, under this prefix and with the position as their version and a None value,
+# so snapshots, the C index and every replay carry them like any entry. Stream names
+# may not contain it (transaction.check_event), so the two never meet.
+TRACK_PREFIX = "\x01"
+
+
+def tracking_key(name: str) -> str:
+    """The state key of tracking name ``name``."""
+    return TRACK_PREFIX + name
+
+
+def tracking_entries(cols: TxColumns) -> dict[str, StateEntry]:
+    """The state entries a record's tracking section sets (replay, the index's tail)."""
+    return {tracking_key(n): (p, None, cols.tx_id) for n, p in cols.tracking}
 
 
 class Plan:
@@ -97,8 +113,11 @@ class State:
         epoch: int,
         ts: float,
         first_position: int,
+        fixed: Sequence[tuple[int, int]] = (),
+        tracking: Sequence[tuple[str, int]] = (),
     ) -> Plan:
-        """Assign versions, check ``expected_version``s and fold the events.
+        """Assign versions (the caller's ``fixed`` ones as ``(event index, version)``),
+        check ``expected_version``s, fold the events, and check ``tracking``.
 
         ``overlay`` holds changes of earlier transactions in the same commit batch
         (not yet merged into ``entries``). Raises :class:`ConcurrencyError`, or
@@ -126,12 +145,71 @@ class State:
                     prevs[s] = chain((b[2],), repeat(tx_id))
             versions = list(map(next, map(counters.__getitem__, streams)))
             prev = list(map(next, map(prevs.__getitem__, streams)))
+        if fixed:
+            versions = self._fixed_versions(streams, versions, fixed, overlay, get)
         for i, expected in expects:
-            actual = versions[i] - 1
+            # auto versions count on by one, so the one before is versions[i] - 1
+            actual = self._before(i, streams, versions, overlay, get) if fixed else \
+                versions[i] - 1
             if actual != expected:
                 raise ConcurrencyError(streams[i], expected, actual)
-        return Plan(versions, prev, self._fold(tx_id, streams, types, datas, versions, overlay,
-                                               epoch, ts, first_position))
+        changes = self._fold(tx_id, streams, types, datas, versions, overlay, epoch, ts,
+                             first_position)
+        if tracking:
+            changes.update(self._track(tx_id, tracking, overlay, get))
+        return Plan(versions, prev, changes)
+
+    @staticmethod
+    def _fixed_versions(streams: Sequence[str], auto: list[int],
+                        fixed: Sequence[tuple[int, int]], overlay: dict[str, StateEntry],
+                        get: Callable[[str], StateEntry | None]) -> list[int]:
+        """Versions with the caller's choices (``(event index, version)``) applied: a
+        chosen version must exceed the stream's version before it, and the events of
+        that stream after it count on from it. The slow path: only for a transaction
+        that chooses versions."""
+        chosen = dict(fixed)
+        cur: dict[str, int] = {}
+        out = []
+        for i, s in enumerate(streams):
+            if s not in cur:
+                b = overlay.get(s) or get(s)
+                cur[s] = 0 if b is None else b[0]
+            v = chosen.get(i)
+            if v is None:
+                v = cur[s] + 1
+            elif v <= cur[s]:
+                raise VersionConflictError(s, v, cur[s])
+            cur[s] = v
+            out.append(v)
+        return out if chosen else auto
+
+    @staticmethod
+    def _before(i: int, streams: Sequence[str], versions: Sequence[int],
+                overlay: dict[str, StateEntry],
+                get: Callable[[str], StateEntry | None]) -> int:
+        """The version of event ``i``'s stream before it: the previous event of that
+        stream in this transaction, or the state (versions may have gaps)."""
+        s = streams[i]
+        for j in range(i - 1, -1, -1):
+            if streams[j] == s:
+                return versions[j]
+        b = overlay.get(s) or get(s)
+        return 0 if b is None else b[0]
+
+    @staticmethod
+    def _track(tx_id: int, tracking: Sequence[tuple[str, int]],
+               overlay: dict[str, StateEntry],
+               get: Callable[[str], StateEntry | None]) -> dict[str, StateEntry]:
+        """The state entries of this transaction's tracking: each position must exceed
+        the name's last one (in the state, or earlier in this batch or entry list)."""
+        out: dict[str, StateEntry] = {}
+        for name, position in tracking:
+            key = tracking_key(name)
+            b = out.get(key) or overlay.get(key) or get(key)
+            if b is not None and position <= b[0]:
+                raise VersionConflictError(name, position, b[0], "tracked position")
+            out[key] = (position, None, tx_id)
+        return out
 
     def _fold(
         self,
@@ -170,6 +248,13 @@ class State:
     # ------------------------------------------------------------------ replay
     def replay(self, cols: TxColumns) -> None:
         """Fold one decoded log record into the state (open and recovery)."""
+        if cols.tracking:
+            changes = self._fold(cols.tx_id, cols.streams, cols.types, cols.datas,
+                                 cols.versions, {}, cols.epoch, cols.ts_ns / 1e9,
+                                 cols.first_position)
+            changes.update(tracking_entries(cols))
+            self.entries.update(changes)  # one update: a reader never sees half of it
+            return
         if self.reducer is None and "delete" not in cols.types:
             self.entries.update(zip(cols.streams, zip(cols.versions, cols.datas,
                                                        repeat(cols.tx_id)), strict=False))

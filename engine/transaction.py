@@ -17,6 +17,7 @@ from typing import Any
 from . import formats
 from .commit import Intent
 from .errors import InvalidEventError
+from .state import TRACK_PREFIX
 
 _ASCII_NAME_MAX = formats.MAX_NAME_BYTES  # an ASCII name's bytes == its length
 _ASCII_TYPE_MAX = formats.MAX_TYPE_BYTES
@@ -32,6 +33,9 @@ def _check_name(value: object, what: str, limit: int) -> str:
         raise InvalidEventError(f"{what} must not be empty")
     if "\0" in value:
         raise InvalidEventError(f"{what} {value[:40]!r} contains a NUL character")
+    if what == "stream" and TRACK_PREFIX in value:
+        raise InvalidEventError(f"stream {value[:40]!r} contains U+0001, which the engine "
+                                "reserves (tracking entries)")
     try:
         n = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -64,7 +68,7 @@ def check_event(stream: Any, etype: Any, data: Any) -> Event3:
         type(stream) is _str and type(etype) is _str and type(data) is _bytes
         and 0 < len(stream) <= _ASCII_NAME_MAX and 0 < len(etype) <= _ASCII_TYPE_MAX
         and stream.isascii() and etype.isascii() and "\0" not in stream
-        and "\0" not in etype and len(data) <= _MAX_DATA
+        and "\1" not in stream and "\0" not in etype and len(data) <= _MAX_DATA
     ):
         return stream, etype, data
     return _check_event_slow(stream, etype, data)
@@ -78,18 +82,36 @@ def check_expected(expected: object) -> int:
     return expected
 
 
-def _names_ok(names: tuple[object, ...], limit: int) -> bool:
-    """True if every name is a non-empty ASCII str without NUL of at most ``limit`` chars.
+def check_version(version: object) -> int:
+    """A caller-chosen event ``version``, checked (an int in 1..2**64-1)."""
+    if type(version) is not int or not 1 <= version <= formats.U64_MAX:
+        raise InvalidEventError(f"version must be an int in 1..2**64-1, got {version!r}")
+    return version
+
+
+def check_tracking(name: object, position: object) -> tuple[str, int]:
+    """A tracking entry ``(name, position)``, checked: a name as a stream's (non-empty
+    UTF-8 without NUL, at most MAX_NAME_BYTES), a position in 1..2**64-1."""
+    n = _check_name(name, "tracking name", formats.MAX_NAME_BYTES)
+    if type(position) is not int or not 1 <= position <= formats.U64_MAX:
+        raise InvalidEventError(f"tracked position must be an int in 1..2**64-1, got "
+                                f"{position!r}")
+    return n, position
+
+
+def _names_ok(names: tuple[object, ...], limit: int, streams: bool) -> bool:
+    """True if every name is a non-empty ASCII str without NUL (stream names: nor
+    U+0001) of at most ``limit`` chars.
 
     C-level passes only: one join (which also rejects non-str), an O(1) isascii, a
-    NUL search, an empty-name search and one length pass.
+    NUL search (and a U+0001 one), an empty-name search and one length pass.
     """
     try:
         joined = "".join(names)  # type: ignore[arg-type]
     except TypeError:  # not all str: let the slow path name the culprit
         return False
-    return (joined.isascii() and "\0" not in joined and "" not in names
-            and max(map(len, names)) <= limit)  # type: ignore[arg-type]
+    return (joined.isascii() and "\0" not in joined and not (streams and "\1" in joined)
+            and "" not in names and max(map(len, names)) <= limit)  # type: ignore[arg-type]
 
 
 def check_events(events: Iterable[Event3]) -> tuple[tuple[str, ...], tuple[str, ...],
@@ -118,7 +140,8 @@ def check_events(events: Iterable[Event3]) -> tuple[tuple[str, ...], tuple[str, 
         raise InvalidEventError(f"events must be an iterable of (stream, type, data) "
                                 f"triples: {exc}") from None
     size = 0
-    if not (_names_ok(streams, _ASCII_NAME_MAX) and _names_ok(types, _ASCII_TYPE_MAX)
+    if not (_names_ok(streams, _ASCII_NAME_MAX, True)
+            and _names_ok(types, _ASCII_TYPE_MAX, False)
             and set(map(type, datas)) == {bytes}
             and ((size := sum(map(len, datas))) <= _MAX_DATA
                  or max(map(len, datas)) <= _MAX_DATA)):
@@ -147,8 +170,8 @@ class TransactionBuilder:
     Not thread-safe: one thread builds one transaction.
     """
 
-    __slots__ = ("_bytes", "_commit", "_datas", "_done", "_expects", "_streams", "_types",
-                 "tx_id")
+    __slots__ = ("_bytes", "_commit", "_datas", "_done", "_expects", "_fixed", "_streams",
+                 "_tracking", "_types", "positions", "tx_id")
 
     def __init__(self, commit: Callable[[Intent], int]) -> None:
         self._commit = commit  # the database's commit entry point
@@ -156,15 +179,23 @@ class TransactionBuilder:
         self._types: list[str] = []
         self._datas: list[bytes] = []
         self._expects: list[tuple[int, int]] = []
+        self._fixed: list[tuple[int, int]] = []
+        self._tracking: list[tuple[str, int]] = []
         self._bytes = 0
         self._done = False
         self.tx_id: int | None = None
+        # After the block: the global positions of its events, in append order.
+        self.positions: range = range(0)
 
     def append(self, stream: str, type: str, data: bytes,
-               expected_version: int | None = None) -> None:
-        """Add one event; ``expected_version`` is the stream's version before it."""
+               expected_version: int | None = None, *, version: int | None = None) -> None:
+        """Add one event; ``expected_version`` is the stream's version before it;
+        ``version`` chooses the event's version (it must exceed the stream's version
+        before it, else VersionConflictError at commit: see README, "Versions")."""
         if self._done:
             raise InvalidEventError("this transaction has already finished")
+        if version is not None:
+            self._fixed.append((len(self._streams), check_version(version)))
         # check_event's fast path, inlined: this is the per-event hot path of a batch,
         # and the call alone cost ~25% of it (bench/test_bench_core.py). The predicate
         # must stay identical to check_event's (tests/database/test_fast_path.py).
@@ -172,7 +203,7 @@ class TransactionBuilder:
             _type(stream) is _str and _type(type) is _str and _type(data) is _bytes
             and 0 < len(stream) <= _ASCII_NAME_MAX and 0 < len(type) <= _ASCII_TYPE_MAX
             and stream.isascii() and type.isascii() and "\0" not in stream
-            and "\0" not in type and len(data) <= _MAX_DATA
+            and "\1" not in stream and "\0" not in type and len(data) <= _MAX_DATA
         ):
             stream, type, data = _check_event_slow(stream, type, data)
         if expected_version is not None:
@@ -195,14 +226,26 @@ class TransactionBuilder:
         self._datas.extend(datas)
         self._bytes += size
 
+    def track(self, name: str, position: int) -> None:
+        """Record, atomically with this transaction's events, that the consumer
+        ``name`` has processed everything up to ``position`` of its source (an
+        eventsourcing tracking record, a projection's checkpoint). Takes no event
+        position; ``db.tracked(name)`` answers it. ``position`` must exceed the name's
+        last tracked one (else VersionConflictError at commit)."""
+        if self._done:
+            raise InvalidEventError("this transaction has already finished")
+        self._tracking.append(check_tracking(name, position))
+
     def __enter__(self) -> TransactionBuilder:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._done = True
-        if et is not None or not self._streams:
+        if et is not None or not (self._streams or self._tracking):
             return  # rolled back: nothing was written anywhere
         check_tx_size(len(self._streams), self._bytes)
-        self.tx_id = self._commit(
-            Intent(self._streams, self._types, self._datas, self._expects, self._bytes))
+        w = Intent(self._streams, self._types, self._datas, self._expects, self._bytes,
+                   self._fixed, self._tracking)
+        self.tx_id = self._commit(w)
+        self.positions = range(w.first_position, w.first_position + len(self._streams))
