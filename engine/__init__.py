@@ -37,6 +37,7 @@ from .errors import (
     StaleReaderError,
     StorageError,
     TransientBackupError,
+    VersionConflictError,
 )
 from .model import EpochRecord, Event, Position, SnapshotInfo, Transaction, default_reducer
 from .notify import CommitPoint, CommitSignal
@@ -87,6 +88,7 @@ __all__ = [
     "Transaction",
     "TransactionBuilder",
     "TransientBackupError",
+    "VersionConflictError",
     "__version__",
     "default_reducer",
     "native",
