@@ -42,10 +42,9 @@ def test_versions_within_one_transaction(db_path):
             tx.append("a", "e", b"4", version=20)
         assert [e.version for e in db.read_stream("a", 1)] == [10, 11, 20]
         assert db.version("b") == 1
-        with pytest.raises(VersionConflictError):
-            with db.transaction() as tx:
-                tx.append("c", "e", b"x", version=5)
-                tx.append("c", "e", b"y", version=5)  # not greater than the one before
+        with pytest.raises(VersionConflictError), db.transaction() as tx:
+            tx.append("c", "e", b"x", version=5)
+            tx.append("c", "e", b"y", version=5)  # not greater than the one before
         assert db.version("c") == 0
         # expected_version compares with the version before the event, gaps and all
         with db.transaction() as tx:
@@ -68,7 +67,7 @@ def test_concurrent_writers_of_one_version_have_exactly_one_winner(db_path):
                     wins.append(v)
                 except VersionConflictError:
                     pass
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:
                     errors.append(exc)
 
         threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
@@ -122,9 +121,8 @@ def test_tracking_and_versions_survive_reopen_from_snapshot_and_tail(db_path):
             assert db.version("agg") == 9 and sorted(db.streams()) == ["agg"]
             with pytest.raises(VersionConflictError):
                 db.append("agg", "e", b"x", version=9)
-            with pytest.raises(VersionConflictError):
-                with db.transaction() as tx:
-                    tx.track("a", 9)
+            with pytest.raises(VersionConflictError), db.transaction() as tx:
+                tx.track("a", 9)
 
 
 def test_a_read_only_handle_replays_tracking(db_path):
@@ -200,17 +198,15 @@ def test_bad_versions_and_names_are_refused(db_path, call, match):
 ])
 def test_bad_tracking_is_refused_when_added(db_path, name, position, match):
     with engine.open(db_path) as db:
-        with pytest.raises(InvalidEventError, match=match):
-            with db.transaction() as tx:
-                tx.track(name, position)
+        with pytest.raises(InvalidEventError, match=match), db.transaction() as tx:
+            tx.track(name, position)
         assert db.position.tx_id == 0
 
 
 def test_u0001_in_extend_is_refused(db_path):
     with engine.open(db_path) as db:
-        with pytest.raises(InvalidEventError, match="U\\+0001"):
-            with db.transaction() as tx:
-                tx.extend([("ok", "e", b"1"), ("x\x01", "e", b"2")])
+        with pytest.raises(InvalidEventError, match="U\\+0001"), db.transaction() as tx:
+            tx.extend([("ok", "e", b"1"), ("x\x01", "e", b"2")])
         assert db.position.tx_id == 0
 
 
