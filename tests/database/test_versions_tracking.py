@@ -96,10 +96,10 @@ def test_tracking_is_atomic_with_the_events_and_takes_no_position(db_path, sync)
         t3 = next(db.read_log(3))
         assert t3.events == () and t3.tracking == (("upstream", 8),)
         # refused: not greater; the events with it are not written either
-        with pytest.raises(VersionConflictError, match="tracked position 8"):
-            with db.transaction() as tx:
-                tx.append("s", "e", b"never")
-                tx.track("upstream", 8)
+        with pytest.raises(VersionConflictError, match="tracked position 8"), \
+                db.transaction() as tx:
+            tx.append("s", "e", b"never")
+            tx.track("upstream", 8)
         assert db.version("s") == 3 and db.tracked("upstream") == 8
         assert db.tracked("other") is None
         assert sorted(db.streams()) == ["s"]
