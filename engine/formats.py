@@ -27,6 +27,8 @@ DECODE_ERRORS: Final[dict[int, str]] = {
 # ---- transaction record (one LMDB value per tx) ---------------------------
 TX_MAGIC: Final = b"ETXR"
 TX_VERSION: Final = 1
+TX_VERSION_TRACKING: Final = 2            # a record carrying a tracking section
+TX_FLAG_TRACKING: Final = 1               # its flags bit 0
 TX_HEADER_SIZE: Final = 56
 TX_TRAILER_SIZE: Final = 8
 

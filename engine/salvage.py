@@ -170,7 +170,8 @@ def _anchored(buf: bytes | bytearray, off: int, size: int, tx_id: int, psize: in
             and bool(_page_flags(buf, off - 16, psize) & _P_LEAF))
 
 
-_V2_TRACKING = struct.pack("<HH", 2, 1)  # record version 2, flags bit 0 (FORMAT.md section 2)
+# record version 2 with flags bit 0 (FORMAT.md section 2)
+_V2_TRACKING = struct.pack("<HH", formats.TX_VERSION_TRACKING, formats.TX_FLAG_TRACKING)
 
 
 def _tracking_len(buf: bytes | bytearray, at: int, end: int) -> int:

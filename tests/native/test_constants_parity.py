@@ -15,6 +15,9 @@ HEADER = os.path.join(os.path.dirname(__file__), "..", "..", "csrc", "engine_for
 def test_integer_constants_match_the_header():
     pairs = {
         "ENG_TX_VERSION": formats.TX_VERSION,
+        "ENG_TX_VERSION_TRACKING": formats.TX_VERSION_TRACKING,
+        "ENG_TX_FLAG_TRACKING": formats.TX_FLAG_TRACKING,
+        "ENG_MAX_NAME": formats.MAX_NAME_BYTES,
         "ENG_TX_HEADER_SIZE": formats.TX_HEADER_SIZE,
         "ENG_TX_TRAILER_SIZE": formats.TX_TRAILER_SIZE,
         "ENG_BLOCK_HEADER_SIZE": formats.BLOCK_HEADER_SIZE,
