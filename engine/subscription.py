@@ -16,6 +16,7 @@ lost in a log-loss recovery raises :class:`~engine.errors.HistoryLostError`, as
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -74,21 +75,23 @@ class Subscription:
         the subscription stops or the database closes); None if there is none."""
         if self._ready:
             return self._ready.popleft()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stopped:
             point = self._signal.current
             if point.position > self._passed:
                 self._fill(point.position)
                 if self._ready:
                     return self._ready.popleft()
-                continue
+                continue  # only other types (or tracking) committed: look again
             if self._signal.closed:
                 break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
             self._wake.clear()
             if self._stopped:
                 break
-            self._signal.wait_for_tx(point.tx_id + 1, timeout, wake=self._wake)
-            if timeout is not None and self._signal.current.position <= self._passed:
-                return None
+            self._signal.wait_for_tx(point.tx_id + 1, left, wake=self._wake)
         return None
 
     def _fill(self, upto: int) -> None:
