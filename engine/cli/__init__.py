@@ -8,12 +8,13 @@ errors. Long work (verify) shows a progress bar on a terminal.
 
 The commands only parse arguments and render: the work is done by the library
 functions in :mod:`engine.ops`. One module per command group.
+
+The command modules are imported only when their command runs (``app.COMMANDS``):
+``engine-admin restore`` pays for restore's imports, not for every command's.
 """
 
 from __future__ import annotations
 
-from . import backup, demo, full, inspect, recover, repair, restore, snapshot, status, verify
 from .app import main
 
-__all__ = ["backup", "demo", "full", "inspect", "main", "recover", "repair", "restore", "snapshot",
-           "status", "verify"]
+__all__ = ["main"]

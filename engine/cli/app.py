@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -25,9 +26,28 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 directory_argument = click.argument("directory", type=click.Path(file_okay=False))
 
 
+# Each top-level command and the modules that define it (and its subcommands),
+# imported when the command is looked up: a command pays only for its own imports.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "backup": ("backup", "full"), "demo": ("demo",), "inspect": ("inspect",),
+    "recover": ("recover",), "repair": ("repair",), "restore": ("restore",),
+    "snapshot": ("snapshot",), "status": ("status",), "verify": ("verify",),
+}
+
+
 class EngineGroup(click.Group):
     """click's group, with usage errors reported on one line like every other refusal
-    (``error: <what was wrong> (see <command> --help)``, exit 2)."""
+    (``error: <what was wrong> (see <command> --help)``, exit 2), and the command
+    modules loaded lazily (``COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            for module in COMMANDS[cmd_name]:
+                importlib.import_module(f"{__package__}.{module}")  # registers on main
+        return super().get_command(ctx, cmd_name)
 
     def main(self, args: Any = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
