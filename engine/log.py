@@ -24,6 +24,7 @@ import json
 import os
 import struct
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,13 +33,15 @@ from typing import Any
 
 import lmdb
 
-from . import formats, layout
+from . import formats, layout, lmdbfile
 from .errors import CorruptLogError, DatabaseClosedError, StorageError
 from .files import fs
+from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
 from .native import peek_tx_header
 
 _U64 = struct.Struct("<Q")
+_U16 = struct.Struct("<H")
 _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 256 << 20
 _MAX_TX = 1 << 63  # tx keys never collide with the all-zero meta prefix (tx ids start at 1)
@@ -83,14 +86,73 @@ class LogInfo:
 def _translate(exc: Exception, what: str) -> Exception:
     """Turn an lmdb or OS error into the engine's tree, keeping the cause."""
     if isinstance(exc, lmdb.CorruptedError | lmdb.InvalidError | lmdb.PageNotFoundError):
-        return CorruptLogError(
-            f"{what}: the LMDB environment is damaged ({exc}). Run `engine-admin verify DIR`; "
-            "if the log cannot be read, `engine-admin recover --new-epoch DIR` rebuilds from "
-            "the newest snapshot."
-        )
+        return CorruptLogError(f"{what}: the LMDB environment is damaged ({exc}); {RUNBOOK}.")
     if isinstance(exc, (lmdb.DiskError, OSError)):
         return StorageError(f"{what}: {exc}. Check free disk space and permissions.")
     return StorageError(f"{what}: LMDB error {exc}")
+
+
+def _foreign(path: str, why: str) -> CorruptLogError:
+    return CorruptLogError(
+        f"{layout.log_data_file(path)} is not an engine log: {why}. Nothing was written to "
+        "it. If it belongs to another application, give the engine a directory of its own; "
+        f"if it was the engine's log, {RUNBOOK}.")
+
+
+class _MetaDecoder:
+    """Decodes the meta entries of one log; a damaged entry is a :class:`CorruptLogError`
+    naming the key and the file (never a struct, JSON or Unicode error)."""
+
+    def __init__(self, path: str, meta: dict[bytes, bytes]) -> None:
+        self.path = path
+        self.meta = meta
+
+    def damaged(self, key: bytes, what: str) -> CorruptLogError:
+        name = key[len(formats.META_PREFIX):].decode("ascii")
+        return CorruptLogError(
+            f"the log's meta entry {name!r} in {layout.log_data_file(self.path)} is damaged: "
+            f"{what}; {RUNBOOK}.")
+
+    def raw(self, key: bytes) -> bytes:
+        value = self.meta.get(key)
+        if value is None:
+            raise self.damaged(key, "it is missing")
+        return value
+
+    def _fixed(self, key: bytes, fmt: struct.Struct, what: str) -> int:
+        value = self.raw(key)
+        if len(value) != fmt.size:
+            raise self.damaged(key, f"{len(value)} bytes, expected {fmt.size} ({what})")
+        return int(fmt.unpack(value)[0])
+
+    def u64(self, key: bytes) -> int:
+        return self._fixed(key, _U64, "u64 LE")
+
+    def u16(self, key: bytes) -> int:
+        return self._fixed(key, _U16, "u16 LE")
+
+    def db_id(self) -> str:
+        value = self.raw(formats.META_DB_ID)
+        try:
+            text = value.decode("ascii")
+            uuid.UUID(text)
+        except ValueError:
+            raise self.damaged(formats.META_DB_ID, f"{value[:40]!r} is not an ASCII "
+                                                   "UUID") from None
+        if len(text) != 36:
+            raise self.damaged(formats.META_DB_ID, f"{len(text)} characters, expected 36")
+        return text
+
+    def history(self) -> tuple[EpochRecord, ...]:
+        value = self.raw(formats.META_HISTORY)
+        try:
+            items = json.loads(value)
+            if not isinstance(items, list):
+                raise TypeError("not a JSON list")
+            return tuple(EpochRecord.from_json(d) for d in items)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise self.damaged(formats.META_HISTORY, f"not a JSON list of epoch records "
+                                                     f"({type(exc).__name__}: {exc})") from None
 
 
 def _env_present(path: str) -> bool:
@@ -110,6 +172,12 @@ class LogStore:
         self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
         self._closed = False  # guarded by _gate
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
+        # Before LMDB maps the file: a truncated or garbled header would otherwise
+        # kill the process (SIGBUS, SIGFPE) instead of raising (engine.lmdbfile).
+        self.header = lmdbfile.read_header(layout.log_data_file(path))
+        if self.header is not None and self.header.newest.main.flags != 0:
+            raise _foreign(path, f"its main database has LMDB flags "
+                                 f"{self.header.newest.main.flags:#x} (the engine's has none)")
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
@@ -143,17 +211,25 @@ class LogStore:
             store.close()
 
     def info(self) -> LogInfo:
+        """What the log holds; :class:`CorruptLogError` if a meta entry is damaged or the
+        environment is not an engine log (nothing is written to it)."""
         meta = self.read_meta()
         if meta.get(formats.META_DB_ID) is None:
+            if meta or self._has_keys():
+                raise _foreign(self.path, "it holds keys but no engine db_id entry")
             return LogInfo(path=self.path, exists=False)
-        fmt = struct.unpack("<H", meta.get(formats.META_FORMAT, b"\0\0"))[0]
+        decode = _MetaDecoder(self.path, meta)
+        db_id = decode.db_id()
+        fmt = decode.u16(formats.META_FORMAT)
         if fmt != formats.LOG_FORMAT:
             raise CorruptLogError(
                 f"the log at {self.path} has format {fmt}; this build reads format "
                 f"{formats.LOG_FORMAT}. Open it with the engine version that wrote it.")
+        epoch = decode.u64(formats.META_EPOCH)
+        base_tx = decode.u64(formats.META_BASE_TX)
+        base_pos = decode.u64(formats.META_BASE_POSITION)
+        history = decode.history()
         first, last = self.bounds()
-        base_tx = _U64.unpack(meta[formats.META_BASE_TX])[0]
-        base_pos = _U64.unpack(meta[formats.META_BASE_POSITION])[0]
         last_pos = base_pos
         if last is not None:
             rec = self.get(last)
@@ -167,12 +243,15 @@ class LogStore:
                 ) from exc
             last_pos = first_pos + count - 1
         return LogInfo(
-            path=self.path, exists=True, db_id=meta[formats.META_DB_ID].decode("ascii"),
-            epoch=_U64.unpack(meta[formats.META_EPOCH])[0], base_tx=base_tx,
+            path=self.path, exists=True, db_id=db_id, epoch=epoch, base_tx=base_tx,
             base_position=base_pos, first_tx=first,
             last_tx=last if last is not None else base_tx, last_position=last_pos,
-            history=tuple(EpochRecord.from_json(d) for d in json.loads(meta[formats.META_HISTORY])),
+            history=history,
         )  # fmt: skip
+
+    def _has_keys(self) -> bool:
+        with self._reading() as txn:
+            return bool(txn.cursor().first())
 
     def read_meta(self) -> dict[bytes, bytes]:
         with self._reading() as txn:
@@ -187,7 +266,13 @@ class LogStore:
 
     def initialise(self, db_id: str, epoch: int, base_tx: int, base_position: int,
                    history: Sequence[EpochRecord]) -> None:
-        """Write the meta of a new log (fresh database or a new epoch). Durable on return."""
+        """Write the meta of a new log (fresh database or a new epoch). Durable on return.
+
+        Raises :class:`CorruptLogError` without writing if the environment holds any
+        key already (another application's LMDB database, or a log whose db_id entry
+        was lost): a new log is only ever made in an empty environment."""
+        if self._has_keys():
+            raise _foreign(self.path, "it holds keys but no engine db_id entry")
         meta = {
             formats.META_DB_ID: db_id.encode("ascii"),
             formats.META_FORMAT: struct.pack("<H", formats.LOG_FORMAT),

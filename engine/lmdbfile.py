@@ -1,0 +1,218 @@
+"""Reads LMDB's two meta pages of ``data.mdb`` without mapping it.
+
+LMDB trusts its file: it maps ``data.mdb`` and follows page numbers into the map,
+so a file shorter than its meta page says (a truncated copy) raises SIGBUS on the
+first read past the end, and a page size of 0 raises SIGFPE. This module checks
+the header with plain ``pread`` calls *before* the engine lets LMDB map the file,
+and turns what it finds into :class:`~engine.errors.CorruptLogError`. It does not
+walk the tree: damage inside interior pages is found by ``engine-admin verify``,
+which reads the log in a child process (docs/FORMAT.md, section 3, "Checks before
+LMDB maps the file").
+
+Layout (LMDB 0.9, 64-bit; mdb.c ``MDB_page``, ``MDB_meta``, ``MDB_db``). Pages 0
+and 1 are meta pages; transaction N writes meta page N % 2, so the newest commit
+is the meta with the larger txnid. Each page starts with a 16-byte header:
+
+    u64 pgno  u16 pad  u16 flags (P_META = 0x08)  u16 lower  u16 upper
+
+and a meta page continues with ``MDB_meta``:
+
+    u32 magic (0xBEEFC0DE)  u32 version (1)  u64 address  u64 mapsize
+    MDB_db free  MDB_db main  u64 last_pg  u64 txnid
+
+    MDB_db := u32 pad  u16 flags  u16 depth  u64 branch_pages  u64 leaf_pages
+              u64 overflow_pages  u64 entries  u64 root
+
+The free DB's ``pad`` is the page size (``mm_psize``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import CorruptLogError
+
+MAGIC: Final = 0xBEEFC0DE
+DATA_VERSION: Final = 1
+P_META: Final = 0x08
+P_INVALID: Final = (1 << 64) - 1      # the root of an empty tree
+MIN_PAGE_SIZE: Final = 512
+MAX_PAGE_SIZE: Final = 0x8000         # LMDB 0.9 MAX_PAGESIZE (PAGEBASE 0)
+META_OFFSET: Final = 16               # MDB_meta follows the page header
+_PAGE_HEADER: Final = struct.Struct("<QHH")           # pgno, pad, flags
+_META_HEAD: Final = struct.Struct("<IIQQ")            # magic, version, address, mapsize
+_DB: Final = struct.Struct("<IHHQQQQQ")               # one MDB_db (48 bytes)
+_META_TAIL: Final = struct.Struct("<QQ")              # last_pg, txnid
+_META_END: Final = META_OFFSET + _META_HEAD.size + 2 * _DB.size + _META_TAIL.size  # 152
+RUNBOOK: Final = ("see 'A damaged log' in docs/RUNBOOK.md: run `engine-admin verify DIR`, "
+                  "then `engine-admin repair DIR` or restore from a backup")
+
+
+@dataclass(frozen=True)
+class TreeInfo:
+    """One ``MDB_db``: a B-tree's root and page counts."""
+
+    pad: int
+    flags: int
+    depth: int
+    branch_pages: int
+    leaf_pages: int
+    overflow_pages: int
+    entries: int
+    root: int
+
+
+@dataclass(frozen=True)
+class MetaPage:
+    """One of the two meta pages, as stored."""
+
+    index: int
+    pgno: int
+    flags: int
+    magic: int
+    version: int
+    mapsize: int
+    free: TreeInfo
+    main: TreeInfo
+    last_pg: int
+    txnid: int
+
+    @property
+    def page_size(self) -> int:
+        return self.free.pad
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the two meta pages say: the one LMDB will use (``newest``) and the file size."""
+
+    path: str
+    file_bytes: int
+    metas: tuple[MetaPage, MetaPage]
+
+    @property
+    def newest(self) -> MetaPage:
+        # mdb_env_pick_meta: meta 1 only when its txnid is strictly larger.
+        a, b = self.metas
+        return b if b.txnid > a.txnid else a
+
+    @property
+    def page_size(self) -> int:
+        return self.metas[0].page_size
+
+
+def parse_meta(page: bytes, index: int) -> MetaPage:
+    """Decode meta page ``index`` (at least 152 bytes of it); no checks."""
+    pgno, _pad, flags = _PAGE_HEADER.unpack_from(page, 0)
+    magic, version, _address, mapsize = _META_HEAD.unpack_from(page, META_OFFSET)
+    off = META_OFFSET + _META_HEAD.size
+    free = TreeInfo(*_DB.unpack_from(page, off))
+    main = TreeInfo(*_DB.unpack_from(page, off + _DB.size))
+    last_pg, txnid = _META_TAIL.unpack_from(page, off + 2 * _DB.size)
+    return MetaPage(index=index, pgno=pgno, flags=flags, magic=magic, version=version,
+                    mapsize=mapsize, free=free, main=main, last_pg=last_pg, txnid=txnid)
+
+
+def _refuse(path: str, what: str) -> CorruptLogError:
+    return CorruptLogError(f"the log file {path} is damaged: {what}; {RUNBOOK}.")
+
+
+def read_header(path: str) -> Header | None:
+    """Read and check both meta pages of the ``data.mdb`` at ``path``.
+
+    Returns None for a missing or empty file (LMDB makes a new environment of it).
+    Raises :class:`CorruptLogError` naming the file and what is wrong when LMDB
+    could not map it safely: a file shorter than two meta pages or than the newest
+    meta page's ``last_pg`` says, a page that is not a meta page, a wrong magic,
+    version or page size, meta pages that disagree, or a root past the last page.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CorruptLogError(f"cannot read the log file {path}: {exc}. Check its "
+                              "permissions.") from exc
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return None
+        first = os.pread(fd, _META_END, 0)
+        if len(first) < _META_END:
+            raise _refuse(path, f"it is {size} bytes, shorter than LMDB's first meta page "
+                                "(the file was truncated)")
+        m0 = parse_meta(first, 0)
+        _check_meta(path, m0)
+        psize = m0.page_size
+        second = os.pread(fd, _META_END, psize)
+    finally:
+        os.close(fd)
+    if size < 2 * psize:
+        raise _refuse(path, f"it is {size} bytes, shorter than LMDB's two meta pages "
+                            f"({2 * psize} bytes): the file was truncated")
+    m1 = parse_meta(second, 1)
+    _check_meta(path, m1)
+    if m1.page_size != psize:
+        raise _refuse(path, f"its meta pages disagree on the page size ({psize} and "
+                            f"{m1.page_size})")
+    header = Header(path=path, file_bytes=size, metas=(m0, m1))
+    _check_txnids(path, m0, m1)
+    for meta in (m0, m1):
+        _check_extent(header, meta)
+    return header
+
+
+def _check_meta(path: str, m: MetaPage) -> None:
+    where = f"meta page {m.index}"
+    if m.pgno != m.index or not m.flags & P_META:
+        raise _refuse(path, f"{where} is not an LMDB meta page (page number {m.pgno}, "
+                            f"flags {m.flags:#x})")
+    if m.magic != MAGIC:
+        raise _refuse(path, f"{where} has magic {m.magic:#010x}, not LMDB's {MAGIC:#010x} "
+                            "(not an LMDB file, or its first pages were overwritten)")
+    if m.version != DATA_VERSION:
+        raise _refuse(path, f"{where} has LMDB data version {m.version}; this LMDB reads "
+                            f"version {DATA_VERSION}")
+    psize = m.page_size
+    if not MIN_PAGE_SIZE <= psize <= MAX_PAGE_SIZE or psize & (psize - 1):
+        raise _refuse(path, f"{where} gives the page size {psize}, which LMDB never writes "
+                            f"(a power of two from {MIN_PAGE_SIZE} to {MAX_PAGE_SIZE})")
+
+
+def _check_txnids(path: str, m0: MetaPage, m1: MetaPage) -> None:
+    # Transaction N writes meta page N % 2, so the pages hold consecutive txnids of
+    # their own parity (a fresh environment writes txnid 0 into both). Anything else
+    # is a damaged txnid, and LMDB would pick its tree by the damaged number.
+    fresh = m0.txnid == 0 and m1.txnid in (0, 1)
+    if fresh:
+        return
+    if (m0.txnid % 2, m1.txnid % 2) != (0, 1) or abs(m0.txnid - m1.txnid) != 1:
+        raise _refuse(path, f"its meta pages hold transaction ids {m0.txnid} and "
+                            f"{m1.txnid}, which LMDB never writes (page 0 holds even ids, "
+                            "page 1 odd ones, one apart): one of them is damaged")
+
+
+def _check_extent(h: Header, m: MetaPage) -> None:
+    psize = h.page_size
+    needed = (m.last_pg + 1) * psize
+    if m is h.newest and h.file_bytes < needed:
+        raise _refuse(h.path, f"data.mdb is {h.file_bytes} bytes but its meta page says the "
+                              f"database needs {needed} bytes ({m.last_pg + 1} pages): the "
+                              "file was truncated")
+    for name, tree in (("main", m.main), ("free-page", m.free)):
+        if tree.root == P_INVALID:
+            if tree.entries or tree.depth:
+                raise _refuse(h.path, f"meta page {m.index} says the {name} tree is empty "
+                                      f"but holds {tree.entries} entries")
+            continue
+        if not 2 <= tree.root <= m.last_pg:
+            raise _refuse(h.path, f"meta page {m.index} puts the {name} tree's root at page "
+                                  f"{tree.root}, outside the file's pages 2..{m.last_pg}")
+        pages = tree.branch_pages + tree.leaf_pages + tree.overflow_pages
+        if pages > m.last_pg + 1 or tree.depth == 0:
+            raise _refuse(h.path, f"meta page {m.index} says the {name} tree has depth "
+                                  f"{tree.depth} and {pages} pages, but the file has "
+                                  f"{m.last_pg + 1}")
