@@ -64,16 +64,24 @@ def verify_directory(path: str, progress: Progress | None = None) -> VerifyRepor
     every problem is collected, and a child killed by damage is one more problem.
     """
     report = VerifyReport(path=path)
-    for _pos, spath in list_snapshots(layout.snapshot_dir(path)):
-        try:
-            load_snapshot(spath)
-            report.snapshots_ok += 1
-        except EngineError as exc:
-            report.problems.append(str(exc))
+    report.snapshots_ok, problems = check_snapshots(path)
+    report.problems.extend(problems)
     records, problems = _check_log_in_child(path, progress)
     report.log_records = records
     report.problems.extend(problems)
     return report
+
+
+def check_snapshots(path: str) -> tuple[int, list[str]]:
+    """Load every snapshot of ``path`` whole: ``(snapshots that passed, problems)``."""
+    passed, problems = 0, []
+    for _pos, spath in list_snapshots(layout.snapshot_dir(path)):
+        try:
+            load_snapshot(spath)
+            passed += 1
+        except EngineError as exc:
+            problems.append(str(exc))
+    return passed, problems
 
 
 def check_log(path: str, progress: Progress | None = None) -> tuple[int, list[str]]:
@@ -127,6 +135,11 @@ class _TreeLoop(Exception):
 # ---------------------------------------------------------------- the child
 
 
+def child_command(path: str) -> list[str]:
+    """The checker's command line (a seam: tests swap it for a child that misbehaves)."""
+    return [sys.executable, "-m", "engine.ops.verify", path]
+
+
 def _check_log_in_child(path: str, progress: Progress | None) -> tuple[int, list[str]]:
     data_file = layout.log_data_file(layout.log_dir(path))
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -134,7 +147,7 @@ def _check_log_in_child(path: str, progress: Progress | None) -> tuple[int, list
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryFile() as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "engine.ops.verify", path], stdin=subprocess.DEVNULL,
+            child_command(path), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=stderr, env=env)
         assert child.stdout is not None
         lines: queue.Queue[bytes] = queue.Queue()
