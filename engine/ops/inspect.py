@@ -1,4 +1,8 @@
-"""``inspect``: one transaction or one stream of a database, as plain data."""
+"""``inspect``: one transaction or one stream of a database, as plain data.
+
+It opens the database like any application (``Database(path, create=False)``): the
+log's header is checked before LMDB maps it, and every record read is checked
+(checksum, key, epoch, gap-free); a damaged interior page is for ``verify``."""
 
 from __future__ import annotations
 

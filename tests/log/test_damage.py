@@ -142,6 +142,8 @@ def test_truncated_file_is_refused_naming_the_sizes(tmp_path):
     assert "the file was truncated" in out
     out = _cli_one_error("status", path)
     assert "CorruptLogError" in out and "the file was truncated" in out
+    out = _cli_one_error("inspect", path, "--tx", "1")
+    assert "the file was truncated" in out
 
 
 def test_truncated_file_in_a_real_process_exits_1_not_sigbus(tmp_path):
@@ -322,8 +324,8 @@ META_DAMAGE = [
 def test_damaged_meta_entry(db_path, key, value, name, what):
     _put_meta(db_path, key, value)
     _refused(db_path, f"the log's meta entry {name} in {data_file(db_path)} is damaged", what)
-    for cmd in ("status", "verify"):
-        out = _cli_one_error(cmd, db_path)
+    for cmd in (["status"], ["verify"], ["inspect", "--stream", "s1"]):
+        out = _cli_one_error(*cmd, db_path)
         assert f"meta entry {name}" in out
     code, out = run("status", db_path, "--json")
     assert code == 1 and json.loads(out)["error"] == "CorruptLogError"
