@@ -33,7 +33,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import CorruptLogError
+from .errors import CorruptLogError, StorageError
 
 MAGIC: Final = 0xBEEFC0DE
 DATA_VERSION: Final = 1
@@ -123,7 +123,8 @@ def _refuse(path: str, what: str) -> CorruptLogError:
 def read_header(path: str) -> Header | None:
     """Read and check both meta pages of the ``data.mdb`` at ``path``.
 
-    Returns None for a missing or empty file (LMDB makes a new environment of it).
+    Returns None for a missing or empty file (LMDB makes a new environment of it);
+    :class:`StorageError` if the file cannot be read.
     Raises :class:`CorruptLogError` naming the file and what is wrong when LMDB
     could not map it safely: a file shorter than two meta pages or than the newest
     meta page's ``last_pg`` says, a page that is not a meta page, a wrong magic,
@@ -134,8 +135,8 @@ def read_header(path: str) -> Header | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise CorruptLogError(f"cannot read the log file {path}: {exc}. Check its "
-                              "permissions.") from exc
+        raise StorageError(f"cannot read the log file {path}: {exc}. Check its "
+                           "permissions.") from exc
     try:
         size = os.fstat(fd).st_size
         if size == 0:
@@ -148,6 +149,9 @@ def read_header(path: str) -> Header | None:
         _check_meta(path, m0)
         psize = m0.page_size
         second = os.pread(fd, _META_END, psize)
+    except OSError as exc:  # EIO from a failing disk, EISDIR, ...
+        raise StorageError(f"cannot read the log file {path}: {exc}. Check the disk and "
+                           f"the file; {RUNBOOK}.") from exc
     finally:
         os.close(fd)
     if size < 2 * psize:

@@ -122,6 +122,14 @@ def test_header_of_an_lmdb_compacting_copy(tmp_path):
     assert header is not None and header.newest.index == 1 and header.newest.txnid == 1
 
 
+def test_unreadable_file_is_a_storage_error(tmp_path):
+    os.makedirs(tmp_path / "db" / "log" / "data.mdb")  # a directory where the file goes
+    with pytest.raises(engine.StorageError, match="cannot read the log file"):
+        engine.open(str(tmp_path / "db"))
+    code, out = run("status", str(tmp_path / "db"))  # no log file: "no log", verdict error
+    assert code == 1 and "no log" in out and "Traceback" not in out
+
+
 def test_missing_or_empty_file_is_no_header(tmp_path):
     assert lmdbfile.read_header(str(tmp_path / "nothing.mdb")) is None
     (tmp_path / "empty.mdb").write_bytes(b"")
