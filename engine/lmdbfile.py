@@ -220,3 +220,96 @@ def _check_extent(h: Header, m: MetaPage) -> None:
             raise _refuse(h.path, f"meta page {m.index} says the {name} tree has depth "
                                   f"{tree.depth} and {pages} pages, but the file has "
                                   f"{m.last_pg + 1}")
+
+
+# ---------------------------------------------------------------- the pages of a range
+
+_PAGE: Final = struct.Struct("<QHHHH")  # pgno, pad, flags, lower, upper
+# lo, hi, flags, ksize; a branch node's child page is lo | hi << 16 | flags << 32
+_NODE: Final = struct.Struct("<HHHH")
+P_BRANCH: Final = 0x01
+P_LEAF: Final = 0x02
+MAX_DEPTH: Final = 32                   # LMDB's CURSOR_STACK
+
+
+def check_range_pages(path: str, from_key: bytes) -> int:
+    """Check, with plain reads, every page a cursor moving from ``from_key`` to the last
+    key of the main tree will visit: branch pages whole (header, node offsets, child
+    page numbers), leaf pages' headers and node offsets. Returns the leaf pages checked.
+
+    This is what LMDB does not check before it asserts: ``mdb_cursor_next`` aborts the
+    process (``IS_LEAF(mp)``) when a sibling is a zeroed or garbled page. Node contents
+    (key and value sizes, overflow page numbers) are not checked: the record checks
+    find damaged values. Raises :class:`CorruptLogError` naming the page.
+    """
+    header = read_header(path)
+    if header is None:
+        return 0
+    meta = header.newest
+    tree = meta.main
+    if tree.root == P_INVALID:
+        return 0
+    psize = header.page_size
+    budget = tree.branch_pages + tree.leaf_pages  # a cycle in a damaged tree ends here
+    leaves = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        stack: list[tuple[int, int]] = [(tree.root, 1)]  # (page, level), visited in key order
+        while stack:
+            pgno, level = stack.pop()
+            budget -= 1
+            if budget < 0:
+                raise _refuse(path, f"its main tree reaches more pages than the "
+                                    f"{tree.branch_pages} branch and {tree.leaf_pages} leaf "
+                                    "pages it has (a cycle)")
+            page = os.pread(fd, psize, pgno * psize)
+            ptrs = _check_page(path, header, page, pgno, level, tree.depth)
+            if level == tree.depth:
+                leaves += 1
+                continue
+            children = []
+            for i, off in enumerate(ptrs):
+                lo, hi, flags, ksize = _NODE.unpack_from(page, off)
+                if off + _NODE.size + ksize > psize:
+                    raise _page_damaged(path, pgno, f"node {i}'s key runs past the page")
+                child = lo | hi << 16 | flags << 32
+                if not 2 <= child <= meta.last_pg:
+                    raise _page_damaged(path, pgno, f"node {i} points at page {child}, outside "
+                                                    f"the file's pages 2..{meta.last_pg}")
+                key = page[off + _NODE.size:off + _NODE.size + ksize]
+                children.append((key, child))
+            # child i holds the keys from its own key up to the next child's key: it is
+            # visited unless the next child's key is still <= from_key.
+            visit = [child for i, (_key, child) in enumerate(children)
+                     if i + 1 == len(children) or children[i + 1][0] > from_key]
+            stack.extend((child, level + 1) for child in reversed(visit))
+    except OSError as exc:
+        raise StorageError(f"cannot read the log file {path}: {exc}. Check the disk and "
+                           f"the file; {RUNBOOK}.") from exc
+    finally:
+        os.close(fd)
+    return leaves
+
+
+def _page_damaged(path: str, pgno: int, what: str) -> CorruptLogError:
+    return _refuse(path, f"page {pgno} of its main tree is damaged: {what}")
+
+
+def _check_page(path: str, header: Header, page: bytes, pgno: int, level: int,
+                depth: int) -> tuple[int, ...]:
+    """The node offsets of a branch (above the bottom level) or leaf page, checked."""
+    psize = header.page_size
+    if len(page) < psize:
+        raise _page_damaged(path, pgno, "it lies past the end of the file")
+    stored, _pad, flags, lower, upper = _PAGE.unpack_from(page, 0)
+    want, kind = (P_LEAF, "leaf") if level == depth else (P_BRANCH, "branch")
+    if stored != pgno or not flags & want or flags & (P_LEAF | P_BRANCH) == P_LEAF | P_BRANCH:
+        raise _page_damaged(path, pgno, f"it should be a {kind} page but holds page number "
+                                        f"{stored} and flags {flags:#x} (zeroed or overwritten)")
+    if not _PAGE.size <= lower <= upper <= psize or (lower - _PAGE.size) % 2:
+        raise _page_damaged(path, pgno, f"its free-space bounds {lower}..{upper} are impossible")
+    count = (lower - _PAGE.size) // 2
+    ptrs: tuple[int, ...] = struct.unpack_from(f"<{count}H", page, _PAGE.size)
+    if count == 0 or min(ptrs) < upper or max(ptrs) > psize - _NODE.size:
+        raise _page_damaged(path, pgno, f"its {count} node offsets point outside its node area")
+    return ptrs

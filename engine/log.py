@@ -92,6 +92,15 @@ def _translate(exc: Exception, what: str) -> Exception:
     return StorageError(f"{what}: LMDB error {exc}")
 
 
+def _tx_of(key: bytes, path: str) -> int:
+    """The tx id of a record key; a key of another length means a damaged tree."""
+    if len(key) != _KEY.size:
+        raise CorruptLogError(
+            f"the log {layout.log_data_file(path)} holds a key of {len(key)} bytes where tx "
+            f"keys are {_KEY.size}: its tree is damaged; {RUNBOOK}.")
+    return int(_KEY.unpack(key)[0])
+
+
 def _foreign(path: str, why: str) -> CorruptLogError:
     return CorruptLogError(
         f"{layout.log_data_file(path)} is not an engine log: {why}. Nothing was written to "
@@ -233,7 +242,10 @@ class LogStore:
         last_pos = base_pos
         if last is not None:
             rec = self.get(last)
-            assert rec is not None
+            if rec is None:  # the cursor found the key, a search for it does not
+                raise CorruptLogError(
+                    f"the log's last key, tx {last}, cannot be found again in "
+                    f"{layout.log_data_file(self.path)}: its tree is damaged; {RUNBOOK}.")
             try:
                 _, _, _, first_pos, count = peek_tx_header(rec)
             except CorruptLogError as exc:
@@ -406,14 +418,22 @@ class LogStore:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(1)):
                 return None, None  # only meta keys (or nothing)
-            first = _KEY.unpack(cur.key())[0]
+            first = _tx_of(cur.key(), self.path)
             cur.last()
-            return first, _KEY.unpack(cur.key())[0]
+            return first, _tx_of(cur.key(), self.path)
 
     def count(self) -> int:
         with self._reading() as txn:
             entries = int(txn.stat(self._env.open_db())["entries"])
         return entries - len(self.read_meta())
+
+    def check_pages_from(self, from_tx: int) -> int:
+        """Check, with plain reads, the pages a walk from ``from_tx`` to the last record
+        visits (``lmdbfile.check_range_pages``), before LMDB reads them: a zeroed or
+        garbled tree page is a :class:`CorruptLogError`, not an LMDB abort. Returns
+        the leaf pages checked."""
+        return lmdbfile.check_range_pages(layout.log_data_file(self.path),
+                                          _KEY.pack(max(from_tx, 1)))
 
     def iter_range(self, from_tx: int, to_tx: int | None = None) -> Iterator[tuple[int, bytes]]:
         """``(tx_id, record)`` for from_tx <= tx_id <= to_tx, in short read transactions."""
@@ -425,7 +445,7 @@ class LogStore:
                 if not cur.set_range(_KEY.pack(max(nxt, 1))):
                     return
                 for k, v in cur.iternext():
-                    t = _KEY.unpack(k)[0]
+                    t = _tx_of(k, self.path)
                     if to_tx is not None and t > to_tx:
                         break
                     chunk.append((t, v))
@@ -439,6 +459,19 @@ class LogStore:
             if len(chunk) < READ_CHUNK:
                 return
             nxt = chunk[-1][0] + 1
+
+    def iter_exact(self, from_tx: int, to_tx: int) -> Iterator[tuple[int, bytes | None]]:
+        """``(tx_id, record or None)`` for every tx_id in ``from_tx..to_tx``, by point reads
+        in short read transactions. Each point read is a page search, in which LMDB checks
+        every page's type (a damaged page is ``MDB_CORRUPTED``, a ``CorruptLogError``);
+        a cursor stepping to a sibling page asserts instead and aborts the process."""
+        nxt = max(from_tx, 1)
+        while nxt <= to_tx:
+            end = min(to_tx, nxt + READ_CHUNK - 1)
+            with self.getter() as get:
+                chunk = [(t, get(t)) for t in range(nxt, end + 1)]
+            yield from chunk
+            nxt = end + 1
 
     def values_from(self, from_tx: int, limit: int) -> list[bytes]:
         """Up to ``limit`` records from the key ``from_tx`` on, in key order, read in one

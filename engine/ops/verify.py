@@ -99,6 +99,8 @@ def check_log(path: str, progress: Progress | None = None) -> tuple[int, list[st
     store = LogStore(layout.log_dir(path), readonly=True)
     records = 0
     try:
+        # A damaged tree page would make LMDB abort the scan: name the page instead.
+        store.check_pages_from(1)
         total = store.count()
         reader = LogReader(store, epoch=info.epoch, base_tx=info.base_tx,
                            base_position=info.base_position, where=path,

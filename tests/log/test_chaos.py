@@ -180,7 +180,8 @@ def _trial(base: str, work: str, rng: random.Random, log: Log,
         problems.append(f"verify said ok but open failed: {_typed(opened) or opened.answer}")
     outcome = ("verify ok" if verify_ok else "flagged") + (
         ", open died" if opened.crashed or opened.hung else
-        ", open refused" if opened.answer and "error" in opened.answer else ", opened")
+        ", open refused" if opened.answer and "error" in opened.answer else ", opened") + (
+        ", status died" if status.crashed or status.hung else "")
     return [f"{what}: {p}" for p in problems], outcome
 
 

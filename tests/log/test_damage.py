@@ -358,24 +358,59 @@ def test_damaged_backup_meta_entry_does_not_stop_open(db_path):
 # ------------------------------------------------------------ interior pages: verify's child
 
 
-def test_zeroed_leaf_page_is_a_verdict_of_verify_not_a_crash(tmp_path):
+def _zeroed_middle_leaf(tmp_path) -> tuple[str, int]:
     path = str(tmp_path / "db")
     _build(path, 2000)
     leaves = live_pages(path).leaf
     assert len(leaves) > 3
-    zero_page(path, leaves[len(leaves) // 2])
-    # open dies of it (LMDB asserts IS_LEAF while iterating): shown in a forked child
+    page = leaves[len(leaves) // 2]
+    zero_page(path, page)
+    return path, page
+
+
+def test_zeroed_leaf_page_is_refused_by_open_before_lmdb_reads_it(tmp_path):
+    # LMDB itself aborts on it (IS_LEAF in mdb_cursor_next, shown below); the pages of
+    # the tail are checked with plain reads first.
+    path, page = _zeroed_middle_leaf(tmp_path)
     opened = in_child(lambda: engine.open(path).position.tx_id)
-    assert opened.signal == signal.SIGABRT
+    assert opened.answer is not None and opened.answer["error"] == "CorruptLogError", opened
+    msg = opened.answer["message"]
+    assert f"page {page} of its main tree is damaged: it should be a leaf page" in msg
+    assert RUNBOOK in msg
     report = verify_directory(path)
-    assert not report.ok
-    [problem] = report.problems
-    assert "the checker process was killed by SIGABRT while reading it" in problem
-    assert "LMDB assertion" in problem and "IS_LEAF" in problem and RUNBOOK in problem
+    assert [p for p in report.problems if f"page {page} of its main tree" in p]
     code, out = run("verify", path)
-    assert code == 1 and "killed by SIGABRT" in out and "Traceback" not in out
+    assert code == 1 and f"page {page} of its main tree" in out and "Traceback" not in out
     code, out = run("verify", path, "--json")
     assert code == 1 and json.loads(out)["ok"] is False
+
+
+def test_open_with_a_snapshot_past_the_damaged_leaf_checks_only_the_tail(tmp_path):
+    path = str(tmp_path / "db")
+    _build(path, 2000)
+    with engine.open(path) as db:
+        db.snapshot()
+    leaves = live_pages(path).leaf
+    zero_page(path, leaves[len(leaves) // 2])
+    with engine.open(path) as db:  # the tail is empty: the damaged page is never read
+        assert db.position.tx_id == 2000
+    assert not verify_directory(path).ok
+
+
+def test_lmdb_abort_in_the_checker_is_a_verdict(tmp_path, monkeypatch):
+    # The real thing: a child iterating the damaged tree with py-lmdb dies of LMDB's
+    # assertion; verify reports it with the assertion text.
+    path, _page = _zeroed_middle_leaf(tmp_path)
+    script = ("import lmdb, sys; env = lmdb.open(sys.argv[1], readonly=True, lock=False)\n"
+              "with env.begin() as txn:\n    for _ in txn.cursor(): pass")
+    monkeypatch.setattr(verify_mod, "child_command", lambda p: [
+        sys.executable, "-c", script, layout.log_dir(p)])
+    [problem] = verify_directory(path).problems
+    assert "the checker process was killed by SIGABRT while reading it" in problem
+    assert "LMDB assertion" in problem and "IS_LEAF" in problem and RUNBOOK in problem
+    raw = in_child(lambda: sum(1 for _ in lmdb.open(layout.log_dir(path), readonly=True,
+                                                     lock=False).begin().cursor()))
+    assert raw.signal == signal.SIGABRT
 
 
 def test_zeroed_first_leaf_page_is_reported_by_lmdb_itself(tmp_path):
@@ -425,3 +460,63 @@ def test_status_of_a_zeroed_root_page(tmp_path):
     result = in_child(lambda: directory_status(path).verdict)
     assert not result.crashed, result
     assert result.answer["error"] == "CorruptLogError", result
+
+
+# ------------------------------------------------------------ the pages of the tail
+
+
+def test_range_check_visits_every_leaf_from_the_key_on(tmp_path):
+    path = str(tmp_path / "db")
+    _build(path, 2000)
+    leaves = live_pages(path).leaf
+    assert lmdbfile.check_range_pages(data_file(path), (1).to_bytes(8, "big")) == len(leaves)
+    tail = lmdbfile.check_range_pages(data_file(path), (1990).to_bytes(8, "big"))
+    assert 1 <= tail <= 2
+
+
+def test_range_check_finds_a_branch_pointing_outside_the_file(tmp_path):
+    path = str(tmp_path / "db")
+    _build(path, 2000)
+    branch = live_pages(path).branch[0]
+    page = branch * 4096
+    with open(data_file(path), "rb") as f:
+        f.seek(page + 16)
+        first_node = struct.unpack("<H", f.read(2))[0]
+    write_at(data_file(path), page + first_node, struct.pack("<HHH", 0xFFFF, 0xFFFF, 0x7))
+    with pytest.raises(CorruptLogError, match=f"page {branch} of its main tree is damaged: "
+                                              "node 0 points at page"):
+        lmdbfile.check_range_pages(data_file(path), (1).to_bytes(8, "big"))
+
+
+def test_range_check_finds_impossible_free_space_bounds(tmp_path):
+    path = str(tmp_path / "db")
+    _build(path, 2000)
+    leaf = live_pages(path).leaf[-1]
+    write_at(data_file(path), leaf * 4096 + 12, struct.pack("<HH", 5000, 100))
+    with pytest.raises(CorruptLogError, match=f"page {leaf} of its main tree is damaged: its "
+                                              "free-space bounds 5000..100 are impossible"):
+        lmdbfile.check_range_pages(data_file(path), (1990).to_bytes(8, "big"))
+
+
+# ------------------------------------------------------------ damage LMDB reads without noticing
+
+
+def test_a_key_of_the_wrong_length_is_corrupt_log(db_path):
+    _put_meta(db_path, (41).to_bytes(8, "big") + b"x", b"stray")  # sorts among tx keys
+    _refused(db_path, "holds a key of 9 bytes where tx keys are 8")
+    [problem] = verify_directory(db_path).problems
+    assert "holds a key of 9 bytes" in problem
+
+
+def test_a_damaged_event_count_never_sizes_the_index(db_path):
+    from engine.native import event_count_hint
+
+    env = lmdb.open(layout.log_dir(db_path))
+    with env.begin() as txn:
+        rec = bytearray(txn.get((30).to_bytes(8, "big")))
+    env.close()
+    rec[formats.TX_EVENT_COUNT_OFFSET:formats.TX_EVENT_COUNT_OFFSET + 4] = b"\xff" * 4
+    assert event_count_hint(bytes(rec)) == len(rec) // 20  # not 2**32 - 1
+    _put_meta(db_path, (30).to_bytes(8, "big"), bytes(rec))
+    with pytest.raises(CorruptLogError, match="log record for tx 30 .* checksum mismatch"):
+        engine.open(db_path)
