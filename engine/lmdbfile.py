@@ -232,7 +232,7 @@ P_LEAF: Final = 0x02
 MAX_DEPTH: Final = 32                   # LMDB's CURSOR_STACK
 
 
-def check_range_pages(path: str, from_key: bytes) -> int:
+def check_range_pages(path: str, from_key: bytes, max_leaves: int | None = None) -> int:
     """Check, with plain reads, every page a cursor moving from ``from_key`` to the last
     key of the main tree will visit: branch pages whole (header, node offsets, child
     page numbers), leaf pages' headers and node offsets. Returns the leaf pages checked.
@@ -240,7 +240,9 @@ def check_range_pages(path: str, from_key: bytes) -> int:
     This is what LMDB does not check before it asserts: ``mdb_cursor_next`` aborts the
     process (``IS_LEAF(mp)``) when a sibling is a zeroed or garbled page. Node contents
     (key and value sizes, overflow page numbers) are not checked: the record checks
-    find damaged values. Raises :class:`CorruptLogError` naming the page.
+    find damaged values. With ``max_leaves`` only the first leaves from ``from_key`` on
+    (and the branch pages above them) are checked. Raises :class:`CorruptLogError`
+    naming the page.
     """
     header = read_header(path)
     if header is None:
@@ -266,8 +268,14 @@ def check_range_pages(path: str, from_key: bytes) -> int:
             ptrs = _check_page(path, header, page, pgno, level, tree.depth)
             if level == tree.depth:
                 leaves += 1
+                if leaves == max_leaves:  # pages are visited in key order
+                    break
                 continue
-            children = []
+            # child i holds the keys from its own key up to the next child's key: it is
+            # visited unless the next child's key is still <= from_key. Nodes are parsed
+            # only until max_leaves children are known (each holds at least one leaf).
+            visit: list[int] = []
+            prev: int | None = None
             for i, off in enumerate(ptrs):
                 lo, hi, flags, ksize = _NODE.unpack_from(page, off)
                 if off + _NODE.size + ksize > psize:
@@ -277,11 +285,14 @@ def check_range_pages(path: str, from_key: bytes) -> int:
                     raise _page_damaged(path, pgno, f"node {i} points at page {child}, outside "
                                                     f"the file's pages 2..{meta.last_pg}")
                 key = page[off + _NODE.size:off + _NODE.size + ksize]
-                children.append((key, child))
-            # child i holds the keys from its own key up to the next child's key: it is
-            # visited unless the next child's key is still <= from_key.
-            visit = [child for i, (_key, child) in enumerate(children)
-                     if i + 1 == len(children) or children[i + 1][0] > from_key]
+                if prev is not None and key > from_key:
+                    visit.append(prev)
+                    if max_leaves is not None and len(visit) >= max_leaves:
+                        prev = None
+                        break
+                prev = child
+            if prev is not None:
+                visit.append(prev)
             stack.extend((child, level + 1) for child in reversed(visit))
     except OSError as exc:
         raise StorageError(f"cannot read the log file {path}: {exc}. Check the disk and "

@@ -222,6 +222,10 @@ class LogStore:
     def info(self) -> LogInfo:
         """What the log holds; :class:`CorruptLogError` if a meta entry is damaged or the
         environment is not an engine log (nothing is written to it)."""
+        # read_meta walks the first leaf with a cursor and may step to the second: both
+        # are checked first (a zeroed one would make LMDB abort).
+        lmdbfile.check_range_pages(layout.log_data_file(self.path), formats.META_PREFIX,
+                                   max_leaves=2)
         meta = self.read_meta()
         if meta.get(formats.META_DB_ID) is None:
             if meta or self._has_keys():

@@ -518,5 +518,16 @@ def test_a_damaged_event_count_never_sizes_the_index(db_path):
     rec[formats.TX_EVENT_COUNT_OFFSET:formats.TX_EVENT_COUNT_OFFSET + 4] = b"\xff" * 4
     assert event_count_hint(bytes(rec)) == len(rec) // 20  # not 2**32 - 1
     _put_meta(db_path, (30).to_bytes(8, "big"), bytes(rec))
-    with pytest.raises(CorruptLogError, match="log record for tx 30 .* checksum mismatch"):
+    with pytest.raises(CorruptLogError, match=r"log record for tx 30 .* checksum mismatch"):
         engine.open(db_path)
+
+
+def test_zeroed_first_leaf_is_named_by_the_probe(tmp_path):
+    # The probe reads the meta entries with a cursor over the first leaves: checked first.
+    path = str(tmp_path / "db")
+    _build(path, 2000)
+    first = live_pages(path).leaf[0]
+    zero_page(path, first)
+    _refused(path, f"page {first} of its main tree is damaged: it should be a leaf page")
+    out = _cli_one_error("status", path)
+    assert f"page {first} of its main tree" in out
