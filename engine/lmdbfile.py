@@ -1,13 +1,15 @@
-"""Reads LMDB's two meta pages of ``data.mdb`` without mapping it.
+"""Reads LMDB's two meta pages of ``data.mdb`` without mapping it, and the tree pages a
+cursor is about to walk.
 
 LMDB trusts its file: it maps ``data.mdb`` and follows page numbers into the map,
 so a file shorter than its meta page says (a truncated copy) raises SIGBUS on the
 first read past the end, and a page size of 0 raises SIGFPE. This module checks
 the header with plain ``pread`` calls *before* the engine lets LMDB map the file,
-and turns what it finds into :class:`~engine.errors.CorruptLogError`. It does not
-walk the tree: damage inside interior pages is found by ``engine-admin verify``,
-which reads the log in a child process (docs/FORMAT.md, section 3, "Checks before
-LMDB maps the file").
+and turns what it finds into :class:`~engine.errors.CorruptLogError`. Before a
+cursor walks a key range, :func:`check_range_pages` checks the tree pages it will
+visit (LMDB aborts on a sibling page that is not a leaf). Leaf nodes are not
+parsed: ``engine-admin verify`` reads every record in a child process for that
+(docs/FORMAT.md, section 3, "Checks before LMDB maps the file").
 
 Layout (LMDB 0.9, 64-bit; mdb.c ``MDB_page``, ``MDB_meta``, ``MDB_db``). Pages 0
 and 1 are meta pages; transaction N writes meta page N % 2, so the newest commit
