@@ -215,6 +215,12 @@ class LogStore:
             return LogInfo(path=path, exists=False)
         store = LogStore(path, readonly=True)
         try:
+            # info() walks the first leaf with a cursor and may step to the second: both
+            # are checked first (a zeroed one would make LMDB abort). Only here, on a log
+            # no one writes: pages read by plain reads under a live writer could be
+            # half-rewritten, and would look damaged.
+            lmdbfile.check_range_pages(layout.log_data_file(path), formats.META_PREFIX,
+                                       max_leaves=2)
             return store.info()
         finally:
             store.close()
@@ -222,10 +228,6 @@ class LogStore:
     def info(self) -> LogInfo:
         """What the log holds; :class:`CorruptLogError` if a meta entry is damaged or the
         environment is not an engine log (nothing is written to it)."""
-        # read_meta walks the first leaf with a cursor and may step to the second: both
-        # are checked first (a zeroed one would make LMDB abort).
-        lmdbfile.check_range_pages(layout.log_data_file(self.path), formats.META_PREFIX,
-                                   max_leaves=2)
         meta = self.read_meta()
         if meta.get(formats.META_DB_ID) is None:
             if meta or self._has_keys():
@@ -435,7 +437,8 @@ class LogStore:
         """Check, with plain reads, the pages a walk from ``from_tx`` to the last record
         visits (``lmdbfile.check_range_pages``), before LMDB reads them: a zeroed or
         garbled tree page is a :class:`CorruptLogError`, not an LMDB abort. Returns
-        the leaf pages checked."""
+        the leaf pages checked. Only while nothing writes the log (open, verify): a
+        commit rewrites pages under the plain reads."""
         return lmdbfile.check_range_pages(layout.log_data_file(self.path),
                                           _KEY.pack(max(from_tx, 1)))
 
