@@ -187,6 +187,14 @@ def test_wrong_magic_is_refused(db_path, which):
     _cli_one_error("status", db_path)
 
 
+def test_lmdb_itself_refuses_either_meta_page_with_a_wrong_magic(db_path):
+    # Why refusing is the truthful answer for one bad meta page: LMDB 0.9 reads both
+    # in mdb_env_read_header and fails with MDB_INVALID, it never falls back.
+    _meta_field(db_path, 1 - _newest_index(db_path), MAGIC_AT, "<I", 0)
+    with pytest.raises(lmdb.InvalidError):
+        lmdb.open(layout.log_dir(db_path), readonly=True, lock=False)
+
+
 def test_a_page_that_is_not_a_meta_page(db_path):
     write_at(data_file(db_path), 4096, b"\0" * 4096)  # meta page 1 zeroed
     _refused(db_path, "meta page 1 is not an LMDB meta page")
