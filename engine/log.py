@@ -183,10 +183,10 @@ class LogStore:
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
         # Before LMDB maps the file: a truncated or garbled header would otherwise
         # kill the process (SIGBUS, SIGFPE) instead of raising (engine.lmdbfile).
-        self.header = lmdbfile.read_header(layout.log_data_file(path))
-        if self.header is not None and self.header.newest.main.flags != 0:
+        header = lmdbfile.read_header(layout.log_data_file(path))
+        if header is not None and header.newest.main.flags != 0:
             raise _foreign(path, f"its main database has LMDB flags "
-                                 f"{self.header.newest.main.flags:#x} (the engine's has none)")
+                                 f"{header.newest.main.flags:#x} (the engine's has none)")
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
