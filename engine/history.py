@@ -70,9 +70,9 @@ class History:
             "restore an older log or backup to read that history.")
 
     def _missing(self, tx_id: int) -> CorruptLogError:
-        return CorruptLogError(f"tx {tx_id} is missing from the log of {self._reader.where} "
-                               "(the records around it are there); run `engine-admin verify "
-                               f"{self._reader.where}`")
+        return CorruptLogError(
+            f"tx {tx_id} is committed but missing from the log of {self._reader.where}. "
+            f"Run `engine-admin verify {self._reader.where}` to see every damaged record.")
 
     def read_log(self, from_tx: int = 1, to_tx: int | None = None) -> Iterator[Transaction]:
         """Committed transactions ``from_tx..to_tx`` (inclusive) in order."""
@@ -88,12 +88,12 @@ class History:
     def _read_log(self, from_tx: int, to_tx: int | None) -> Iterator[Transaction]:
         last = self._committed.last_tx
         end = last if to_tx is None else min(to_tx, last)
-        expect = from_tx
-        for tx_id, rec in self._log.iter_range(from_tx, end):
+        # Point reads, not a cursor walk: a damaged tree page is then an error, never an
+        # LMDB abort, and a committed tx whose key is lost is found (engine.log.iter_exact).
+        for tx_id, rec in self._log.iter_exact(from_tx, end):
             self._check_open()
-            if tx_id != expect:
-                raise self._missing(expect)
-            expect += 1
+            if rec is None:
+                raise self._missing(tx_id)
             cols = self._reader.decode(tx_id, rec)
             yield Transaction(tx_id, cols.epoch, cols.ts_ns / 1e9, events_of(cols), cols.tracking)
 
@@ -133,12 +133,11 @@ class History:
         tx = self._seek(from_position, last_tx)
         left = limit
         first_chunk = 4 if limit is not None and limit < 64 else 64
-        expect = tx
-        for tx_id, rec in self._log.iter_range(tx, last_tx, first_chunk=first_chunk):
+        # Point reads, as read_log: a damaged tree page is an error, never an LMDB abort.
+        for tx_id, rec in self._log.iter_exact(tx, last_tx, first_chunk=first_chunk):
             self._check_open()
-            if tx_id != expect:
-                raise self._missing(expect)
-            expect += 1
+            if rec is None:
+                raise self._missing(tx_id)
             hint_first, _ = position_hint(rec)
             lo = from_position - hint_first
             hi = end - hint_first + 1

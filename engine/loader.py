@@ -85,6 +85,9 @@ def _load(plan: OpenPlan, log: LogStore, reducer: Reducer | None, where: str) ->
     kept: list[tuple[int, bytes]] | None = [] if reducer is None else None
     eager: State | None = None if reducer is None else State(
         snap.state if snap else {}, reducer)
+    # The tail's tree pages are checked with plain reads first: LMDB aborts the process
+    # on a zeroed leaf it meets while iterating (docs/FORMAT.md, section 3).
+    log.check_pages_from(start_tx + 1)
     for tx_id, rec in log.iter_range(start_tx + 1):
         if kept is not None:
             kept.append((tx_id, rec))

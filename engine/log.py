@@ -25,6 +25,7 @@ import json
 import os
 import struct
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 
 import lmdb
 
-from . import formats, layout
+from . import formats, layout, lmdbfile
 from .errors import (
     DISK_FULL_ERRNOS,
     CorruptLogError,
@@ -43,10 +44,12 @@ from .errors import (
     disk_full,
 )
 from .files import fs
+from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
 from .native import peek_tx_header
 
 _U64 = struct.Struct("<Q")
+_U16 = struct.Struct("<H")
 _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 256 << 20
 _MAX_TX = 1 << 63  # tx keys never collide with the all-zero meta prefix (tx ids start at 1)
@@ -98,11 +101,7 @@ def _translate(exc: Exception, what: str, *, log_dir: str | None = None, need: i
     more bytes.
     """
     if isinstance(exc, lmdb.CorruptedError | lmdb.InvalidError | lmdb.PageNotFoundError):
-        return CorruptLogError(
-            f"{what}: the LMDB environment is damaged ({exc}). Run `engine-admin verify DIR`; "
-            "if the log cannot be read, `engine-admin recover --new-epoch DIR` rebuilds from "
-            "the newest snapshot."
-        )
+        return CorruptLogError(f"{what}: the LMDB environment is damaged ({exc}); {RUNBOOK}.")
     if log_dir is not None and _disk_full(exc, log_dir, need):
         return disk_full(log_dir, layout.log_data_file(log_dir), consequence,
                          exc if isinstance(exc, OSError) else None)
@@ -156,6 +155,78 @@ def _room_for_a_new_env(path: str) -> None:
                       f"{NEARLY_FULL_BYTES >> 20} MiB free to create the log's LMDB files")
 
 
+def _tx_of(key: bytes, path: str) -> int:
+    """The tx id of a record key; a key of another length means a damaged tree."""
+    if len(key) != _KEY.size:
+        raise CorruptLogError(
+            f"the log {layout.log_data_file(path)} holds a key of {len(key)} bytes where tx "
+            f"keys are {_KEY.size}: its tree is damaged; {RUNBOOK}.")
+    return int(_KEY.unpack(key)[0])
+
+
+def _foreign(path: str, why: str) -> CorruptLogError:
+    return CorruptLogError(
+        f"{layout.log_data_file(path)} is not an engine log: {why}. Nothing was written to "
+        "it. If it belongs to another application, give the engine a directory of its own; "
+        f"if it was the engine's log, {RUNBOOK}.")
+
+
+class _MetaDecoder:
+    """Decodes the meta entries of one log; a damaged entry is a :class:`CorruptLogError`
+    naming the key and the file (never a struct, JSON or Unicode error)."""
+
+    def __init__(self, path: str, meta: dict[bytes, bytes]) -> None:
+        self.path = path
+        self.meta = meta
+
+    def damaged(self, key: bytes, what: str) -> CorruptLogError:
+        name = key[len(formats.META_PREFIX):].decode("ascii")
+        return CorruptLogError(
+            f"the log's meta entry {name!r} in {layout.log_data_file(self.path)} is damaged: "
+            f"{what}; {RUNBOOK}.")
+
+    def raw(self, key: bytes) -> bytes:
+        value = self.meta.get(key)
+        if value is None:
+            raise self.damaged(key, "it is missing")
+        return value
+
+    def _fixed(self, key: bytes, fmt: struct.Struct, what: str) -> int:
+        value = self.raw(key)
+        if len(value) != fmt.size:
+            raise self.damaged(key, f"{len(value)} bytes, expected {fmt.size} ({what})")
+        return int(fmt.unpack(value)[0])
+
+    def u64(self, key: bytes) -> int:
+        return self._fixed(key, _U64, "u64 LE")
+
+    def u16(self, key: bytes) -> int:
+        return self._fixed(key, _U16, "u16 LE")
+
+    def db_id(self) -> str:
+        value = self.raw(formats.META_DB_ID)
+        try:
+            text = value.decode("ascii")
+            uuid.UUID(text)
+        except ValueError:
+            raise self.damaged(formats.META_DB_ID, f"{value[:40]!r} is not an ASCII "
+                                                   "UUID") from None
+        if len(text) != 36:
+            raise self.damaged(formats.META_DB_ID, f"{len(text)} characters, expected 36")
+        return text
+
+    def history(self) -> tuple[EpochRecord, ...]:
+        value = self.raw(formats.META_HISTORY)
+        try:
+            items = json.loads(value)
+            if not isinstance(items, list):
+                raise TypeError("not a JSON list")
+            return tuple(EpochRecord.from_json(d) for d in items)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise self.damaged(formats.META_HISTORY, f"not a JSON list of epoch records "
+                                                     f"({type(exc).__name__}: {exc})") from None
+
+
 def _env_present(path: str) -> bool:
     return os.path.isfile(layout.log_data_file(path))
 
@@ -172,11 +243,18 @@ class LogStore:
         self.path = path
         self.sync_mode = sync
         self.readonly = readonly
+        self.shared = shared  # a writer may be live in another process
         self._gate = threading.Condition()
         self._readers = 0  # guarded by _gate: open read transactions of this process
         self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
         self._closed = False  # guarded by _gate
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
+        # Before LMDB maps the file: a truncated or garbled header would otherwise
+        # kill the process (SIGBUS, SIGFPE) instead of raising (engine.lmdbfile).
+        header = lmdbfile.read_header(layout.log_data_file(path))
+        if header is not None and header.newest.main.flags != 0:
+            raise _foreign(path, f"its main database has LMDB flags "
+                                 f"{header.newest.main.flags:#x} (the engine's has none)")
         try:
             if not readonly:
                 os.makedirs(path, exist_ok=True)
@@ -218,6 +296,7 @@ class LogStore:
             return LogInfo(path=path, exists=False)
         store = LogStore(path, readonly=True, shared=shared)
         try:
+            _check_first_leaves(path, shared)
             return store.info()
         finally:
             store.close()
@@ -231,27 +310,39 @@ class LogStore:
             return LogInfo(path=path, exists=False), None
         store = LogStore(path, readonly=True, shared=shared)
         try:
+            _check_first_leaves(path, shared)
             return store.info(), store
         except BaseException:
             store.close()
             raise
 
     def info(self) -> LogInfo:
+        """What the log holds; :class:`CorruptLogError` if a meta entry is damaged or the
+        environment is not an engine log (nothing is written to it)."""
         meta = self.read_meta()
         if meta.get(formats.META_DB_ID) is None:
+            if meta or self._has_keys():
+                raise _foreign(self.path, "it holds keys but no engine db_id entry")
             return LogInfo(path=self.path, exists=False)
-        fmt = struct.unpack("<H", meta.get(formats.META_FORMAT, b"\0\0"))[0]
+        decode = _MetaDecoder(self.path, meta)
+        db_id = decode.db_id()
+        fmt = decode.u16(formats.META_FORMAT)
         if fmt != formats.LOG_FORMAT:
             raise CorruptLogError(
                 f"the log at {self.path} has format {fmt}; this build reads format "
                 f"{formats.LOG_FORMAT}. Open it with the engine version that wrote it.")
+        epoch = decode.u64(formats.META_EPOCH)
+        base_tx = decode.u64(formats.META_BASE_TX)
+        base_pos = decode.u64(formats.META_BASE_POSITION)
+        history = decode.history()
         first, last = self.bounds()
-        base_tx = _U64.unpack(meta[formats.META_BASE_TX])[0]
-        base_pos = _U64.unpack(meta[formats.META_BASE_POSITION])[0]
         last_pos = base_pos
         if last is not None:
             rec = self.get(last)
-            assert rec is not None
+            if rec is None:  # the cursor found the key, a search for it does not
+                raise CorruptLogError(
+                    f"the log's last key, tx {last}, cannot be found again in "
+                    f"{layout.log_data_file(self.path)}: its tree is damaged; {RUNBOOK}.")
             try:
                 _, _, _, first_pos, count = peek_tx_header(rec)
             except CorruptLogError as exc:
@@ -261,12 +352,15 @@ class LogStore:
                 ) from exc
             last_pos = first_pos + count - 1
         return LogInfo(
-            path=self.path, exists=True, db_id=meta[formats.META_DB_ID].decode("ascii"),
-            epoch=_U64.unpack(meta[formats.META_EPOCH])[0], base_tx=base_tx,
+            path=self.path, exists=True, db_id=db_id, epoch=epoch, base_tx=base_tx,
             base_position=base_pos, first_tx=first,
             last_tx=last if last is not None else base_tx, last_position=last_pos,
-            history=tuple(EpochRecord.from_json(d) for d in json.loads(meta[formats.META_HISTORY])),
+            history=history,
         )  # fmt: skip
+
+    def _has_keys(self) -> bool:
+        with self._reading() as txn:
+            return bool(txn.cursor().first())
 
     def read_meta(self) -> dict[bytes, bytes]:
         with self._reading() as txn:
@@ -281,7 +375,13 @@ class LogStore:
 
     def initialise(self, db_id: str, epoch: int, base_tx: int, base_position: int,
                    history: Sequence[EpochRecord]) -> None:
-        """Write the meta of a new log (fresh database or a new epoch). Durable on return."""
+        """Write the meta of a new log (fresh database or a new epoch). Durable on return.
+
+        Raises :class:`CorruptLogError` without writing if the environment holds any
+        key already (another application's LMDB database, or a log whose db_id entry
+        was lost): a new log is only ever made in an empty environment."""
+        if self._has_keys():
+            raise _foreign(self.path, "it holds keys but no engine db_id entry")
         meta = {
             formats.META_DB_ID: db_id.encode("ascii"),
             formats.META_FORMAT: struct.pack("<H", formats.LOG_FORMAT),
@@ -454,8 +554,9 @@ class LogStore:
                 mid = (lo + hi) // 2
                 v = get(_KEY.pack(mid))
                 if v is None or len(v) < need:
-                    raise CorruptLogError(f"tx {mid} is missing or truncated in the log at "
-                                          f"{self.path}; run `engine-admin verify`")
+                    raise CorruptLogError(f"tx {mid} is committed but missing or truncated "
+                                          f"in the log at {self.path}; run `engine-admin "
+                                          "verify`")
                 first = _U64.unpack_from(v, first_off)[0]
                 if position < first:
                     hi = mid - 1
@@ -495,14 +596,26 @@ class LogStore:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(1)):
                 return None, None  # only meta keys (or nothing)
-            first = _KEY.unpack(cur.key())[0]
+            first = _tx_of(cur.key(), self.path)
             cur.last()
-            return first, _KEY.unpack(cur.key())[0]
+            return first, _tx_of(cur.key(), self.path)
 
     def count(self) -> int:
         with self._reading() as txn:
             entries = int(txn.stat(self._env.open_db())["entries"])
         return entries - len(self.read_meta())
+
+    def check_pages_from(self, from_tx: int) -> int:
+        """Check, with plain reads, the pages a walk from ``from_tx`` to the last record
+        visits (``lmdbfile.check_range_pages``), before LMDB reads them: a zeroed or
+        garbled tree page is a :class:`CorruptLogError`, not an LMDB abort. Returns
+        the leaf pages checked. Only while nothing writes the log (open, verify): a
+        commit rewrites pages under the plain reads, so a ``shared`` store (a reader
+        beside a live writer) skips it and relies on LMDB's own checks."""
+        if self.shared:  # beside a live writer the pages change under plain reads
+            return 0
+        return lmdbfile.check_range_pages(layout.log_data_file(self.path),
+                                          _KEY.pack(max(from_tx, 1)))
 
     def iter_range(self, from_tx: int, to_tx: int | None = None, *,
                    first_chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes]]:
@@ -520,7 +633,7 @@ class LogStore:
                 if not cur.set_range(_KEY.pack(max(nxt, 1))):
                     return
                 for k, v in cur.iternext():
-                    t = _KEY.unpack(k)[0]
+                    t = _tx_of(k, self.path)
                     if to_tx is not None and t > to_tx:
                         break
                     chunk.append((t, v))
@@ -534,6 +647,24 @@ class LogStore:
             if len(chunk) < size:
                 return
             nxt = chunk[-1][0] + 1
+            size = min(size * 4, READ_CHUNK)
+
+    def iter_exact(self, from_tx: int, to_tx: int, *,
+                   first_chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes | None]]:
+        """``(tx_id, record or None)`` for every tx_id in ``from_tx..to_tx``, by point reads
+        in short read transactions. Each point read is a page search, in which LMDB checks
+        every page's type (a damaged page is ``MDB_CORRUPTED``, a ``CorruptLogError``);
+        a cursor stepping to a sibling page asserts instead and aborts the process.
+        A reader that may stop early starts with a small ``first_chunk``; chunks grow
+        fourfold up to READ_CHUNK."""
+        nxt = max(from_tx, 1)
+        size = max(1, min(first_chunk, READ_CHUNK))
+        while nxt <= to_tx:
+            end = min(to_tx, nxt + size - 1)
+            with self.getter() as get:
+                chunk = [(t, get(t)) for t in range(nxt, end + 1)]
+            yield from chunk
+            nxt = end + 1
             size = min(size * 4, READ_CHUNK)
 
     def values_from(self, from_tx: int, limit: int) -> list[bytes]:
@@ -554,6 +685,16 @@ class LogStore:
                 self._gate.wait()
         with contextlib.suppress(lmdb.Error):  # closing twice or a broken env: nothing to do
             self._env.close()
+
+
+def _check_first_leaves(path: str, shared: bool) -> None:
+    """info() walks the first leaf with a cursor and may step to the second: both are
+    checked first (a zeroed one would make LMDB abort). Not beside a live writer
+    (``shared``): pages read by plain reads under it could be half-rewritten, and would
+    look damaged."""
+    if not shared:
+        lmdbfile.check_range_pages(layout.log_data_file(path), formats.META_PREFIX,
+                                   max_leaves=2)
 
 
 def _file_size(path: str) -> int:

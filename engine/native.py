@@ -360,7 +360,10 @@ def event_count_hint(buf: bytes) -> int:
     only for sizing (the index), never for trusting."""
     if len(buf) < formats.TX_EVENT_COUNT_OFFSET + 4:
         return 0
-    return int(formats.U32_LE.unpack_from(buf, formats.TX_EVENT_COUNT_OFFSET)[0])
+    claimed = int(formats.U32_LE.unpack_from(buf, formats.TX_EVENT_COUNT_OFFSET)[0])
+    # Each event takes 20 bytes of columns (version, prev_tx, data length): a damaged
+    # count can then never size an index past what the record could hold.
+    return min(claimed, len(buf) // 20)
 
 
 def position_hint(buf: bytes) -> tuple[int, int]:

@@ -100,12 +100,13 @@ def lit(value: object) -> str:
 
 
 def fail(as_json: bool, exc: BaseException, code: int = 1) -> NoReturn:
-    """Report ``exc`` on one line (``error: <message>``) and exit with ``code``;
-    with --json one object that also names the error's type."""
+    """Report ``exc`` on one line (``error: <Type>: <message>``, the type left out for a
+    plain EngineError) and exit with ``code``; with --json one object naming both."""
     if as_json:
         click.echo(json.dumps({"ok": False, "error": type(exc).__name__, "message": str(exc)}))
     else:
-        err.print(f"[bold red]error:[/] {lit(exc)}", highlight=False)
+        kind = "" if type(exc) is EngineError else f"{type(exc).__name__}: "
+        err.print(f"[bold red]error:[/] {lit(kind)}{lit(exc)}", highlight=False)
     sys.exit(code)
 
 

@@ -1,4 +1,9 @@
-"""``inspect``: one transaction or one stream of a database, as plain data."""
+"""``inspect``: one transaction or one stream of a database, as plain data.
+
+It opens the database like any application (``Database(path, create=False)``): the
+log's header is checked before LMDB maps it, the tree pages open walks are checked
+before LMDB walks them, and every record read is checked (checksum, key, epoch,
+gap-free); a garbled leaf node deeper in the tree is for ``verify``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""``status``: health, positions, epoch history and files of a closed database."""
+"""``status``: health, positions, epoch history and files of a closed database.
+
+Status is cheap: it reads snapshot headers and probes the log in this process. The
+log's LMDB header is checked before LMDB maps the file (``engine.lmdbfile``), so a
+truncated or garbled ``data.mdb`` or a damaged meta entry is a
+:class:`~engine.errors.CorruptLogError`, never a crash, and so is a zeroed first
+leaf (the probe checks the pages it walks); damage deeper in the tree is found by
+``verify``, which reads every record in a child process."""
 
 from __future__ import annotations
 

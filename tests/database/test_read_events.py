@@ -143,11 +143,11 @@ def test_a_record_missing_mid_log_is_corrupt_never_skipped(db_path):
         db.snapshot()
     _drop_record(db_path, 30)
     with engine.open(db_path) as db:
-        with pytest.raises(CorruptLogError, match="tx 30 is missing"):
+        with pytest.raises(CorruptLogError, match="tx 30 is committed but missing"):
             list(db.read_events(1))
-        with pytest.raises(CorruptLogError, match="tx 30 is missing"):
+        with pytest.raises(CorruptLogError, match="tx 30 is committed but missing"):
             list(db.read_events(25, 35))
-        with pytest.raises(CorruptLogError, match="tx 30 is missing"):
+        with pytest.raises(CorruptLogError, match="tx 30 is committed but missing"):
             list(db.read_log(1))
         assert [e.position for e in db.read_events(33, 35)] == [33, 34, 35]
         assert [e.position for e in db.read_events(1, 29)] == list(range(1, 30))
@@ -159,5 +159,5 @@ def test_a_record_missing_where_the_seek_probes_is_corrupt(db_path):
             db.append("s", "e", b"%d" % i)
         db.snapshot()
     _drop_record(db_path, 32)  # the first probe of a search over 1..64
-    with engine.open(db_path) as db, pytest.raises(CorruptLogError, match="tx 32 is missing"):
+    with engine.open(db_path) as db, pytest.raises(CorruptLogError, match="tx 32 is"):
         list(db.read_events(50))
