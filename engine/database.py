@@ -225,7 +225,8 @@ class Database:
         if type(stream) is not str:
             raise _not_a_name(stream)
         e = self._pipeline.state.lookup(stream)
-        return None if e is None else e[1]
+        # A key with U+0001 is a tracking entry (streams cannot have one): not a stream.
+        return None if e is None or stream[0] == TRACK_PREFIX else e[1]
 
     def version(self, stream: str) -> int:
         """The stream's version: its number of events, 0 for an unknown stream;
@@ -234,7 +235,7 @@ class Database:
         if type(stream) is not str:
             raise _not_a_name(stream)
         e = self._pipeline.state.lookup(stream)
-        return 0 if e is None else e[0]
+        return 0 if e is None or stream[0] == TRACK_PREFIX else e[0]
 
     def streams(self) -> Iterator[str]:
         """Every stream with at least one event (a snapshot of the key set)."""

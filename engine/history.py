@@ -16,7 +16,7 @@ from .log import LogStore
 from .logreader import LogReader
 from .model import EpochRecord, Event, Transaction
 from .native import TxColumns, position_hint
-from .state import State
+from .state import TRACK_PREFIX, State
 
 
 def events_of(cols: TxColumns) -> tuple[Event, ...]:
@@ -162,7 +162,20 @@ class History:
         that lies cannot make the read skip events: the record the search lands on is
         decoded with every check, and events before ``position`` are cut off by it."""
         base = self._reader.base_tx
-        return max(self._log.find_position(position, base + 1, last_tx), base + 1)
+        tx = max(self._log.find_position(position, base + 1, last_tx), base + 1)
+        # The search trusted unchecked headers: a damaged one can send it past the
+        # record that holds ``position``. Check the landing record (and step back while
+        # it starts after ``position``: each step decodes a record with every check, so
+        # the damaged one is met and raises) before reading forward from it.
+        with self._log.getter() as get:
+            while True:
+                rec = get(tx)
+                if rec is None:
+                    raise self._missing(tx)
+                first = self._reader.select_events(tx, rec, 0, 0, None).first_position
+                if first <= position or tx <= base + 1:
+                    return tx
+                tx -= 1
 
     def read_stream(self, stream: str, from_version: int = 1) -> Iterator[Event]:
         """The stream's events from ``from_version`` on, oldest first.
@@ -176,6 +189,9 @@ class History:
         if not isinstance(stream, str):
             raise InvalidEventError(f"a stream name is a str, got {type(stream).__name__} "
                                     f"({stream!r:.40})")
+        if TRACK_PREFIX in stream:
+            raise InvalidEventError(f"stream {stream[:40]!r} contains U+0001, which no stream "
+                                    "name holds (the engine reserves it for tracking)")
         e = self._committed.state.lookup(stream)
         if e is None or from_version > e[0]:
             return iter(())

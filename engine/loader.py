@@ -135,7 +135,7 @@ def _index_state(snap: LoadedSnapshot | None, tail: list[tuple[int, bytes]],
         got = reader.checked(tx_id, lambda record=record: index.put_tx(record))  # type: ignore[misc]
         reader.follow(cont, tx_id, got.first_position, got.event_count)
         if got.tracking_count:
-            tracked.update(tracking_entries(decode_tx(record)))
+            tracked.update(tracking_entries(reader.decode(tx_id, record)))
 
     def build() -> dict[str, StateEntry]:  # the same state, eagerly (tested code)
         st = State(build_state(snap.header, snap.body) if snap else {}, None)

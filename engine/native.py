@@ -187,24 +187,29 @@ def encode_tx(
     if size == 0 or size > formats.MAX_TX_BYTES:
         raise InvalidEventError(f"transaction record of {n} events would be {size or 'over'} "
                                 f"bytes; the limit is {formats.MAX_TX_BYTES}. Split it.")
-    if n == 0:  # tracking only
-        va: Any = ffi.NULL
-        pa: Any = ffi.NULL
-        lens: Any = ffi.NULL
-    elif n <= 16:  # cffi copies short lists itself: cheaper than building arrays
-        va = versions
-        pa = prev_tx
-        lens = list(map(len, datas))
-    else:
-        va = ffi.from_buffer("uint64_t[]", array("Q", versions))
-        pa = ffi.from_buffer("uint64_t[]", array("Q", prev_tx))
-        lens = ffi.from_buffer("uint32_t[]", array("I", map(len, datas)))
-    out = bytearray(size)
-    rc = lib.eng_tx_encode(
-        tx_id, epoch, ts_ns, first_position, n, va, pa, lens,
-        streams_col, len(streams_col), types_col, len(types_col), data, len(data),
-        tracking, len(tracking), ffi.from_buffer(out), size,
-    )  # fmt: skip
+    try:
+        if n == 0:  # tracking only
+            va: Any = ffi.NULL
+            pa: Any = ffi.NULL
+            lens: Any = ffi.NULL
+        elif n <= 16:  # cffi copies short lists itself: cheaper than building arrays
+            va = versions
+            pa = prev_tx
+            lens = list(map(len, datas))
+        else:
+            va = ffi.from_buffer("uint64_t[]", array("Q", versions))
+            pa = ffi.from_buffer("uint64_t[]", array("Q", prev_tx))
+            lens = ffi.from_buffer("uint32_t[]", array("I", map(len, datas)))
+        out = bytearray(size)
+        rc = lib.eng_tx_encode(
+            tx_id, epoch, ts_ns, first_position, n, va, pa, lens,
+            streams_col, len(streams_col), types_col, len(types_col), data, len(data),
+            tracking, len(tracking), ffi.from_buffer(out), size,
+        )  # fmt: skip
+    except OverflowError:
+        raise InvalidEventError(
+            f"a version or position of tx {tx_id} would pass 2**64-1 (a stream whose "
+            "version is at the maximum takes no more events); nothing was written") from None
     if rc != size:
         raise EngineError(f"C encoder refused the record: {_code_message(int(rc))}")
     return out  # LMDB takes any buffer: no copy to bytes

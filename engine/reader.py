@@ -175,7 +175,7 @@ class Reader:
         if type(stream) is not str:
             raise _not_a_name(stream)
         e = self._state.lookup(stream)
-        return None if e is None else e[1]
+        return None if e is None or stream[0] == TRACK_PREFIX else e[1]
 
     def version(self, stream: str) -> int:
         """The stream's version in the state as of :attr:`position`."""
@@ -183,7 +183,7 @@ class Reader:
         if type(stream) is not str:
             raise _not_a_name(stream)
         e = self._state.lookup(stream)
-        return 0 if e is None else e[0]
+        return 0 if e is None or stream[0] == TRACK_PREFIX else e[0]
 
     def tracked(self, name: str) -> int | None:
         """The last position tracked under ``name`` as of :attr:`position`."""

@@ -73,6 +73,8 @@ class Subscription:
     def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, waiting at most ``timeout`` seconds (None: until one comes,
         the subscription stops or the database closes); None if there is none."""
+        if self._stopped:
+            return None
         if self._ready:
             return self._ready.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -100,6 +102,8 @@ class Subscription:
         except DatabaseClosedError:
             self._stopped = True
             return
+        if self._stopped:  # stop() came while this batch was read: it is not delivered
+            return
         self._ready.extend(got)
         # A full batch may stop short of ``upto``; otherwise the whole range was read.
         self._passed = got[-1].position if len(got) == BATCH else upto
@@ -107,7 +111,10 @@ class Subscription:
     def stop(self) -> None:
         """End the subscription (idempotent, any thread): a blocked ``next`` returns."""
         self._stopped = True
-        self._ready.clear()
+        ready = self._ready
+        if ready:  # what was read but not delivered is not passed: resume before it
+            self._passed = ready[0].position - 1
+            ready.clear()
         self._wake.set()
 
     def __enter__(self) -> Subscription:

@@ -194,8 +194,9 @@ class TransactionBuilder:
         before it, else VersionConflictError at commit: see README, "Versions")."""
         if self._done:
             raise InvalidEventError("this transaction has already finished")
-        if version is not None:
-            self._fixed.append((len(self._streams), check_version(version)))
+        # Everything is checked before anything is added: a refused event leaves no
+        # version or expectation behind for the next one.
+        fixed = None if version is None else check_version(version)
         # check_event's fast path, inlined: this is the per-event hot path of a batch,
         # and the call alone cost ~25% of it (bench/test_bench_core.py). The predicate
         # must stay identical to check_event's (tests/database/test_fast_path.py).
@@ -208,6 +209,8 @@ class TransactionBuilder:
             stream, type, data = _check_event_slow(stream, type, data)
         if expected_version is not None:
             self._expects.append((len(self._streams), check_expected(expected_version)))
+        if fixed is not None:
+            self._fixed.append((len(self._streams), fixed))
         self._streams.append(stream)
         self._types.append(type)
         self._datas.append(data)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
+import selectors
 import threading
+import time
 from collections.abc import Callable
 
 from inotify_simple import INotify, flags
@@ -35,8 +36,12 @@ class LogWatcher:
     def __init__(self, data_file: str, on_change: Callable[[], None], name: str) -> None:
         self._on_change = on_change
         self._inotify = INotify()  # owned here; closed by the thread on its way out
-        self._inotify.add_watch(data_file, flags.MODIFY | flags.DELETE_SELF
-                                | flags.MOVE_SELF)
+        try:
+            self._inotify.add_watch(data_file, flags.MODIFY | flags.DELETE_SELF
+                                    | flags.MOVE_SELF)
+        except BaseException:
+            self._inotify.close()
+            raise
         # close() writes a byte here to end the thread's select at once.
         self._stop_r, self._stop_w = os.pipe()
         self._stopping = False
@@ -46,18 +51,24 @@ class LogWatcher:
 
     def _run(self) -> None:
         fd = self._inotify.fileno()
+        # A selector (epoll), not select(): descriptors past 1024 are fine.
+        sel = selectors.DefaultSelector()
         try:
+            sel.register(fd, selectors.EVENT_READ)
+            sel.register(self._stop_r, selectors.EVENT_READ)
             while not self._stopping:
-                ready, _, _ = select.select([fd, self._stop_r], [], [], SAFETY_NET_SECONDS)
-                if self._stop_r in ready:
-                    return
-                if fd in ready:
-                    self._inotify.read(timeout=0)  # drain: the count does not matter
                 try:
+                    ready = {key.fd for key, _ in sel.select(SAFETY_NET_SECONDS)}
+                    if self._stop_r in ready:
+                        return
+                    if fd in ready:
+                        self._inotify.read(timeout=0)  # drain: the count does not matter
                     self._on_change()
-                except Exception as exc:  # the reader reports it on its next call
-                    log.warning("watching %s failed: %s", fd, exc)
+                except Exception as exc:  # keep watching; the reader reports on its next call
+                    log.warning("watching the log for a read-only handle failed: %s", exc)
+                    time.sleep(0.05)  # never spin on a persistent error
         finally:
+            sel.close()
             self._inotify.close()
             os.close(self._stop_r)
 

@@ -41,6 +41,8 @@ def render(payload: dict[str, Any], tx_id: int | None, stream: str | None) -> No
     if tx_id is not None:
         out.print(f"tx {lit(payload['tx_id'])} (epoch {lit(payload['epoch'])}, "
                   f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(payload['ts']))})")
+        for tr in payload.get("tracking", []):
+            out.print(f"  tracks {lit(repr(tr['name']))} at position {lit(tr['position'])}")
     else:
         out.print(f"stream {lit(repr(stream))}: version {lit(payload['version'])}, value "
                   f"{lit(repr(payload['value']))}")

@@ -34,6 +34,7 @@ def inspect_tx(db: Database, tx_id: int) -> dict[str, Any]:
         raise EngineError(f"no tx {tx_id} in {db.path} (last committed: {db.position.tx_id})")
     t = txs[0]
     return {"ok": True, "tx_id": t.tx_id, "epoch": t.epoch, "ts": t.ts,
+            "tracking": [{"name": n, "position": p} for n, p in t.tracking],
             "events": [{"stream": e.stream, "version": e.version, "type": e.type,
                         "position": e.position, "data": value_repr(e.data)}
                        for e in t.events]}

@@ -161,3 +161,29 @@ def test_a_record_missing_where_the_seek_probes_is_corrupt(db_path):
     _drop_record(db_path, 32)  # the first probe of a search over 1..64
     with engine.open(db_path) as db, pytest.raises(CorruptLogError, match="tx 32 is"):
         list(db.read_events(50))
+
+
+def _poke_first_position(path: str, tx_id: int, value: int) -> None:
+    """Overwrite a record's first_position in place (its checksum then fails)."""
+    env = lmdb.open(os.path.join(path, "log"), max_dbs=0)
+    with env.begin(write=True) as txn:
+        rec = bytearray(txn.get(tx_key(tx_id)))
+        rec[32:40] = value.to_bytes(8, "little")
+        txn.put(tx_key(tx_id), bytes(rec))
+    env.close()
+
+
+def test_a_lying_header_never_makes_read_events_skip_events(db_path):
+    """The seek trusts unchecked headers; a damaged one that sends it past the target
+    must end in CorruptLogError, never in a read that silently starts later (review
+    finding: zeroing tx 50's first_position used to yield 51.. for read_events(30))."""
+    with engine.open(db_path) as db:
+        for i in range(100):
+            db.append("s", "e", b"%d" % i)
+        db.snapshot()
+    _poke_first_position(db_path, 50, 0)
+    with engine.open(db_path) as db:
+        for start in (30, 45, 50):
+            with pytest.raises(CorruptLogError):
+                list(db.read_events(start, 60))
+        assert [e.position for e in db.read_events(51, 53)] == [51, 52, 53]

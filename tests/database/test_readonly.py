@@ -228,3 +228,28 @@ def test_a_closed_reader_refuses_calls_and_ends_subscriptions(db_path, writer):
     with pytest.raises(engine.DatabaseClosedError):
         list(r.read_events())
     r.close()
+
+
+def test_the_watcher_works_past_1024_descriptors(db_path, writer):
+    """select() refuses descriptors past 1024; the watcher uses a selector (review
+    finding: its thread died and subscriptions were never woken)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1400
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    held = []
+    try:
+        while len(held) < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        with engine.open(db_path, readonly=True) as r, \
+                r.subscribe(after_position=r.last_position) as sub:
+            writer.send("append", "s", "e", "late")
+            ev = sub.next_event(timeout=JOIN)
+            assert ev is not None and ev.data == b"late"
+            assert r._watcher is not None and r._watcher._thread.is_alive()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -172,3 +172,38 @@ def test_bad_after_position_is_refused(db_path, bad):
 def test_bad_types_are_refused(db_path):
     with engine.open(db_path) as db, pytest.raises(engine.InvalidEventError):
         db.subscribe(types="opened")
+
+
+def test_position_after_stop_resumes_before_what_was_not_delivered(db_path):
+    """A subscription reads ahead in batches; stopping it must not count the events
+    it read but never delivered as passed (review finding)."""
+    with engine.open(db_path) as db:
+        for i in range(10):
+            db.append("s", "e", b"%d" % i)
+        with db.subscribe() as sub:
+            assert next(sub).position == 1
+        assert sub.position == 1
+        with db.subscribe(after_position=sub.position) as again:
+            assert [next(again).position for _ in range(9)] == list(range(2, 11))
+
+
+def test_stop_while_a_batch_is_read_delivers_nothing_more(db_path):
+    """stop() from another thread while the consumer is inside a log read: the batch
+    being read is dropped, not delivered after stop (review finding)."""
+    from engine.subscription import Subscription
+
+    with engine.open(db_path) as db:
+        for i in range(20):
+            db.append("s", "e", b"%d" % i)
+        history = db._history_reader  # the read the subscription makes
+        holder: list[Subscription] = []
+
+        def read(a, b, t, limit):  # type: ignore[no-untyped-def]
+            got = list(history.read_events(a, b, types=t, limit=limit))
+            holder[0].stop()  # as if another thread stopped it right now
+            return iter(got)
+
+        sub = Subscription(read, db.commit_signal, 0, None)
+        holder.append(sub)
+        assert list(sub) == []
+        assert sub.position == 0  # nothing was delivered, nothing passed

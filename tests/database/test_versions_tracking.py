@@ -286,3 +286,49 @@ def test_tracking_records_ship_to_a_log_backup_and_restore(tmp_path):
                 for t in db.read_log(1, 29)] == \
             [(t.tx_id, t.tracking, [(e.stream, e.version) for e in t.events])
              for t in orig.read_log(1, 29)]
+
+
+def test_a_refused_append_leaves_no_version_for_the_next_event(db_path):
+    with engine.open(db_path) as db:
+        with db.transaction() as tx:
+            for bad in (None, 5):
+                with pytest.raises(InvalidEventError):
+                    tx.append("a", bad, b"x", version=50)  # type: ignore[arg-type]
+            with pytest.raises(InvalidEventError):
+                tx.append("a", "t", b"x", expected_version=-1, version=60)
+            tx.append("b", "t", b"y")
+        assert db.version("b") == 1 and db.version("a") == 0
+
+
+def test_tracking_entries_never_answer_as_streams(db_path):
+    with engine.open(db_path) as db:
+        db.append("s", "e", b"1")
+        with db.transaction() as tx:
+            tx.track("proj", 9)
+        assert db.get("\x01proj") is None and db.version("\x01proj") == 0
+        with pytest.raises(InvalidEventError, match="U\\+0001"):
+            list(db.read_stream("\x01proj"))
+        assert db.tracked("proj") == 9
+
+
+def test_a_version_at_the_u64_maximum_takes_no_more_events(db_path):
+    with engine.open(db_path) as db:
+        db.append("s", "e", b"1", version=2**64 - 1)
+        with pytest.raises(InvalidEventError, match="2\\*\\*64-1"):
+            db.append("s", "e", b"2")
+        assert db.version("s") == 2**64 - 1 and db.position.tx_id == 1
+        db.append("t", "e", b"fine")  # the handle still commits
+
+
+def test_inspect_shows_an_eventless_transaction_s_tracking(db_path):
+    from tests.support.cli import run, run_json
+
+    with engine.open(db_path) as db:
+        db.append("s", "e", b"1")
+        with db.transaction() as tx:
+            tx.track("proj", 4)
+    code, rep = run_json("inspect", db_path, "--tx", "2")
+    assert code == 0 and rep["events"] == [] and rep["tracking"] == [
+        {"name": "proj", "position": 4}]
+    code, out = run("inspect", db_path, "--tx", "2")
+    assert code == 0 and "tracks 'proj' at position 4" in out
