@@ -302,14 +302,22 @@ class History:
                                 f"{first}..{hits[-6]}, the chain expects {expect} there; run "
                                 f"`engine-admin verify {self._reader.where}`")
                         if first <= hi:
-                            if events_left > 0 and bytes_left > 0:
+                            if events_left <= 0 or bytes_left <= 0:  # past the budget
+                                out.append((None, t))
+                            elif len(hits) == _HIT:  # one event (= expect >= lo): inline
+                                to, do = hits[3], hits[5]
+                                data = bytes(rec[do : do + hits[6]])
+                                out.append(([_new_event(Event, (
+                                    stream, first, str(rec[to : to + hits[4]], "utf-8"), data,
+                                    p0 + hits[0], t, epoch, ts_ns / 1e9))], t))
+                                events_left -= 1
+                                bytes_left -= len(data)
+                            else:
                                 events = _build(stream, rec, hits, lo, hi, p0, t, epoch, ts_ns)
                                 events_left -= len(events)
                                 for ev in events:
                                     bytes_left -= len(ev[3])
                                 out.append((events, t))
-                            else:
-                                out.append((None, t))
                         if first <= lo:
                             done = True  # the walk reached lo
                             break

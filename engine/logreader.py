@@ -115,6 +115,10 @@ class LogReader:
         self.where = where
         # (first_tx, epoch) of the history's epochs up to the log's, ascending.
         self._starts = sorted((h.first_tx, h.epoch) for h in history if h.epoch <= epoch)
+        # Where the newest epoch's records begin, and that epoch: epoch_of without a
+        # search for them (the per-record check of a stream's chain walk).
+        newest = self._starts[-1] if self._starts else (base_tx + 1, epoch)
+        self._newest = (max(newest[0], base_tx + 1), newest[1])
 
     def epoch_of(self, tx_id: int) -> int:
         """The epoch a record under ``tx_id`` must carry (0: no record may be there)."""
@@ -165,7 +169,8 @@ class LogReader:
         except CorruptLogError as exc:
             del rec  # a view into LMDB's map must not outlive its transaction in a traceback
             raise CorruptLogError(self._damaged(tx_id, exc), exc.code) from exc
-        if found[0] != tx_id or found[1] != self.epoch_of(tx_id):
+        first, epoch = self._newest
+        if found[0] != tx_id or found[1] != (epoch if tx_id >= first else self.epoch_of(tx_id)):
             del rec
             raise CorruptLogError(self._misplaced_ids(tx_id, found[0], found[1]))
         return found
