@@ -372,7 +372,7 @@ def test_a_damaged_record_in_the_chain_is_corrupt_log(db_path):
     _rewrite(db_path, 6, _flip)
     with engine.open(db_path) as db:
         for s in ("s", "t"):
-            with pytest.raises(engine.CorruptLogError, match="tx 6 .*checksum"):
+            with pytest.raises(engine.CorruptLogError, match=r"tx 6 .*checksum"):
                 list(db.read_stream(s))
         # what lies above the damage reads as before
         assert [e.version for e in db.read_stream("s", 7)] == [7, 8, 9, 10]
