@@ -309,17 +309,15 @@ int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
     return (int64_t)total;
 }
 
-/* Validates buf[0..len) as one whole record; returns ENG_OK (and fills *view
- * with offsets into buf) or the first failing ENG_E_* in the header's order.
- * ENG_E_ARG if view is NULL or buf is NULL with len > 0. */
-int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
-    tx_layout o;
+/* Steps 1-6 of the record checks (TRUNCATED, BAD_MAGIC, VERSION, CHECKSUM,
+ * FIELD for n = 0, OVERRUN/TRAILING): on ENG_OK, *o holds the layout, every
+ * column lies inside buf[0..len - 8), and n, sl, tl, dl the four length fields.
+ * The caller has checked buf (NULL only with len 0). */
+static int tx_frame(const uint8_t *buf, size_t len, tx_layout *o, uint32_t *n,
+                    uint32_t *sl, uint32_t *tl, uint32_t *dl, int *tracking) {
     size_t body;
-    uint32_t n, sl, tl, dl, tcount = 0;
     uint16_t version, flags;
-    int rc, tracking;
 
-    if (view == NULL || (buf == NULL && len != 0)) return ENG_E_ARG;
     if (len < ENG_TX_HEADER_SIZE + ENG_TX_TRAILER_SIZE) return ENG_E_TRUNCATED;
     if (memcmp(buf, ENG_TX_MAGIC, 4) != 0) return ENG_E_BAD_MAGIC;
     version = ld16(buf + 4);
@@ -330,25 +328,24 @@ int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
 
     flags = ld16(buf + 6);
     /* Version 1 never had flags (ignored, as before); version 2 knows bit 0 only. */
-    tracking = version == ENG_TX_VERSION_TRACKING && (flags & ENG_TX_FLAG_TRACKING);
+    *tracking = version == ENG_TX_VERSION_TRACKING && (flags & ENG_TX_FLAG_TRACKING);
     if (version == ENG_TX_VERSION_TRACKING && (flags & ~ENG_TX_FLAG_TRACKING))
         return ENG_E_FIELD;
-    n = ld32(buf + 40);
-    sl = ld32(buf + 44);
-    tl = ld32(buf + 48);
-    dl = ld32(buf + 52);
-    if (n == 0 && !tracking) return ENG_E_FIELD;
-    if (tx_layout_of(n, sl, tl, dl, &o)) return ENG_E_OVERRUN;
-    if (o.end > body) return ENG_E_OVERRUN;
-    if (o.end < body && !tracking) return ENG_E_TRAILING;
-    /* From here on every column lies inside buf[0..body). */
-    if ((rc = check_names(buf + o.streams, sl, n)) != 0) return rc;
-    if ((rc = check_names(buf + o.types, tl, n)) != 0) return rc;
-    if (sum_u32(buf + o.data_lens, n) != dl) return ENG_E_LENGTHS;
-    if (any_zero_u64(buf + o.versions, n)) return ENG_E_FIELD;
-    if (tracking && (rc = check_tracking(buf + o.end, body - o.end, &tcount)) != 0)
-        return rc;
+    *n = ld32(buf + 40);
+    *sl = ld32(buf + 44);
+    *tl = ld32(buf + 48);
+    *dl = ld32(buf + 52);
+    if (*n == 0 && !*tracking) return ENG_E_FIELD;
+    if (tx_layout_of(*n, *sl, *tl, *dl, o)) return ENG_E_OVERRUN;
+    if (o->end > body) return ENG_E_OVERRUN;
+    if (o->end < body && !*tracking) return ENG_E_TRAILING;
+    return ENG_OK;
+}
 
+/* Fills *view from a record that passed every check. */
+static void tx_fill_view(const uint8_t *buf, size_t len, const tx_layout *o, uint32_t n,
+                         uint32_t sl, uint32_t tl, uint32_t dl, uint32_t tcount,
+                         eng_tx_view *view) {
     view->format_version = ld16(buf + 4);
     view->flags = ld16(buf + 6);
     view->tx_id = ld64(buf + 8);
@@ -359,16 +356,220 @@ int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
     view->streams_len = sl;
     view->types_len = tl;
     view->data_len = dl;
-    view->versions_off = o.versions;
-    view->prev_off = o.prev;
-    view->data_lens_off = o.data_lens;
-    view->streams_off = o.streams;
-    view->types_off = o.types;
-    view->data_off = o.data;
+    view->versions_off = o->versions;
+    view->prev_off = o->prev;
+    view->data_lens_off = o->data_lens;
+    view->streams_off = o->streams;
+    view->types_off = o->types;
+    view->data_off = o->data;
     view->tracking_count = tcount;
-    view->tracking_off = tcount ? o.end + 4 : 0;
-    view->tracking_len = tcount ? body - o.end - 4 : 0;
+    view->tracking_off = tcount ? o->end + 4 : 0;
+    view->tracking_len = tcount ? len - ENG_TX_TRAILER_SIZE - o->end - 4 : 0;
+}
+
+/* Validates buf[0..len) as one whole record; returns ENG_OK (and fills *view
+ * with offsets into buf) or the first failing ENG_E_* in the header's order.
+ * ENG_E_ARG if view is NULL or buf is NULL with len > 0. */
+int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view) {
+    tx_layout o;
+    uint32_t n, sl, tl, dl, tcount = 0;
+    int rc, tracking;
+
+    if (view == NULL || (buf == NULL && len != 0)) return ENG_E_ARG;
+    if ((rc = tx_frame(buf, len, &o, &n, &sl, &tl, &dl, &tracking)) != ENG_OK) return rc;
+    /* From here on every column lies inside buf[0..len - 8). */
+    if ((rc = check_names(buf + o.streams, sl, n)) != 0) return rc;
+    if ((rc = check_names(buf + o.types, tl, n)) != 0) return rc;
+    if (sum_u32(buf + o.data_lens, n) != dl) return ENG_E_LENGTHS;
+    if (any_zero_u64(buf + o.versions, n)) return ENG_E_FIELD;
+    if (tracking && (rc = check_tracking(buf + o.end, len - ENG_TX_TRAILER_SIZE - o.end,
+                                         &tcount)) != 0)
+        return rc;
+    tx_fill_view(buf, len, &o, n, sl, tl, dl, tcount, view);
     return ENG_OK;
+}
+
+/* Returns 1 if p[0..len) is well-formed UTF-8 as Python's strict decoder reads
+ * it (Unicode table 3-7: no overlong forms, no surrogates, nothing past
+ * U+10FFFF), else 0. ASCII is skipped 8 bytes at a time. */
+static int utf8_ok(const uint8_t *p, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        uint8_t lo = 0x80, hi = 0xBF;
+        size_t need, k;
+        if (c < 0x80) {
+            uint64_t w;
+            if (len - i >= 8) {
+                memcpy(&w, p + i, 8);
+                if ((w & 0x8080808080808080ULL) == 0) {
+                    i += 8;
+                    continue;
+                }
+            }
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return 0;  /* 80..C1 (continuation or overlong lead), F5..FF */
+        }
+        if (len - i - 1 < need) return 0;
+        for (k = 1; k <= need; k++) {
+            uint8_t b = p[i + k];
+            if (b < lo || b > hi) return 0;
+            lo = 0x80;
+            hi = 0xBF;
+        }
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* A name column read name by name under check_names' rule, finding the NULs 8
+ * bytes at a time (one memchr per name costs more than the name on short names).
+ * Reads only col[0..len). */
+typedef struct {
+    const uint8_t *col;
+    size_t len;
+    size_t start;  /* where the next name starts */
+    size_t word;   /* offset of the word in mask (a multiple of 8) */
+    uint64_t mask; /* bit 7 of byte b set: col[word + b] is a NUL not yet handed out */
+} name_scan;
+
+/* Bit 7 of each byte of the result is set exactly where that byte of w is 0. */
+static uint64_t zero_bytes(uint64_t w) {
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
+    return ~(((w & low7) + low7) | w | low7);
+}
+
+/* The NUL mask of the word at col[at] (at < len); bytes past len count as non-NUL. */
+static uint64_t scan_word(const name_scan *sc, size_t at) {
+    uint64_t w;
+    if (sc->len - at >= 8) {
+        w = ld64(sc->col + at);
+    } else {
+        uint8_t b[8];
+        memset(b, 0xFF, 8);
+        memcpy(b, sc->col + at, sc->len - at);
+        w = ld64(b);
+    }
+    return zero_bytes(w);
+}
+
+static void scan_init(name_scan *sc, const uint8_t *col, size_t len) {
+    sc->col = col;
+    sc->len = len;
+    sc->start = 0;
+    sc->word = 0;
+    sc->mask = len ? scan_word(sc, 0) : 0;
+}
+
+/* The next name: returns 1 with its offset and length in at and nlen, or 0 if the
+ * column has no further NUL-ended name or the name is empty (ENG_E_NAMES). */
+static int scan_next(name_scan *sc, size_t *at, size_t *nlen) {
+    size_t nul;
+    while (sc->mask == 0) {
+        sc->word += 8;
+        if (sc->word >= sc->len) return 0;  /* unterminated name, or none left */
+        sc->mask = scan_word(sc, sc->word);
+    }
+    nul = sc->word + (size_t)(__builtin_ctzll(sc->mask) >> 3);
+    sc->mask &= sc->mask - 1;
+    if (nul == sc->start) return 0;  /* empty name */
+    *at = sc->start;
+    *nlen = nul - sc->start;
+    sc->start = nul + 1;
+    return 1;
+}
+
+/* 1 if the names handed out fill the column exactly (no bytes or NULs left). */
+static int scan_done(const name_scan *sc) {
+    return sc->start == sc->len;
+}
+
+/* Finds one stream's events in a record; see engine_format.h. The name columns
+ * are checked in the same loops that match and locate (one pass each), so the
+ * checks and their order are eng_tx_decode's, with UTF-8 after them. */
+int64_t eng_tx_find_stream(const uint8_t *buf, size_t len, const uint8_t *name,
+                           size_t name_len, eng_tx_view *view, eng_stream_hit *hits,
+                           uint32_t cap) {
+    tx_layout o;
+    uint32_t n, sl, tl, dl, k, j, found = 0, kept, tcount = 0;
+    uint64_t sum = 0;
+    int rc, tracking;
+
+    if (view == NULL || (buf == NULL && len != 0) || (name == NULL && name_len != 0) ||
+        (hits == NULL && cap != 0))
+        return ENG_E_ARG;
+    if ((rc = tx_frame(buf, len, &o, &n, &sl, &tl, &dl, &tracking)) != ENG_OK) return rc;
+
+    /* Stream column: check_names' rule, matching each name as it is delimited. */
+    {
+        name_scan sc;
+        size_t at, nlen;
+        const uint8_t *col = buf + o.streams;
+        scan_init(&sc, col, sl);
+        for (k = 0; k < n; k++) {
+            if (!scan_next(&sc, &at, &nlen)) return ENG_E_NAMES;
+            /* Stream names often share a prefix and differ at the end: the last
+             * byte first, then the whole name. */
+            if (nlen == name_len && col[at + nlen - 1] == name[name_len - 1] &&
+                memcmp(col + at, name, name_len) == 0) {
+                if (found < cap) hits[found].index = k;
+                found++;
+            }
+        }
+        if (!scan_done(&sc)) return ENG_E_NAMES;
+        kept = found < cap ? found : cap;
+
+        /* Type column: the same rule, noting where each kept hit's type lies. */
+        col = buf + o.types;
+        scan_init(&sc, col, tl);
+        for (k = 0, j = 0; k < n; k++) {
+            if (!scan_next(&sc, &at, &nlen)) return ENG_E_NAMES;
+            if (j < kept && hits[j].index == k) {
+                hits[j].type_off = o.types + at;
+                hits[j].type_len = nlen;
+                j++;
+            }
+        }
+        if (!scan_done(&sc)) return ENG_E_NAMES;
+    }
+
+    /* Data lengths: the LENGTHS sum, noting each kept hit's payload. */
+    for (k = 0, j = 0; k < n; k++) {
+        uint32_t l = ld32(buf + o.data_lens + 4 * (size_t)k);
+        if (j < kept && hits[j].index == k) {
+            hits[j].data_off = o.data + sum;  /* inside buf once LENGTHS passes */
+            hits[j].data_len = l;
+            j++;
+        }
+        sum += l;
+    }
+    if (sum != dl) return ENG_E_LENGTHS;
+    if (any_zero_u64(buf + o.versions, n)) return ENG_E_FIELD;
+    if (tracking && (rc = check_tracking(buf + o.end, len - ENG_TX_TRAILER_SIZE - o.end,
+                                         &tcount)) != 0)
+        return rc;
+    if (!utf8_ok(buf + o.streams, sl) || !utf8_ok(buf + o.types, tl)) return ENG_E_NAMES;
+
+    for (j = 0; j < kept; j++) {
+        size_t i = (size_t)hits[j].index;
+        hits[j].version = ld64(buf + o.versions + 8 * i);
+        hits[j].prev_tx = ld64(buf + o.prev + 8 * i);
+    }
+    tx_fill_view(buf, len, &o, n, sl, tl, dl, tcount, view);
+    return (int64_t)found;
 }
 
 /* Frames a run of records as a segment body; see engine_format.h. */

@@ -121,6 +121,33 @@ int64_t eng_tx_encode(uint64_t tx_id, uint64_t epoch, uint64_t ts_ns,
  * at the trailer (OVERRUN / TRAILING). Returns ENG_OK or a negative ENG_E_* code. */
 int eng_tx_decode(const uint8_t *buf, size_t len, eng_tx_view *view);
 
+/* One event of the stream eng_tx_find_stream looks for, as offsets into the
+ * record it was found in. Every field is a u64, so an array of hits can also be
+ * read as plain u64s, 7 per hit (engine/native.py does). */
+typedef struct {
+    uint64_t index;     /* the event's index in the record (0-based) */
+    uint64_t version;   /* version[index] */
+    uint64_t prev_tx;   /* prev_tx[index] */
+    uint64_t type_off;  /* its type name is buf[type_off, type_off + type_len), no NUL */
+    uint64_t type_len;
+    uint64_t data_off;  /* its payload is buf[data_off, data_off + data_len) */
+    uint64_t data_len;
+} eng_stream_hit;
+
+/* Validates buf[0..len) with every check of eng_tx_decode, in its order and with
+ * its codes, then that both name columns are valid UTF-8 (as Python's strict
+ * decoder reads them; NAMES otherwise), and finds the events whose stream name is
+ * exactly name[0..name_len) (bytewise; a name holding a NUL matches nothing).
+ * Fills *view as eng_tx_decode does and hits[0..min(count, cap)) in index order.
+ * Returns count, the number of such events (>= 0; when it exceeds cap only the
+ * first cap were written: call again with a larger array), or a negative ENG_E_*
+ * code, leaving *view unchanged and hits unspecified. ENG_E_ARG: view NULL, buf
+ * NULL with len > 0, name NULL with name_len > 0, hits NULL with cap > 0. Nothing
+ * is allocated; the caller owns every buffer. */
+int64_t eng_tx_find_stream(const uint8_t *buf, size_t len, const uint8_t *name,
+                           size_t name_len, eng_tx_view *view, eng_stream_hit *hits,
+                           uint32_t cap);
+
 /* Frames a run of records as a log-backup segment body (docs/FORMAT.md section 8):
  * recs[0..recs_len) holds n records back to back, record i being lens[i] bytes;
  * out[0..out_cap) receives [u32 LE lens[i]][record i] for each. Every record must

@@ -286,10 +286,15 @@ class Database:
 
         return Subscription(read, self.commit_signal, after_position, type_set(types))
 
-    def read_stream(self, stream: str, from_version: int = 1) -> Iterator[Event]:
-        """The stream's events from ``from_version`` on, oldest first."""
+    def read_stream(self, stream: str, from_version: int = 1, to_version: int | None = None,
+                    *, reverse: bool = False, limit: int | None = None) -> Iterator[Event]:
+        """The stream's events ``from_version..to_version`` (inclusive; None: to its
+        newest), oldest first or newest first with ``reverse``, at most ``limit`` of
+        them. Bad arguments raise InvalidEventError at once; the log is read as the
+        iterator is consumed (``reverse=True, limit=1`` reads one record)."""
         self._check_open()
-        return self._history_reader.read_stream(stream, from_version)
+        return self._history_reader.read_stream(stream, from_version, to_version,
+                                                reverse=reverse, limit=limit)
 
     def log_info(self) -> LogInfo:
         """What the open log holds (db_id, epoch, base, first/last tx and position, history)."""

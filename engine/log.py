@@ -540,6 +540,17 @@ class LogStore:
                 return None if v is None else bytes(v)
             yield get
 
+    @contextmanager
+    def viewer(self) -> Iterator[Callable[[int], memoryview | None]]:
+        """Like :meth:`getter`, but ``get(tx_id)`` returns a memoryview into the map (no
+        copy), valid only until the block ends: copy out what must outlive it."""
+        with self._reading(buffers=True) as txn:
+            tget = txn.get
+
+            def get(tx_id: int) -> memoryview | None:
+                return tget(_KEY.pack(tx_id)) if tx_id >= 1 else None
+            yield get
+
     def find_position(self, position: int, lo: int, hi: int) -> int:
         """The tx in ``lo..hi`` whose record's header says it holds event ``position``
         (or where the search ends if none does): a binary search over the tx keys in

@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 
 from .errors import CorruptLogError
 from .model import EpochRecord
-from .native import EventSlice, StreamSlice, TxColumns, decode_tx, select_events, select_tx
+from .native import EventSlice, StreamFinder, TxColumns, decode_tx, select_events
 
 
 class _Header(Protocol):
@@ -115,11 +115,18 @@ class LogReader:
         self.where = where
         # (first_tx, epoch) of the history's epochs up to the log's, ascending.
         self._starts = sorted((h.first_tx, h.epoch) for h in history if h.epoch <= epoch)
+        # Where the newest epoch's records begin, and that epoch: epoch_of without a
+        # search for them (the per-record check of a stream's chain walk).
+        newest = self._starts[-1] if self._starts else (base_tx + 1, epoch)
+        self._newest = (max(newest[0], base_tx + 1), newest[1])
 
     def epoch_of(self, tx_id: int) -> int:
         """The epoch a record under ``tx_id`` must carry (0: no record may be there)."""
         if tx_id <= self.base_tx:
             return 0
+        starts = self._starts
+        if starts and tx_id >= starts[-1][0]:  # the newest epoch: most reads, no search
+            return starts[-1][1]
         i = bisect_right(self._starts, (tx_id, _MAX_EPOCH)) - 1
         return self._starts[i][1] if i >= 0 else self.epoch
 
@@ -130,7 +137,10 @@ class LogReader:
     def _misplaced(self, tx_id: int, got: _Header) -> str | None:
         if got.tx_id == tx_id and got.epoch == self.epoch_of(tx_id):
             return None
-        return (f"log record under key {tx_id} holds tx {got.tx_id} of epoch {got.epoch} "
+        return self._misplaced_ids(tx_id, got.tx_id, got.epoch)
+
+    def _misplaced_ids(self, tx_id: int, got_tx: int, got_epoch: int) -> str:
+        return (f"log record under key {tx_id} holds tx {got_tx} of epoch {got_epoch} "
                 f"(expected tx {tx_id} of epoch {self.epoch_of(tx_id)}) in {self.where}.")
 
     def checked(self, tx_id: int, decode: Callable[[], _Rec]) -> _Rec:
@@ -149,9 +159,21 @@ class LogReader:
         """The whole record stored under ``tx_id``, checked (raises CorruptLogError)."""
         return self.checked(tx_id, lambda: decode_tx(rec))
 
-    def select(self, tx_id: int, rec: bytes, stream: str) -> StreamSlice:
-        """Only ``stream``'s events of the record under ``tx_id``, checked."""
-        return self.checked(tx_id, lambda: select_tx(rec, stream))
+    def find_stream(self, tx_id: int, rec: bytes | memoryview, finder: StreamFinder
+                    ) -> tuple[int, int, int, int, list[int]]:
+        """``finder.find(rec)`` of the record under ``tx_id`` (one stream's events),
+        checked against its key and epoch like :meth:`checked`, without its closure
+        (this runs once per record of a stream's chain)."""
+        try:
+            found = finder.find(rec)
+        except CorruptLogError as exc:
+            del rec  # a view into LMDB's map must not outlive its transaction in a traceback
+            raise CorruptLogError(self._damaged(tx_id, exc), exc.code) from exc
+        first, epoch = self._newest
+        if found[0] != tx_id or found[1] != (epoch if tx_id >= first else self.epoch_of(tx_id)):
+            del rec
+            raise CorruptLogError(self._misplaced_ids(tx_id, found[0], found[1]))
+        return found
 
     def select_events(self, tx_id: int, rec: bytes, lo: int, hi: int,
                       types: frozenset[str] | None) -> EventSlice:

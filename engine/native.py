@@ -228,54 +228,58 @@ def decode_tx(buf: bytes) -> TxColumns:
     )  # fmt: skip
 
 
-class StreamSlice(NamedTuple):
-    """One stream's events in a record: their indexes in the record and columns."""
-
-    tx_id: int
-    epoch: int
-    ts_ns: int
-    first_position: int
-    indexes: list[int]
-    types: list[str]
-    versions: list[int]
-    prev_tx: list[int]
-    datas: list[bytes]
-
-
-def select_tx(buf: bytes, stream: str) -> StreamSlice:
-    """Validate a record (whole-record checks in C) and cut out only ``stream``'s events.
-
-    What ``read_stream`` needs: unlike :func:`decode_tx` it makes no objects for the
-    other streams' events. Raises :class:`CorruptLogError` like :func:`decode_tx`.
-    """
-    view = _tx_view(buf)
-    names, types = _tx_names(buf, view)
-    idx: list[int] = []
-    i = -1
-    try:
-        while True:  # list.index searches in C
-            i = names.index(stream, i + 1)
-            idx.append(i)
-    except ValueError:
-        pass
-    lens = _u32_list(buf, view.data_lens_off, view.event_count)
-    if len(idx) > 4:  # many of them: one prefix-sum pass beats a sum per event
-        offs = list(accumulate(lens, initial=view.data_off))
-        datas = [buf[offs[i] : offs[i + 1]] for i in idx]
-    else:
-        datas = []
-        for i in idx:
-            start = view.data_off + sum(lens[:i])
-            datas.append(buf[start : start + lens[i]])
-    vo, po = view.versions_off, view.prev_off
-    return StreamSlice(
-        view.tx_id, view.epoch, view.ts_ns, view.first_position, idx, [types[i] for i in idx],
-        [_U64.unpack_from(buf, vo + 8 * i)[0] for i in idx],
-        [_U64.unpack_from(buf, po + 8 * i)[0] for i in idx], datas,
-    )  # fmt: skip
-
-
 _U64 = struct.Struct("<Q")
+
+
+class StreamFinder:
+    """Finds one stream's events in records, one C call per record
+    (``eng_tx_find_stream``: every check of :func:`decode_tx`, UTF-8 of both name
+    columns included, and an exact match of the name), with no Python object made
+    for the other streams' events. What ``read_stream`` walks its chain with.
+
+    Ownership: the hit array is a Python ``array`` held here, reused by each call
+    and grown when a record holds more of the stream's events than it has room for.
+    """
+
+    __slots__ = ("_cap", "_hits", "_name", "_u64", "_view")
+
+    def __init__(self, stream: str, cap: int = 8) -> None:
+        try:
+            self._name = stream.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no record can hold such a name
+            self._name = b"\0"  # holds a NUL, so it matches no stored name
+        self._view = ffi.new("eng_tx_view *")  # filled by C; the header is read from rec
+        self._cap = 0
+        self._alloc(max(1, cap))  # room for ``cap`` events of the stream per record
+
+    def _alloc(self, cap: int) -> None:
+        self._u64 = array("Q", bytes(8 * _HIT_WIDTH * cap))  # host order, as C writes it
+        self._hits = ffi.from_buffer("eng_stream_hit[]", self._u64, require_writable=True)
+        self._cap = cap
+
+    def find(self, rec: bytes | memoryview) -> tuple[int, int, int, int, list[int]]:
+        """``(tx_id, epoch, ts_ns, first_position, hits)`` of a validated record, where
+        ``hits`` holds 7 ints per event of the stream, in record order: index, version,
+        prev_tx, type offset, type length, data offset, data length (offsets into
+        ``rec``). Raises :class:`CorruptLogError` like :func:`decode_tx`."""
+        buf = ffi.from_buffer(rec)
+        name = self._name
+        while True:
+            rc = lib.eng_tx_find_stream(buf, len(rec), name, len(name), self._view,
+                                        self._hits, self._cap)
+            if rc <= self._cap:
+                break
+            self._alloc(int(rc))
+        if rc < 0:
+            # rec may be a view into LMDB's map: no frame in the traceback may keep it
+            # (or cffi's hold on it) past the read transaction.
+            del buf, rec
+            raise _corrupt_log(int(rc))
+        return (*_TX_HEADER.unpack_from(rec, 8), self._u64[: _HIT_WIDTH * rc].tolist())
+
+
+_HIT_WIDTH = 7  # u64 fields of eng_stream_hit
+_TX_HEADER = struct.Struct("<QQQQ")  # tx_id, epoch, ts_ns, first_position at offset 8
 
 
 class EventSlice(NamedTuple):

@@ -213,10 +213,13 @@ class Reader:
         self._observe()
         return self._reads.read_events(from_position, to_position, types=types, limit=limit)
 
-    def read_stream(self, stream: str, from_version: int = 1) -> Iterator[Event]:
-        """The stream's events from ``from_version`` on (catches the state up first)."""
+    def read_stream(self, stream: str, from_version: int = 1, to_version: int | None = None,
+                    *, reverse: bool = False, limit: int | None = None) -> Iterator[Event]:
+        """The stream's events ``from_version..to_version`` as ``Database.read_stream``
+        gives them (catches the state up first)."""
         self.refresh()
-        return self._reads.read_stream(stream, from_version)
+        return self._reads.read_stream(stream, from_version, to_version, reverse=reverse,
+                                       limit=limit)
 
     def subscribe(self, after_position: int = 0, *,
                   types: Iterable[str] | None = None) -> Subscription:

@@ -74,7 +74,8 @@ import lmdb
 Event = tuple[str, str, bytes]  # (stream, type, data)
 StreamEvent = tuple[int, str, bytes]  # (version, type, data)
 
-ALL_WORKLOADS = frozenset({"append_batch", "append_durable", "read_state", "read_stream", "reopen"})
+ALL_WORKLOADS = frozenset({"append_batch", "append_durable", "read_state", "read_stream",
+                           "read_stream_batched", "reopen"})
 REPLICATION_WORKLOADS = frozenset({"backup_lag", "restore"})  # engine vs litestream
 ENGINE_BACKUP_WORKLOADS = frozenset({"backup_flush", "backup_shipping", "backup_overhead"})
 

@@ -16,8 +16,12 @@ rounds (see measure.py). ``ops`` is what ``ops_per_s`` counts:
     ``state_streams`` streams of 2 events each; ops = reads.
 ``read_stream``
     all events of a random stream (``stream_events`` events, written interleaved
-    with other streams in transactions of ``stream_tx_events`` events); ops = streams
+    with other streams in transactions of ``stream_tx_events`` events, so each
+    transaction holds one event of each of ``stream_tx_events`` streams); ops = streams
     read (``events_per_s`` is reported too).
+``read_stream_batched``
+    the same streams and reads, but each stream written whole in one transaction of
+    ``stream_events`` events.
 ``reopen``
     a database holding ``reopen_streams`` streams (one event each; the engine
     snapshots after them) and a tail of ``reopen_tail_txs`` transactions of 1000
@@ -218,20 +222,41 @@ def read_state(systems: list[str], sizes: Sizes, root: Path) -> dict[str, Any]:
 
 @workload("read_stream", unit="streams", needs=ReadableSystem)
 def read_stream(systems: list[str], sizes: Sizes, root: Path) -> dict[str, Any]:
+    return _read_stream(systems, sizes, root, "read_stream", batched=False)
+
+
+@workload("read_stream_batched", unit="streams", needs=ReadableSystem)
+def read_stream_batched(systems: list[str], sizes: Sizes, root: Path) -> dict[str, Any]:
+    return _read_stream(systems, sizes, root, "read_stream_batched", batched=True)
+
+
+def _read_stream(systems: list[str], sizes: Sizes, root: Path, workload_name: str, *,
+                 batched: bool) -> dict[str, Any]:
+    """Both read_stream workloads: the events are the same; interleaved, transactions
+    of ``stream_tx_events`` events; batched, one transaction per stream."""
     payloads = make_payloads(1024, seed=6, size=sizes.payload_bytes)
     names = [stream_name(i) for i in range(sizes.stream_count)]
-    events = [
-        (s, "deposited", payloads[(v * 31 + i) % 1024])
-        for v in range(sizes.stream_events)
-        for i, s in enumerate(names)
-    ]
+    if batched:
+        events = [
+            (s, "deposited", payloads[(v * 31 + i) % 1024])
+            for i, s in enumerate(names)
+            for v in range(sizes.stream_events)
+        ]
+        tx_events = sizes.stream_events
+    else:
+        events = [
+            (s, "deposited", payloads[(v * 31 + i) % 1024])
+            for v in range(sizes.stream_events)
+            for i, s in enumerate(names)
+        ]
+        tx_events = sizes.stream_tx_events
     rnd = random.Random(8)
     per_round: dict[str, list[float]] = {n: [] for n in systems}
     opened: dict[str, ReadableSystem] = {}
     try:
         for n in systems:
-            opened[n] = _open_readable(n, root, "read_stream")
-            populate(opened[n], events, sizes.stream_tx_events)
+            opened[n] = _open_readable(n, root, workload_name)
+            populate(opened[n], events, tx_events)
         for r, order in enumerate(rotations(systems, sizes.rounds)):
             keys = rnd.choices(names, k=sizes.stream_reads)
             for name in order:
@@ -252,7 +277,7 @@ def read_stream(systems: list[str], sizes: Sizes, root: Path) -> dict[str, Any]:
         per_round,
         sizes.stream_reads,
         events_per_stream=sizes.stream_events,
-        events_per_tx_written=sizes.stream_tx_events,
+        events_per_tx_written=tx_events,
     )
     for r in out.values():
         r["events_per_s"] = r["ops_per_s"] * sizes.stream_events

@@ -14,6 +14,9 @@
  *     order (any difference aborts), and
  *   - on success, checks that every view offset + length lies inside the
  *     buffer (abort if not).
+ * The stream finder (eng_tx_find_stream) runs on the same bytes and on records
+ * built for it, against a reference (ref_find: the decoder's verdict, naive
+ * UTF-8, names compared one by one).
  * At the end it prints a histogram of return codes and fails if a run of at
  * least 20000 iterations never reached one of the decoders' outcomes.
  * Meant to run under -fsanitize=address,undefined (see csrc/run_c_tests.sh).
@@ -415,6 +418,120 @@ static void check_block_view(const eng_block_view *v, size_t len, uint64_t iter)
     if (n == 0 || v->none_count > n) die("block view counts", iter);
 }
 
+/* ------------------------------------------------------- Stream finder --- */
+
+/* Naive strict UTF-8, as Python decodes it: assemble each code point, then
+ * refuse overlong forms, surrogates and anything past U+10FFFF. */
+static int ref_utf8(const uint8_t *p, uint64_t len) {
+    uint64_t i = 0;
+    while (i < len) {
+        uint32_t c = p[i], cp, k, need;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            need = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            need = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (len - i - 1 < need) return 0;
+        for (k = 1; k <= need; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((need == 1 && cp < 0x80) || (need == 2 && cp < 0x800) ||
+            (need == 3 && cp < 0x10000))
+            return 0;
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* The finder's contract written plainly: ref_tx's verdict, then UTF-8 of both
+ * columns, then every exact match with its fields computed name by name. */
+static int64_t ref_find(const uint8_t *b, size_t len, const uint8_t *name, size_t nlen,
+                        eng_stream_hit *out, uint32_t cap) {
+    uint64_t n, so, to, dof, sp, tp, dp, k;
+    int64_t count = 0;
+    int rc = ref_tx(b, len);
+    if (rc != ENG_OK) return rc;
+    n = get32(b + 40);
+    so = 56 + 20 * n;
+    to = so + get32(b + 44);
+    dof = to + get32(b + 48);
+    if (!ref_utf8(b + so, to - so) || !ref_utf8(b + to, dof - to)) return ENG_E_NAMES;
+    for (k = 0, sp = so, tp = to, dp = dof; k < n; k++) {
+        uint64_t sl = strlen((const char *)b + sp), tl = strlen((const char *)b + tp);
+        uint64_t dl = get32(b + 56 + 16 * n + 4 * k);
+        if (sl == nlen && memcmp(b + sp, name, nlen) == 0) {
+            if (count < (int64_t)cap) {
+                eng_stream_hit *h = &out[count];
+                h->index = k;
+                h->version = get64(b + 56 + 8 * k);
+                h->prev_tx = get64(b + 56 + 8 * n + 8 * k);
+                h->type_off = tp;
+                h->type_len = tl;
+                h->data_off = dp;
+                h->data_len = dl;
+            }
+            count++;
+        }
+        sp += sl + 1;
+        tp += tl + 1;
+        dp += dl;
+    }
+    return count;
+}
+
+static unsigned long long g_find_hits, g_find_none, g_find_utf8, g_find_over, g_find_bad;
+
+/* Runs the finder on copy[0..len) for name and compares it with ref_find. */
+static void find_check(const uint8_t *copy, size_t len, const uint8_t *name, size_t nlen,
+                       uint32_t cap, uint64_t iter) {
+    static eng_stream_hit got[64], want[64];
+    eng_tx_view v, d;
+    int64_t fr, rr;
+    uint32_t j;
+    if (cap > 64) cap = 64;
+    memset(&v, 0xA5, sizeof v);
+    fr = eng_tx_find_stream(copy, len, name, nlen, &v, got, cap);
+    rr = ref_find(copy, len, name, nlen, want, cap);
+    if (fr != rr) {
+        fprintf(stderr, "find rc %lld, reference %lld, len %zu\n", (long long)fr,
+                (long long)rr, len);
+        die("stream finder disagrees with the reference", iter);
+    }
+    if (fr < 0) {
+        if (fr == ENG_E_NAMES && ref_tx(copy, len) == ENG_OK) g_find_utf8++;
+        else g_find_bad++;
+        return;
+    }
+    if (eng_tx_decode(copy, len, &d) != ENG_OK || d.tx_id != v.tx_id ||
+        d.first_position != v.first_position || d.data_off != v.data_off ||
+        d.event_count != v.event_count)
+        die("finder view differs from the decoder's", iter);
+    check_tx_view(&v, len, iter);
+    for (j = 0; j < (uint32_t)fr && j < cap; j++) {
+        if (memcmp(&got[j], &want[j], sizeof got[j]) != 0)
+            die("finder hit differs from the reference", iter);
+        if (!inside(got[j].type_off, got[j].type_len, len - 8) ||
+            !inside(got[j].data_off, got[j].data_len, len - 8))
+            die("finder hit out of bounds", iter);
+    }
+    if (fr > (int64_t)cap) g_find_over++;
+    if (fr > 0) g_find_hits++;
+    else g_find_none++;
+}
+
 /* ------------------------------------------------------ State index --- */
 
 /* Every mutated buffer also goes through eng_index_put_tx / eng_index_put_body
@@ -701,6 +818,21 @@ int main(int argc, char **argv) {
             die("block decoder disagrees with the reference", it);
         }
         if (rc_tx == ENG_OK) check_tx_view(&tv, len, it);
+        {
+            /* The finder on the same bytes; the name is chosen without the PRNG (so
+             * the iterations are the decoders' as before): every other iteration
+             * the name of one of the record's own events, else "a". */
+            const uint8_t *nm = (const uint8_t *)"a";
+            size_t nl = 1;
+            if (rc_tx == ENG_OK && it % 2 == 0 && tv.event_count > 0) {
+                uint64_t want = (it / 2) % tv.event_count, k;
+                const uint8_t *p = copy + tv.streams_off;
+                for (k = 0; k < want; k++) p += strlen((const char *)p) + 1;
+                nm = p;
+                nl = strlen((const char *)p);
+            }
+            find_check(copy, len, nm, nl, it % 4 == 0 ? 1 : 64, it);
+        }
         if (rc_bk == ENG_OK) check_block_view(&bv, len, it);
         tx_hist[-rc_tx]++;
         bk_hist[-rc_bk]++;
@@ -795,6 +927,52 @@ int main(int argc, char **argv) {
         free(copy);
     }
 
+    /* Records built for the finder: 1..30 events whose stream and type names come
+     * from a pool of prefixes of each other, multi-byte UTF-8 and ill-formed
+     * sequences; the searched name from the same pool; sometimes one mutation,
+     * re-signed; caps 0..3 and 64 (so truncated hit arrays happen). */
+    for (it = 0; it < iters / 8; it++) {
+        static const char *const pool[14] = {
+            "a", "ab", "abc", "b", "ba", "\xc3\xbc", "\xc3\xbcn", "\xf0\x9f\x98\x80",
+            "account-0000042", "account-0000043", "\xed\xa0\x80", "\xc0\xaf", "\xe2\x82",
+            "x\xf4\x90\x80\x80"};
+        static const uint32_t caps[5] = {0, 1, 2, 3, 64};
+        uint64_t vers[64], prev[64];
+        uint32_t dlens[64], i, n = 1 + below(30), sl = 0, tl = 0, dl = 0, c;
+        uint32_t valid_only = below(3) != 0; /* mostly well-formed names */
+        uint8_t streams[1024], types[1024], data[2048], *copy;
+        const char *name = pool[below(valid_only ? 10 : 14)];
+        size_t len;
+        int64_t r;
+        for (i = 0; i < n; i++) {
+            const char *sn = pool[below(valid_only ? 10 : 14)];
+            const char *ty = pool[below(valid_only ? 10 : 14)];
+            memcpy(streams + sl, sn, strlen(sn) + 1);
+            sl += (uint32_t)strlen(sn) + 1;
+            memcpy(types + tl, ty, strlen(ty) + 1);
+            tl += (uint32_t)strlen(ty) + 1;
+            vers[i] = 1 + rnd() % 100;
+            prev[i] = rnd() % 100;
+            dlens[i] = below(3) == 0 ? 0 : below(40);
+            for (c = 0; c < dlens[i]; c++) data[dl + c] = (uint8_t)rnd();
+            dl += dlens[i];
+        }
+        r = eng_tx_encode(1 + rnd() % 1000, 1, 2, 3, n, vers, prev, dlens, streams, sl, types,
+                          tl, data, dl, NULL, 0, work, CAP);
+        if (r <= 0) die("finder record encode failed", it);
+        len = (size_t)r;
+        if (below(4) == 0) {
+            mutate_once(work, &len, 0);
+            resign(work, len, 0);
+        }
+        copy = (uint8_t *)malloc(len ? len : 1);
+        if (copy == NULL) die("out of memory", it);
+        if (len) memcpy(copy, work, len);
+        find_check(copy, len, (const uint8_t *)name, strlen(name), caps[below(5)],
+                   3 * iters + it);
+        free(copy);
+    }
+
     printf("fuzz_core: seed %llu, %llu iterations (%llu re-signed)\n",
            (unsigned long long)seed, (unsigned long long)iters,
            (unsigned long long)resigned);
@@ -802,6 +980,9 @@ int main(int argc, char **argv) {
            "%llu failed, %llu grows, %llu reducer records ok\n",
            g_ix_ok[0], g_ix_fail[0], g_ix_ok[1], g_ix_multi_ok, g_ix_fail[1], g_ix_grows,
            g_ix_reducer_ok);
+    printf("  finder: %llu with hits, %llu without, %llu over cap, %llu ill-formed UTF-8, "
+           "%llu refused by the decoder's checks\n",
+           g_find_hits, g_find_none, g_find_over, g_find_utf8, g_find_bad);
     printf("  code     tx_decode  block_decode\n");
     for (c = 0; c < NCODES - 1; c++)
         printf("  %4d  %10llu  %12llu\n", -c, tx_hist[c], bk_hist[c]);
@@ -828,6 +1009,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "fuzz_core: an index outcome was never reached\n");
             missing++;
         }
+    }
+    if (iters >= 20000 && (g_find_hits == 0 || g_find_none == 0 || g_find_over == 0 ||
+                           g_find_utf8 == 0 || g_find_bad == 0)) {
+        fprintf(stderr, "fuzz_core: a stream finder outcome was never reached\n");
+        missing++;
     }
     if (missing) {
         printf("fuzz_core: FAILED (%d outcomes never reached)\n", missing);

@@ -4,7 +4,8 @@
  * Covers XXH64 against known vectors, encode -> decode round trips of the
  * transaction record and the snapshot block, every decoder error code (a
  * valid buffer broken in one specific way), the documented check order, and
- * truncation of valid buffers at every length. Each check counts once; the
+ * truncation of valid buffers at every length, and eng_tx_find_stream (the same
+ * verdict as the decoder on every record here, its hits, exact matching, UTF-8). Each check counts once; the
  * program prints "N passed, M failed" and exits non-zero if M > 0.
  *
  * Build (see csrc/run_c_tests.sh):
@@ -276,10 +277,18 @@ static void tx_resign(uint8_t *buf, size_t len) {
     put64(buf + len - 8, eng_xxh64(buf, len - 8, 0));
 }
 
-/* Decodes an exact-size heap copy of buf[0..len). */
+/* Decodes an exact-size heap copy of buf[0..len). eng_tx_find_stream runs on
+ * the same copy and must give the same verdict (the records here have ASCII
+ * names, so its UTF-8 check never decides): every decoder case below is a case
+ * of the finder too. */
 static int tx_decode_copy(const uint8_t *buf, size_t len, eng_tx_view *v) {
     uint8_t *c = dup_exact(buf, len);
     int rc = eng_tx_decode(c, len, v);
+    eng_tx_view fv;
+    eng_stream_hit h[4];
+    int64_t fr = eng_tx_find_stream(c, len, (const uint8_t *)"b", 1, &fv, h, 4);
+    CHECK(rc == ENG_OK ? fr >= 0 : fr == rc, "find_stream agrees with decode: %d vs %lld",
+          rc, (long long)fr);
     free(c);
     return rc;
 }
@@ -589,6 +598,139 @@ static void test_tx_errors(void) {
     buf[0] = 'X';
     CHECK_RC(eng_tx_decode(buf, len, &v), ENG_E_BAD_MAGIC, "tx BAD_MAGIC again");
     CHECK(memcmp(&v, &before, sizeof v) == 0, "tx view untouched on failure");
+}
+
+/* Finds name (NUL-terminated literal) in an exact-size copy of buf[0..len). */
+static int64_t find_copy(const uint8_t *buf, size_t len, const char *name, eng_tx_view *v,
+                         eng_stream_hit *h, uint32_t cap) {
+    uint8_t *c = dup_exact(buf, len);
+    int64_t r = eng_tx_find_stream(c, len, (const uint8_t *)name, strlen(name), v, h, cap);
+    free(c);
+    return r;
+}
+
+/* The finder on a record whose name columns are given (n = 3 names each). */
+static int64_t find_in_names(const char *streams, uint32_t sl, const char *types, uint32_t tl,
+                             const char *name) {
+    uint8_t buf[512];
+    eng_tx_view v;
+    eng_stream_hit h[4];
+    size_t len = tx_sample_with(buf, sizeof buf, (const uint8_t *)streams, sl,
+                                (const uint8_t *)types, tl);
+    return find_copy(buf, len, name, &v, h, 4);
+}
+
+static void test_tx_find_stream(void) {
+    uint8_t buf[512];
+    eng_tx_view v, d, before;
+    eng_stream_hit h[4];
+    size_t len = tx_sample(buf, sizeof buf);
+    uint64_t vers[4] = {1, 2, 3, 9}, prev[4] = {0, 5, 5, 8};
+    uint32_t dl[4] = {2, 0, 3, 1};
+    int64_t r;
+
+    CHECK_RC(eng_tx_decode(buf, len, &d), ENG_OK, "find: sample decodes");
+    /* Each of the three events of the sample (streams "alpha", "b", "ccc"). */
+    CHECK_RC(find_copy(buf, len, "alpha", &v, h, 4), 1, "find alpha");
+    CHECK(v.tx_id == d.tx_id && v.epoch == d.epoch && v.ts_ns == d.ts_ns &&
+              v.first_position == d.first_position && v.event_count == d.event_count &&
+              v.streams_len == d.streams_len && v.types_len == d.types_len &&
+              v.data_len == d.data_len && v.format_version == d.format_version &&
+              v.flags == d.flags && v.versions_off == d.versions_off &&
+              v.prev_off == d.prev_off && v.data_lens_off == d.data_lens_off &&
+              v.streams_off == d.streams_off && v.types_off == d.types_off &&
+              v.data_off == d.data_off, "find fills the view as decode does");
+    CHECK(h[0].index == 0 && h[0].version == 1 && h[0].prev_tx == 0, "find alpha: index");
+    CHECK(h[0].type_off == d.types_off && h[0].type_len == 2, "find alpha: type T1");
+    CHECK(h[0].data_off == d.data_off && h[0].data_len == 3, "find alpha: data abc");
+    CHECK_RC(find_copy(buf, len, "b", &v, h, 4), 1, "find b");
+    CHECK(h[0].index == 1 && h[0].version == 2 && h[0].prev_tx == 10, "find b: index");
+    CHECK(h[0].type_off == d.types_off + 3 && h[0].type_len == 2, "find b: type T2");
+    CHECK(h[0].data_off == d.data_off + 3 && h[0].data_len == 0, "find b: empty data");
+    CHECK_RC(find_copy(buf, len, "ccc", &v, h, 4), 1, "find ccc");
+    CHECK(h[0].index == 2 && h[0].version == 7 && h[0].prev_tx == 20, "find ccc: index");
+    CHECK(h[0].type_off == d.types_off + 6 && h[0].type_len == 5, "find ccc: type Type3");
+    CHECK(h[0].data_off == d.data_off + 3 && h[0].data_len == 5, "find ccc: data defgh");
+    CHECK(memcmp(buf + h[0].data_off, "defgh", 5) == 0, "find ccc: the payload bytes");
+
+    /* Exact matches only: no prefix, extension, or name with a NUL matches. */
+    CHECK_RC(find_copy(buf, len, "alph", &v, h, 4), 0, "find: a prefix is no match");
+    CHECK_RC(find_copy(buf, len, "alphaa", &v, h, 4), 0, "find: an extension is no match");
+    CHECK_RC(find_copy(buf, len, "cc", &v, h, 4), 0, "find: a suffix is no match");
+    CHECK_RC(find_copy(buf, len, "T1", &v, h, 4), 0, "find: a type name is no stream");
+    CHECK_RC(eng_tx_find_stream(buf, len, (const uint8_t *)"b\0ccc", 5, &v, h, 4), 0,
+             "find: a name holding a NUL matches nothing");
+    CHECK_RC(eng_tx_find_stream(buf, len, NULL, 0, &v, h, 4), 0, "find: the empty name");
+    CHECK_RC(eng_tx_find_stream(buf, len, (const uint8_t *)"alpha", 5, &v, NULL, 0), 1,
+             "find: cap 0 counts without writing");
+
+    /* Arguments. */
+    CHECK_RC(eng_tx_find_stream(buf, len, (const uint8_t *)"b", 1, NULL, h, 4), ENG_E_ARG,
+             "find: view NULL");
+    CHECK_RC(eng_tx_find_stream(NULL, 5, (const uint8_t *)"b", 1, &v, h, 4), ENG_E_ARG,
+             "find: buf NULL with len");
+    CHECK_RC(eng_tx_find_stream(buf, len, NULL, 1, &v, h, 4), ENG_E_ARG,
+             "find: name NULL with name_len");
+    CHECK_RC(eng_tx_find_stream(buf, len, (const uint8_t *)"b", 1, &v, NULL, 1), ENG_E_ARG,
+             "find: hits NULL with cap");
+    CHECK_RC(eng_tx_find_stream(NULL, 0, (const uint8_t *)"b", 1, &v, h, 4), ENG_E_TRUNCATED,
+             "find: (NULL, 0) is TRUNCATED");
+
+    /* Many events of one stream: all counted, the first cap written, in order. */
+    r = eng_tx_encode(5, 1, 2, 100, 4, vers, prev, dl, (const uint8_t *)"s\0t\0s\0s", 8,
+                      (const uint8_t *)"x\0yy\0z\0w", 9, (const uint8_t *)"abcdef", 6, NULL, 0, buf,
+                      sizeof buf);
+    CHECK(r > 0, "find: encode 4 events");
+    len = (size_t)r;
+    CHECK_RC(find_copy(buf, len, "s", &v, h, 2), 3, "find: 3 hits, cap 2");
+    CHECK(h[0].index == 0 && h[1].index == 2, "find: first two hits written");
+    CHECK_RC(find_copy(buf, len, "s", &v, h, 4), 3, "find: 3 hits, cap 4");
+    CHECK(h[2].index == 3 && h[2].version == 9 && h[2].prev_tx == 8, "find: third hit");
+    CHECK(h[1].type_len == 1 && memcmp(buf + h[1].type_off, "z", 1) == 0, "find: z");
+    CHECK(h[2].type_len == 1 && memcmp(buf + h[2].type_off, "w", 1) == 0, "find: w");
+    CHECK(h[1].data_off == v.data_off + 2 && h[1].data_len == 3, "find: data of hit 2");
+    CHECK(h[2].data_off == v.data_off + 5 && h[2].data_len == 1, "find: data of hit 3");
+    CHECK_RC(find_copy(buf, len, "t", &v, h, 4), 1, "find t");
+    CHECK(h[0].type_len == 2 && h[0].data_len == 0, "find t: type yy, no data");
+
+    /* UTF-8: both columns are checked (decode leaves that to Python). */
+#define FIND_RC(s, t, name) \
+    find_in_names((s), (uint32_t)sizeof(s), (t), (uint32_t)sizeof(t), (name))
+    CHECK_RC(FIND_RC("\xc3\xbc" "n\0b\0c", "T1\0T2\0T3", "b"), 1, "utf8: u-umlaut");
+    CHECK_RC(FIND_RC("\xf0\x9f\x98\x80\0b\0c", "T1\0T2\0T3", "b"), 1, "utf8: 4 bytes");
+    CHECK_RC(FIND_RC("\xef\xbf\xbf\0b\0\xf4\x8f\xbf\xbf", "T1\0T2\0T3", "b"), 1,
+             "utf8: U+FFFF and U+10FFFF");
+    CHECK_RC(FIND_RC("\xc3\x28\0b\0c", "T1\0T2\0T3", "b"), ENG_E_NAMES, "utf8: bad 2nd byte");
+    CHECK_RC(FIND_RC("\xc0\xaf\0b\0c", "T1\0T2\0T3", "b"), ENG_E_NAMES, "utf8: overlong 2");
+    CHECK_RC(FIND_RC("\xe0\x80\xaf\0b\0c", "T1\0T2\0T3", "b"), ENG_E_NAMES,
+             "utf8: overlong 3");
+    CHECK_RC(FIND_RC("\xf0\x80\x80\xaf\0b\0c", "T1\0T2\0T3", "b"), ENG_E_NAMES,
+             "utf8: overlong 4");
+    CHECK_RC(FIND_RC("a\0b\0c", "\xed\xa0\x80\0T2\0T3", "b"), ENG_E_NAMES,
+             "utf8: a surrogate in the types");
+    CHECK_RC(FIND_RC("a\0b\0\xf4\x90\x80\x80", "T1\0T2\0T3", "b"), ENG_E_NAMES,
+             "utf8: past U+10FFFF");
+    CHECK_RC(FIND_RC("a\0b\0\xe2\x82", "T1\0T2\0T3", "b"), ENG_E_NAMES,
+             "utf8: cut before the NUL");
+    CHECK_RC(FIND_RC("a\0b\0\x80", "T1\0T2\0T3", "b"), ENG_E_NAMES, "utf8: lone continuation");
+    CHECK_RC(FIND_RC("a\0b\0\xff", "T1\0T2\0T3", "b"), ENG_E_NAMES, "utf8: byte FF");
+    CHECK_RC(FIND_RC("a\0b\0c", "T1\0T2\0T\xf5\x80\x80\x80", "b"), ENG_E_NAMES,
+             "utf8: lead F5");
+    CHECK_RC(FIND_RC("abcdefghij\xc3\0b\0c", "T1\0T2\0T3", "b"), ENG_E_NAMES,
+             "utf8: cut after 8 ASCII bytes");
+    len = tx_sample_with(buf, sizeof buf, (const uint8_t *)"a\0b\0\xc3", 6,
+                         (const uint8_t *)"T1\0T2\0T3", 9);
+    CHECK_RC(eng_tx_decode(buf, len, &v), ENG_OK, "utf8: decode itself does not look at it");
+#undef FIND_RC
+
+    /* A failed find leaves *view untouched. */
+    len = tx_sample(buf, sizeof buf);
+    buf[len - 1] ^= 1;
+    memset(&before, 0x5A, sizeof before);
+    memcpy(&v, &before, sizeof v);
+    CHECK_RC(eng_tx_find_stream(buf, len, (const uint8_t *)"b", 1, &v, h, 4), ENG_E_CHECKSUM,
+             "find: CHECKSUM");
+    CHECK(memcmp(&v, &before, sizeof v) == 0, "find: view untouched on failure");
 }
 
 static void test_tx_truncation(void) {
@@ -1855,6 +1997,7 @@ int main(void) {
     test_tx_encode_args();
     test_seg_frame();
     test_tx_errors();
+    test_tx_find_stream();
     test_tx_truncation();
     test_tx_tracking();
     test_block_roundtrip();

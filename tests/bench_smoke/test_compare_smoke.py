@@ -50,8 +50,9 @@ def test_run_returns_the_documented_json_shape(tmp_path: Path) -> None:
     assert set(result) == {"workloads", "machine", "sizes", "seconds", "skipped", "notes"}
     assert list(result["workloads"]) == list(workloads.WORKLOADS)
     assert list(result["workloads"]) == [
-        "append_batch", "append_durable", "read_state", "read_stream", "reopen",
-        "backup_lag", "restore", "backup_flush", "backup_shipping", "backup_overhead",
+        "append_batch", "append_durable", "read_state", "read_stream",
+        "read_stream_batched", "reopen", "backup_lag", "restore", "backup_flush",
+        "backup_shipping", "backup_overhead",
     ]  # fmt: skip
     for w, res in result["workloads"].items():
         _check_system_result(w, res)

@@ -58,6 +58,18 @@ def test_a_reader_beside_a_live_writer_sees_what_is_committed(db_path, writer):
         assert sorted(r.streams()) == ["acct"]
 
 
+def test_read_stream_takes_the_full_signature(db_path, writer):
+    with engine.open(db_path, readonly=True) as r:
+        writer.send("append", "acct", "deposited", "late")  # refresh() catches it up first
+        got = list(r.read_stream("acct", 2, 7, reverse=True, limit=3))
+        assert [(e.version, e.data) for e in got] == [(7, b"late"), (6, b"w0"), (5, b"d4")]
+        (newest,) = r.read_stream("acct", reverse=True, limit=1)
+        assert newest.data == b"late"
+        assert [e.version for e in r.read_stream("acct", to_version=2)] == [1, 2]
+        with pytest.raises(engine.InvalidEventError):
+            r.read_stream("acct", limit=-1)
+
+
 def test_read_stream_catches_up_first(db_path, writer):
     with engine.open(db_path, readonly=True) as r:
         writer.send("append", "acct", "deposited", "new")
