@@ -322,10 +322,10 @@ class History:
                         vs = hits[1::_HIT]
                         if ((hits[-6] != expect) if head else (hits[-6] >= expect)) or any(
                                 a >= b for a, b in pairwise(vs)):
-                            want = f"{expect}" if head else f"versions below {expect}"
+                            expected = f"{expect}" if head else f"versions below {expect}"
                             raise CorruptLogError(
                                 f"stream {stream!r}'s chain is broken at tx {t}: it holds versions "
-                                f"{first}..{hits[-6]}, the chain expects {want} there; run "
+                                f"{first}..{hits[-6]}, the chain expects {expected} there; run "
                                 f"`engine-admin verify {self._reader.where}`")
                         head = False
                         if first <= hi and hits[-6] >= lo:  # it holds one in lo..hi
