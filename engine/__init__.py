@@ -32,6 +32,7 @@ from .errors import (
     PermanentBackupError,
     RecoveryRequired,
     ReducerError,
+    ReentrantCallError,
     StorageError,
     TransientBackupError,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "Position",
     "RecoveryRequired",
     "ReducerError",
+    "ReentrantCallError",
     "SnapshotInfo",
     "StorageError",
     "Transaction",
