@@ -105,7 +105,10 @@ class LogStore:
         self.path = path
         self.sync_mode = sync
         self.readonly = readonly
-        self._gate = threading.Condition()
+        # `with` blocks take the gate's C-level lock: Condition.__enter__/__exit__ are
+        # Python functions, where an interrupt could leave the lock held.
+        self._gate_lock = threading.RLock()
+        self._gate = threading.Condition(self._gate_lock)
         self._readers = 0  # guarded by _gate: open read transactions of this process
         self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
         self._closed = False  # guarded by _gate
@@ -257,7 +260,7 @@ class LogStore:
 
     def _grow(self) -> None:
         """Double the map size, waiting until no read transaction is open."""
-        with self._gate:
+        with self._gate_lock:
             self._growing = True
             try:
                 while self._readers:
@@ -281,23 +284,26 @@ class LogStore:
     # ---------------------------------------------------------------- reading
     @contextmanager
     def _reading(self) -> Iterator[Any]:
-        with self._gate:
-            while self._growing:
-                self._gate.wait()
-            if self._closed:
-                raise DatabaseClosedError(f"the log at {self.path} is closed; open the database "
-                                          "again to read it")
-            self._readers += 1
+        counted = False  # set together with the count: an interrupt never leaks a reader
         try:
+            with self._gate_lock:
+                while self._growing:
+                    self._gate.wait()
+                if self._closed:
+                    raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
+                                              "database again to read it")
+                self._readers += 1
+                counted = True
             with self._env.begin(write=False) as txn:
                 yield txn
         except lmdb.Error as exc:
             raise _translate(exc, "cannot read the log") from exc
         finally:
-            with self._gate:
-                self._readers -= 1
-                if not self._readers:
-                    self._gate.notify_all()
+            if counted:
+                with self._gate_lock:
+                    self._readers -= 1
+                    if not self._readers:
+                        self._gate.notify_all()
 
     @contextmanager
     def getter(self) -> Iterator[Callable[[int], bytes | None]]:
@@ -367,7 +373,7 @@ class LogStore:
 
     def close(self) -> None:
         # LMDB must not close under a live read transaction: wait for readers first.
-        with self._write_lock, self._gate:
+        with self._write_lock, self._gate_lock:
             self._closed = True
             while self._readers:
                 self._gate.wait()
