@@ -518,10 +518,16 @@ class CommitPipeline:
     # --------------------------------------------------------------- closing
     def close(self) -> None:
         """Refuse new commits and wait for queued ones (in-flight commits finish)."""
-        with self._write_lock, self._queue_lock:
-            self._closed = True
-            while self._queue:
-                self._queue_cv.wait()
+        try:
+            with self._write_lock, self._queue_lock:
+                self._closed = True
+                while self._queue:
+                    self._queue_cv.wait()
+        except RuntimeError as exc:  # an interrupt inside Condition.wait (see _commit_group)
+            inner = _wrapped_interrupt(exc)
+            if inner is None:
+                raise
+            raise inner from None
 
 
 def _uninterrupted(fn: Callable[..., object], *args: object) -> BaseException | None:

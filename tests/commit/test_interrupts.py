@@ -271,7 +271,13 @@ def op_extend(db: engine.Database, tag: bytes, rnd: random.Random, model: Model)
         tx.extend([(s, "e", tag + b"/" + s.encode()) for s in rnd.sample(STREAMS, 3)])
 
 
-OPS = [op_append] * 4 + [op_expected] * 2 + [op_delete, op_block, op_block, op_extend]
+def op_read(db: engine.Database, tag: bytes, rnd: random.Random, model: Model) -> None:
+    # Reads between commits: an interrupt in a log read must not leak the reader count
+    # (close() and map growth wait for readers).
+    list(db.read_log(max(1, db.position.tx_id - 3)))
+
+
+OPS = [op_append] * 4 + [op_expected] * 2 + [op_delete, op_block, op_block, op_extend, op_read]
 
 
 @dataclass
@@ -871,3 +877,106 @@ def test_an_interrupted_lock_release_can_be_retried(db_path, monkeypatch):
         lock.release()
     lock.release()  # the descriptor was still held: this closes it
     DirLock(db_path).release()  # the directory is free
+
+
+class _InterruptingEnv:
+    """The log's LMDB environment; the first read transaction is interrupted."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+        self.armed = True
+
+    def begin(self, *args: Any, **kw: Any) -> Any:
+        if self.armed and not kw.get("write"):
+            self.armed = False
+            raise KeyboardInterrupt
+        return self._env.begin(*args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
+def test_an_interrupted_log_read_leaks_no_reader(open_db, db_path):
+    db = open_db()
+    db.append("s", "e", b"1")
+    log = db._log
+    log._env = _InterruptingEnv(log._env)
+    with pytest.raises(KeyboardInterrupt):
+        list(db.read_log())
+    assert log._readers == 0 and not log._gate_lock._is_owned()  # type: ignore[attr-defined]
+    assert [t.tx_id for t in db.read_log()] == [1]
+    closer = threading.Thread(target=db.close)
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive()  # close() waits for readers: none was leaked
+
+
+def test_interrupt_inside_condition_wait_in_close_is_the_interrupt(open_db, db_path):
+    db = engine.open(db_path, sync="group")
+    gate = _Gated(db)
+    out: dict[str, Any] = {}
+    first = _committer(db, "first", "a", out)
+    assert gate.entered["first"].wait(30)
+    cv = db._pipeline._queue_cv
+
+    def wait(timeout: float | None = None) -> bool:  # lock released, then interrupted
+        cv._release_save()  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    cv.wait = wait  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):  # not "RuntimeError: cannot release ..."
+        db.close()
+    assert not db._pipeline._queue_lock._is_owned()  # type: ignore[attr-defined]
+    gate.release["first"].set()
+    first.join(30)
+    db.close()
+    with engine.open(db_path):
+        pass
+
+
+def test_close_interrupted_while_a_background_snapshot_runs_waits_for_it_next_time(
+        db_path, monkeypatch):
+    """An interrupted Thread.join can mark a still-running thread stopped (CPython 3.11),
+    so a second close() that only joined returned while the old snapshotter still wrote
+    snapshots beside the next handle's."""
+    import engine.snapshotter as snapshotter_mod
+
+    writing = threading.Event()
+    finish = threading.Event()
+    real_write = snapshotter_mod.write_snapshot
+
+    inside = [0]
+
+    def slow_write(*args: Any, **kw: Any) -> Any:
+        inside[0] += 1
+        try:
+            if threading.current_thread().name.startswith("engine-snapshot"):
+                writing.set()
+                assert finish.wait(30)
+            return real_write(*args, **kw)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(snapshotter_mod, "write_snapshot", slow_write)
+    db = engine.open(db_path, snapshot_every=2)
+    db.append("s", "e", b"1")
+    db.append("s", "e", b"2")
+    assert writing.wait(30)  # the background snapshot is being written
+
+    def interrupt_soon() -> None:
+        time.sleep(0.05)  # close() is waiting for the snapshotter by then (or not: same)
+        _Usr1Interrupt.send()
+
+    with _Usr1Interrupt():
+        helper = threading.Thread(target=interrupt_soon)
+        helper.start()
+        with pytest.raises(KeyboardInterrupt):
+            db.close()
+        helper.join(30)
+    releaser = threading.Timer(0.05, finish.set)
+    releaser.start()
+    db.close()  # waits for the snapshotter to leave
+    assert inside == [0]  # the old snapshotter no longer writes
+    releaser.join(30)
+    with engine.open(db_path) as again:
+        assert again.get("s") == b"2"
