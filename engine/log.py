@@ -109,7 +109,11 @@ class LogStore:
         # Python functions, where an interrupt could leave the lock held.
         self._gate_lock = threading.RLock()
         self._gate = threading.Condition(self._gate_lock)
-        self._readers = 0  # guarded by _gate: open read transactions of this process
+        # Guarded by _gate: open read transactions of this process, per thread ident. An
+        # interrupt can leave one of the interrupted thread's counted (inside contextlib's
+        # __enter__, after _reading yielded): close() and map growth wait only for other
+        # threads' readers, since a thread inside close() or a write is not reading.
+        self._reader_threads: dict[int, int] = {}
         self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
         self._closed = False  # guarded by _gate
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
@@ -258,13 +262,29 @@ class LogStore:
                     raise _translate(exc, "cannot write the log") from exc
         raise StorageError("the log map could not be grown enough to hold the write")
 
+    @property
+    def _readers(self) -> int:
+        """Open read transactions of this process (under _gate, or as a snapshot)."""
+        return sum(self._reader_threads.values())
+
+    def _others_reading(self) -> bool:
+        """Under _gate: a thread other than this one has a read transaction open."""
+        me = threading.get_ident()
+        return any(t != me for t in self._reader_threads)
+
     def _grow(self) -> None:
         """Double the map size, waiting until no read transaction is open."""
         with self._gate_lock:
             self._growing = True
             try:
-                while self._readers:
+                while self._others_reading():
                     self._gate.wait()
+                if self._reader_threads:  # this thread's own, left open by an interrupt
+                    raise StorageError(
+                        f"cannot grow the log map of {self.path}: a read of the log that "
+                        "an interrupt cut short in this thread still holds its LMDB read "
+                        "transaction (until that exception's traceback is dropped). Nothing "
+                        "was written; retry, or reopen the database.")
                 new_size = self._env.info()["map_size"] * 2
                 try:
                     self._env.set_mapsize(new_size)
@@ -284,7 +304,8 @@ class LogStore:
     # ---------------------------------------------------------------- reading
     @contextmanager
     def _reading(self) -> Iterator[Any]:
-        counted = False  # set together with the count: an interrupt never leaks a reader
+        me = threading.get_ident()
+        counted = False  # stored right after the count (no interruption point between)
         try:
             with self._gate_lock:
                 while self._growing:
@@ -292,7 +313,8 @@ class LogStore:
                 if self._closed:
                     raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
                                               "database again to read it")
-                self._readers += 1
+                readers = self._reader_threads
+                readers[me] = readers.get(me, 0) + 1
                 counted = True
             with self._env.begin(write=False) as txn:
                 yield txn
@@ -301,9 +323,13 @@ class LogStore:
         finally:
             if counted:
                 with self._gate_lock:
-                    self._readers -= 1
-                    if not self._readers:
-                        self._gate.notify_all()
+                    readers = self._reader_threads
+                    n = readers[me] - 1
+                    if n:
+                        readers[me] = n
+                    else:
+                        del readers[me]
+                    self._gate.notify_all()
 
     @contextmanager
     def getter(self) -> Iterator[Callable[[int], bytes | None]]:
@@ -372,10 +398,12 @@ class LogStore:
             return list(islice(cur.iternext(keys=False, values=True), limit))
 
     def close(self) -> None:
-        # LMDB must not close under a live read transaction: wait for readers first.
+        # LMDB must not close under a live read transaction: wait for other threads'
+        # readers first (a reader of this thread is one an interrupt left behind: closing
+        # the environment invalidates its transaction).
         with self._write_lock, self._gate_lock:
             self._closed = True
-            while self._readers:
+            while self._others_reading():
                 self._gate.wait()
         with contextlib.suppress(lmdb.Error):  # closing twice or a broken env: nothing to do
             self._env.close()
