@@ -405,6 +405,7 @@ def signals() -> Iterator[tuple[Alarm, Watchdog]]:
 
 # An interrupt landing in a weakref callback or a finalizer is reported by Python as
 # unraisable and dropped: that cycle simply has no interrupt.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("mode", ["commit", "group", "none"])
 def test_random_interrupts_leave_the_handle_usable_and_state_equal_to_the_log(
