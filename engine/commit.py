@@ -55,7 +55,10 @@ the group queue moving:
   lands hundreds at random points). The handlers retry their own bookkeeping when a
   second interrupt hits them, but Python gives no way to block signals at every
   instruction: a second interrupt landing in the few instructions before a handler
-  starts can still stop it. The pending batch is then settled by the next commit.
+  starts can still stop it. The pending batch is then settled by the next commit, and
+  in the group queue the committer's intent is marked ``left`` (an outermost
+  ``finally``); a waiter whose wait times out (``_REPAIR_SECONDS``) cleans up for it
+  (:meth:`_repair`), so the queue does not stall.
 
 Reentrancy: a custom reducer runs inside the commit (planning, with the write lock
 or the leader role held). ``_reducing`` names the thread running it; a commit,
@@ -88,7 +91,8 @@ class Intent:
     as ``(event index, expected)``, and its data size. Filled in by the leader:
     ``done``, ``error``, ``tx_id``."""
 
-    __slots__ = ("datas", "done", "error", "expects", "nbytes", "streams", "tx_id", "types")
+    __slots__ = ("datas", "done", "error", "expects", "left", "nbytes", "streams", "tx_id",
+                 "types")
 
     def __init__(self, streams: list[str], types: list[str], datas: list[bytes],
                  expects: list[tuple[int, int]], nbytes: int) -> None:
@@ -100,6 +104,7 @@ class Intent:
         self.done = False
         self.error: BaseException | None = None
         self.tx_id = 0
+        self.left = False  # "group": its committer has left _commit_group (see _repair)
 
 
 # Bucket upper bounds (seconds) of the commit latency histogram, and (transactions)
@@ -282,23 +287,29 @@ class CommitPipeline:
         """
         cv = self._queue_cv
         try:
-            with self._queue_lock:
-                self._check_usable()
-                q = self._queue
-                q.append(w)
-                while not w.done and q[0] is not w:
-                    cv.wait()
-                if w.done:
-                    return
-                self._taken = self._take_group()
-            self._write_batch(self._taken)
-            self._finish_group()
-        except BaseException as exc:
-            _uninterrupted(self._leave_queue, w, exc)
-            inner = _wrapped_interrupt(exc)
-            if inner is not None:
-                raise inner from None
-            raise
+            try:
+                with self._queue_lock:
+                    self._check_usable()
+                    q = self._queue
+                    q.append(w)
+                    while not w.done and q[0] is not w:
+                        if not cv.wait(_REPAIR_SECONDS):
+                            self._repair()  # the head's committer may have left uncleanly
+                    if w.done:
+                        return
+                    self._taken = self._take_group()
+                self._write_batch(self._taken)
+                self._finish_group()
+            except BaseException as exc:
+                _uninterrupted(self._leave_queue, w, exc)
+                inner = _wrapped_interrupt(exc)
+                if inner is not None:
+                    raise inner from None
+                raise
+        finally:
+            # First instruction of the finally, a store: it runs even when a second
+            # interrupt cut _leave_queue short. A waiter then finds w abandoned (_repair).
+            w.left = True
 
     def _finish_group(self) -> None:
         """Leader, after a written group: every committer of it learns its outcome (set by
@@ -327,7 +338,9 @@ class CommitPipeline:
                     if w.done:
                         return
                     if any(t is w for t in taken):
-                        cv.wait()  # taken by another leader: its write decides w's outcome
+                        # Taken by another leader: its write decides w's outcome.
+                        if not cv.wait(_REPAIR_SECONDS):
+                            self._repair()
                         continue
                     if w in self._queue:  # (never queued if refused before)
                         self._queue.remove(w)  # not taken: withdrawn, nothing written
@@ -335,6 +348,22 @@ class CommitPipeline:
                     return
             finally:
                 cv.notify_all()  # w may have been the head, or a finish was cut short
+
+    def _repair(self) -> None:
+        """Under _queue_cv, by a waiter whose wait timed out: clean up after committers
+        that left :meth:`_commit_group` without leaving the queue (a second interrupt cut
+        their :meth:`_leave_queue` short): hand back the group of a leader that left,
+        withdraw the queued intents of the others. Nothing to do in normal operation."""
+        q = self._queue
+        if not any(x.left for x in q):
+            return
+        taken = self._taken
+        if taken and taken[0].left:
+            self._hand_back(taken[0], _ABANDONED)
+        for x in [x for x in q if x.left and not any(t is x for t in self._taken)]:
+            q.remove(x)
+            x.tx_id = 0
+        self._queue_cv.notify_all()
 
     def _hand_back(self, w: Intent, exc: BaseException) -> None:
         """The leader ``w`` failed with ``exc`` (under _queue_cv): settle its batch, finish
@@ -522,12 +551,21 @@ class CommitPipeline:
             with self._write_lock, self._queue_lock:
                 self._closed = True
                 while self._queue:
-                    self._queue_cv.wait()
+                    if not self._queue_cv.wait(_REPAIR_SECONDS):
+                        self._repair()
         except RuntimeError as exc:  # an interrupt inside Condition.wait (see _commit_group)
             inner = _wrapped_interrupt(exc)
             if inner is None:
                 raise
             raise inner from None
+
+
+# How long a group committer (or close) waits before checking that the intent at the head
+# still has a committer (only a second interrupt can leave one without; see _repair).
+_REPAIR_SECONDS = 0.5
+# The "exception" a leader that left uncleanly is handed back with: an interrupt, so the
+# followers of a batch that did not land go back to the queue.
+_ABANDONED = KeyboardInterrupt("the commit leader left without finishing its group")
 
 
 def _uninterrupted(fn: Callable[..., object], *args: object) -> BaseException | None:

@@ -1014,3 +1014,49 @@ def test_a_reader_left_open_by_an_interrupt_in_its_with_does_not_hang_close(open
         db.close()  # this thread's own leaked reader does not hold it up
         closer_done.set()
     del cm
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_a_committer_that_left_the_queue_uncleanly_is_cleaned_up_by_the_next(open_db, role):
+    """As if a second interrupt stopped _leave_queue before it ran: the intent of the
+    committer that left stays at the head (as leader of a group in flight, or queued).
+    The waiters behind it notice (timed wait) and clean up for it: no stall."""
+    db = open_db(sync="group")
+    pipeline = db._pipeline
+    gate = _Gated(db, main="before" if role == "leader" else None)
+    real_leave = pipeline._leave_queue
+
+    def cut_short(w: Any, exc: BaseException) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            real_leave(w, exc)  # only the main thread's clean-up is "interrupted"
+
+    pipeline._leave_queue = cut_short  # type: ignore[method-assign]
+    q = pipeline._queue
+    out: dict[str, Any] = {}
+    threads = [_committer(db, "first", "a", out)]
+    assert gate.entered["first"].wait(30)
+
+    def orchestrate() -> None:
+        _until(lambda: len(q) == 2, "the main thread is queued")
+        threads.append(_committer(db, "f1", "b", out))
+        _until(lambda: len(q) == 3, "f1 is queued")
+        if role == "follower":
+            _Usr1Interrupt.send()  # the main thread leaves while queued (not taken)
+            _until(lambda: q[1].left, "the main thread left")
+        gate.release["first"].set()  # leader role: the main thread leads [main, f1]
+
+    with _Usr1Interrupt():
+        helper = threading.Thread(target=orchestrate)
+        helper.start()
+        with pytest.raises(KeyboardInterrupt):
+            db.append("m", "e", b"main")
+        helper.join(30)
+    for t in threads:
+        t.join(30)
+    assert out == {"first": 1, "f1": 2}  # f1 committed, not stuck behind the leftover
+    assert not q and not pipeline._taken and db.get("m") is None
+    _agrees(db)
+    closer = threading.Thread(target=db.close)
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive()
