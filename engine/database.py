@@ -154,6 +154,9 @@ class Database:
         self._services: dict[str, Service] = {}
         # Written only by close() (then never back); read lock-free by every call.
         self._closed = False
+        # Written only by close(): True while a close has not run to its end (one cut
+        # short by an interrupt is finished by the next close() call).
+        self._close_unfinished = False
 
     def _unwind_open(self, undo: list[Callable[[], None]]) -> None:
         """Release what a failed open took, newest first; never raises over the cause."""
@@ -183,6 +186,7 @@ class Database:
     def transaction(self) -> TransactionBuilder:
         """Start an atomic transaction (use as a context manager)."""
         self._check_open()
+        self._pipeline.check_reentry("db.transaction()")
         return TransactionBuilder(self._pipeline.commit)
 
     def append(self, stream: str, type: str, data: bytes, *,
@@ -369,6 +373,7 @@ class Database:
     def snapshot(self) -> SnapshotInfo:
         """Write a snapshot of the current state now; returns once it is durable."""
         self._check_open()
+        self._pipeline.check_reentry("db.snapshot()")
         return self._snapshots.take()
 
     @property
@@ -386,10 +391,16 @@ class Database:
         return self._closed
 
     def close(self) -> None:
-        """Wait for in-flight commits, stop background work, release the directory."""
-        if self._closed:
+        """Wait for in-flight commits, stop background work, release the directory.
+
+        Interrupted (a signal), the handle is closed all the same; calling ``close()``
+        again finishes what the interrupt cut short (every step is idempotent).
+        """
+        self._pipeline.check_reentry("db.close()")
+        if self._closed and not self._close_unfinished:
             return
         self._closed = True
+        self._close_unfinished = True  # until the last step: a later close() resumes
         try:
             self._pipeline.close()
             for name, svc in reversed(list(self._services.items())):
@@ -403,6 +414,7 @@ class Database:
             self._log.close()
             if self._owns_lock:
                 self._lock.release()
+            self._close_unfinished = False
 
     def __enter__(self) -> Database:
         return self

@@ -49,8 +49,15 @@ class InvalidEventError(EngineError, ValueError):
 
 
 class ReducerError(EngineError, TypeError):
-    """The reducer returned something other than ``bytes`` or None (or re-entered the
-    database): that transaction was not written. Fix the reducer."""
+    """The reducer returned something other than ``bytes`` or None: that transaction was
+    not written. Fix the reducer."""
+
+
+class ReentrantCallError(EngineError, RuntimeError):
+    """A reducer called back into the database that is committing (``db.append``, a
+    transaction, ``snapshot()`` or ``close()``), which would wait for itself: refused, and
+    the transaction being committed is not written. A reducer must be a pure function of
+    ``(value, event)``; append follow-up events after the commit returns."""
 
 
 class ConcurrencyError(EngineError):
@@ -307,6 +314,7 @@ __all__ = [
     "PermanentBackupError",
     "RecoveryRequired",
     "ReducerError",
+    "ReentrantCallError",
     "StorageError",
     "TransientBackupError",
 ]

@@ -73,10 +73,13 @@ class DirLock:
                         "a refused opener will say 'another process'", self.path, exc)
 
     def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
+        """Free the lock; idempotent. ``_fd`` is cleared only right before the close, so
+        an interrupt landing earlier leaves it for the next call to release."""
+        fd = self._fd
+        if fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
+            self._fd = None
             os.close(fd)  # closing the description drops the flock
 
 

@@ -244,8 +244,15 @@ class LogStore:
         self.sync_mode = sync
         self.readonly = readonly
         self.shared = shared  # a writer may be live in another process
-        self._gate = threading.Condition()
-        self._readers = 0  # guarded by _gate: open read transactions of this process
+        # `with` blocks take the gate's C-level lock: Condition.__enter__/__exit__ are
+        # Python functions, where an interrupt could leave the lock held.
+        self._gate_lock = threading.RLock()
+        self._gate = threading.Condition(self._gate_lock)
+        # Guarded by _gate: open read transactions of this process, per thread ident. An
+        # interrupt can leave one of the interrupted thread's counted (inside contextlib's
+        # __enter__, after _reading yielded): close() and map growth wait only for other
+        # threads' readers, since a thread inside close() or a write is not reading.
+        self._reader_threads: dict[int, int] = {}
         self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
         self._closed = False  # guarded by _gate
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
@@ -452,13 +459,29 @@ class LogStore:
                                      need=need) from exc
         raise StorageError("the log map could not be grown enough to hold the write")
 
+    @property
+    def _readers(self) -> int:
+        """Open read transactions of this process (under _gate, or as a snapshot)."""
+        return sum(self._reader_threads.values())
+
+    def _others_reading(self) -> bool:
+        """Under _gate: a thread other than this one has a read transaction open."""
+        me = threading.get_ident()
+        return any(t != me for t in self._reader_threads)
+
     def _grow(self) -> None:
         """Double the map size, waiting until no read transaction is open."""
-        with self._gate:
+        with self._gate_lock:
             self._growing = True
             try:
-                while self._readers:
+                while self._others_reading():
                     self._gate.wait()
+                if self._reader_threads:  # this thread's own, left open by an interrupt
+                    raise StorageError(
+                        f"cannot grow the log map of {self.path}: a read of the log that "
+                        "an interrupt cut short in this thread still holds its LMDB read "
+                        "transaction (until that exception's traceback is dropped). Nothing "
+                        "was written; retry, or reopen the database.")
                 new_size = self._env.info()["map_size"] * 2
                 try:
                     self._env.set_mapsize(new_size)
@@ -478,12 +501,18 @@ class LogStore:
     # ---------------------------------------------------------------- reading
     def _adopt_map_size(self) -> None:
         """Another process grew the map (MDB_MAP_RESIZED): take the size it set, with no
-        read transaction of this process open (the same rule as :meth:`_grow`)."""
-        with self._gate:
+        read transaction of another thread open (the same rule as :meth:`_grow`; the
+        caller holds none of its own)."""
+        with self._gate_lock:
             self._growing = True
             try:
-                while self._readers:
+                while self._others_reading():
                     self._gate.wait()
+                if self._reader_threads:  # this thread's own, left open by an interrupt
+                    raise StorageError(
+                        f"cannot follow the new map size of the log of {self.path}: a read "
+                        "that an interrupt cut short in this thread still holds its LMDB "
+                        "read transaction; retry, or open the database again.")
                 try:
                     self._env.set_mapsize(0)  # 0: LMDB adopts the size in the file's meta
                 except lmdb.Error as exc:
@@ -492,42 +521,48 @@ class LogStore:
                 self._growing = False
                 self._gate.notify_all()
 
-    def _begin_read(self, buffers: bool) -> Any:
-        try:
-            return self._env.begin(write=False, buffers=buffers)
-        except lmdb.MapResizedError:
-            pass
-        with self._gate:  # leave the reader count while the map is adopted
-            self._readers -= 1
-            self._gate.notify_all()
-        try:
-            self._adopt_map_size()
-        finally:
-            with self._gate:
-                self._readers += 1
-        return self._env.begin(write=False, buffers=buffers)
-
     @contextmanager
     def _reading(self, buffers: bool = False) -> Iterator[Any]:
         """A short read transaction; with ``buffers`` values are memoryviews into the
-        map, valid only inside the block (no copy)."""
-        with self._gate:
-            while self._growing:
-                self._gate.wait()
-            if self._closed:
-                raise DatabaseClosedError(f"the log at {self.path} is closed; open the database "
-                                          "again to read it")
-            self._readers += 1
-        try:
-            with self._begin_read(buffers) as txn:
-                yield txn
-        except lmdb.Error as exc:
-            raise _translate(exc, "cannot read the log") from exc
-        finally:
-            with self._gate:
-                self._readers -= 1
-                if not self._readers:
-                    self._gate.notify_all()
+        map, valid only inside the block (no copy). A map another process grew
+        (MDB_MAP_RESIZED, a read-only handle beside the writer) is adopted first."""
+        me = threading.get_ident()
+        for attempt in (0, 1):
+            counted = False  # stored right after the count (no interruption point between)
+            resized = False
+            try:
+                with self._gate_lock:
+                    while self._growing:
+                        self._gate.wait()
+                    if self._closed:
+                        raise DatabaseClosedError(f"the log at {self.path} is closed; open "
+                                                  "the database again to read it")
+                    readers = self._reader_threads
+                    readers[me] = readers.get(me, 0) + 1
+                    counted = True
+                try:
+                    txn = self._env.begin(write=False, buffers=buffers)
+                except lmdb.MapResizedError:
+                    if attempt:
+                        raise
+                    resized = True
+                if not resized:
+                    with txn:
+                        yield txn
+                    return
+            except lmdb.Error as exc:
+                raise _translate(exc, "cannot read the log") from exc
+            finally:
+                if counted:
+                    with self._gate_lock:
+                        readers = self._reader_threads
+                        n = readers[me] - 1
+                        if n:
+                            readers[me] = n
+                        else:
+                            del readers[me]
+                        self._gate.notify_all()
+            self._adopt_map_size()  # not counted now: then read again
 
     @contextmanager
     def getter(self) -> Iterator[Callable[[int], bytes | None]]:
@@ -689,10 +724,12 @@ class LogStore:
             return list(islice(cur.iternext(keys=False, values=True), limit))
 
     def close(self) -> None:
-        # LMDB must not close under a live read transaction: wait for readers first.
-        with self._write_lock, self._gate:
+        # LMDB must not close under a live read transaction: wait for other threads'
+        # readers first (a reader of this thread is one an interrupt left behind: closing
+        # the environment invalidates its transaction).
+        with self._write_lock, self._gate_lock:
             self._closed = True
-            while self._readers:
+            while self._others_reading():
                 self._gate.wait()
         with contextlib.suppress(lmdb.Error):  # closing twice or a broken env: nothing to do
             self._env.close()

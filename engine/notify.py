@@ -8,16 +8,34 @@ the log itself: the signal says *that* something was committed, never *what*, so
 missed or coalesced wake-up can never make a service skip a transaction.
 
 Cost on the commit path: one attribute store and one integer compare, plus waking
-the waiters whose target was reached (a lock and an ``Event.set`` each), so an idle
-service costs committers nothing.
+the waiters whose target was reached (one lock release each, or ``Event.set`` for a
+caller's own ``wake`` event), so an idle service costs committers nothing.
+
+Interrupts: a commit may publish from the main thread, where a signal handler can raise
+at any bytecode. A waiter of the signal's own waits on a plain lock that publishing
+releases in one C call (``threading.Event.set`` runs Python-level ``Condition.__enter__``,
+where an interrupt can leave the event's lock held for good: the waiter would never wake
+and the next ``set`` would deadlock). Waking is idempotent, so a publication cut short is
+simply published again by the commit path.
 """
 
 from __future__ import annotations
 
 import threading
+from _thread import LockType
 from typing import NamedTuple
 
 _NEVER = 1 << 64
+_allocate_lock = threading.Lock
+_Waker = LockType | threading.Event
+
+
+def _set(ev: _Waker) -> None:
+    """Wake one waiter (idempotent): release its lock if still held, or set its event."""
+    if isinstance(ev, threading.Event):
+        ev.set()
+    elif ev.locked():
+        ev.release()
 
 
 class CommitPoint(NamedTuple):
@@ -40,8 +58,9 @@ class CommitSignal:
         # Replaced whole by publish(); reading it needs no lock (one object under the GIL).
         self._point = point
         self._lock = threading.Lock()
-        # Guarded by _lock: (target tx, event) of every waiting thread.
-        self._waiters: list[tuple[int, threading.Event]] = []
+        # Guarded by _lock: (target tx, waker) of every waiting thread; a waker is a held
+        # lock of the signal's own (released to wake) or the caller's wake event.
+        self._waiters: list[tuple[int, _Waker]] = []
         # Smallest target among _waiters (_NEVER if none). Written under _lock, read by
         # publish() without it: publish stores the point *then* reads this, a waiter
         # stores this *then* reads the point, so one of the two always sees the other.
@@ -68,7 +87,7 @@ class CommitSignal:
             keep = []
             for target, ev in self._waiters:
                 if target <= tx_id:
-                    ev.set()
+                    _set(ev)
                 else:
                     keep.append((target, ev))
             self._waiters = keep
@@ -85,17 +104,27 @@ class CommitSignal:
         point = self._point
         if point.tx_id >= tx_id or self._closed:
             return point
-        ev = threading.Event() if wake is None else wake
+        ev: _Waker
+        if wake is None:
+            ev = _allocate_lock()
+            ev.acquire()  # held: publish() releases it to wake us
+        else:
+            ev = wake
         with self._lock:
             if self._closed:
                 return self._point
             self._waiters.append((tx_id, ev))
             self._wake_at = min(self._wake_at, tx_id)
-        if self._point.tx_id < tx_id:  # re-check after registering (see _wake_at)
-            ev.wait(timeout)
-        with self._lock:
-            self._waiters = [(t, e) for t, e in self._waiters if e is not ev]
-            self._wake_at = min((t for t, _ in self._waiters), default=_NEVER)
+        try:
+            if self._point.tx_id < tx_id:  # re-check after registering (see _wake_at)
+                if isinstance(ev, threading.Event):
+                    ev.wait(timeout)
+                else:
+                    ev.acquire(True, -1 if timeout is None else timeout)
+        finally:
+            with self._lock:
+                self._waiters = [(t, e) for t, e in self._waiters if e is not ev]
+                self._wake_at = min((t for t, _ in self._waiters), default=_NEVER)
         return self._point
 
     def close(self) -> None:
@@ -103,6 +132,6 @@ class CommitSignal:
         with self._lock:
             self._closed = True
             for _, ev in self._waiters:
-                ev.set()
+                _set(ev)
             self._waiters = []
             self._wake_at = _NEVER

@@ -57,8 +57,15 @@ class Snapshotter:
         self.seconds_total = 0.0
         self.last_bytes = 0
         self._thread: threading.Thread | None = None
+        # Held while the background thread runs; it sets _exited, then releases it. close()
+        # waits on this rather than on Thread.join alone: an interrupted join (CPython
+        # 3.11's bpo-45274 handling) can mark a thread that is still running as stopped,
+        # and the next join then returns at once, leaving it writing snapshots.
+        self._running = threading.Lock()
+        self._exited = False
         if every:
-            self._thread = threading.Thread(target=self._loop, name=f"engine-snapshot:{name}",
+            self._running.acquire()
+            self._thread = threading.Thread(target=self._run, name=f"engine-snapshot:{name}",
                                             daemon=True)
             self._thread.start()
 
@@ -82,6 +89,13 @@ class Snapshotter:
             prune(self._dir, self._keep)
             return info
 
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._exited = True
+            self._running.release()
+
     def _loop(self) -> None:
         every = self._every
         assert every
@@ -104,4 +118,7 @@ class Snapshotter:
         """Stop the background thread (the signal must be closed first, or be closed next)."""
         self._stop = True
         if self._thread is not None:
+            while not self._exited:  # interruptible; a later close() waits again
+                if self._running.acquire(True, 1.0):
+                    self._running.release()
             self._thread.join()
