@@ -75,15 +75,22 @@ class Subscription:
         the subscription stops or the database closes); None if there is none."""
         if self._stopped:
             return None
-        if self._ready:
-            return self._ready.popleft()
+        ready = self._ready
+        if ready:
+            try:
+                return ready.popleft()
+            except IndexError:  # stop() (another thread) emptied it just now
+                return None
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stopped:
             point = self._signal.current
             if point.position > self._passed:
                 self._fill(point.position)
-                if self._ready:
-                    return self._ready.popleft()
+                if ready:
+                    try:
+                        return ready.popleft()
+                    except IndexError:  # stop() emptied it just now
+                        return None
                 continue  # only other types (or tracking) committed: look again
             if self._signal.closed:
                 break
