@@ -53,7 +53,7 @@ class WithEngine:
 
     def factory(self, **extra: str) -> EngineFactory:
         f = InfrastructureFactory.construct(self.engine_env(**extra))
-        assert isinstance(f, EngineFactory)
+        assert isinstance(f, EngineFactory) and f.sync == self.sync
         self.engine_factories.append(f)
         return f
 
