@@ -397,3 +397,34 @@ def test_a_subscription_follows_topics_and_ends_when_the_database_closes(
         assert (first.id, first.topic) == (2, "b")
         f.close()  # the last user: the database closes
         assert list(sub) == []
+
+
+# ------------------------------------------------------------------------ rows
+
+
+def test_rows_built_by_filling_their_dict_equal_constructed_ones() -> None:
+    assert es._FAST_ROWS  # eventsourcing 9.5's StoredEvent and Notification qualify
+    oid = uuid4()
+    made = es.stored_event(oid, 3, "t", b"s")
+    assert made == StoredEvent(oid, 3, "t", b"s") and type(made) is StoredEvent
+    assert hash(made) == hash(StoredEvent(oid, 3, "t", b"s"))
+    n = es.notification(oid, 3, "t", b"s", 9)
+    from eventsourcing.persistence import Notification
+    assert n == Notification(oid, 3, "t", b"s", 9) and repr(n) == repr(
+        Notification(oid, 3, "t", b"s", 9))
+    with pytest.raises(AttributeError):  # still frozen
+        n.id = 10  # type: ignore[misc]
+
+
+def test_a_dataclass_with_other_fields_is_built_by_its_constructor() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        originator_id: Any
+        extra: int
+
+    assert not es._plain_dataclass(Other, ("originator_id", "originator_version", "topic",
+                                           "state"))
+    assert es._plain_dataclass(StoredEvent, ("originator_id", "originator_version",
+                                             "topic", "state"))
