@@ -428,3 +428,62 @@ def test_a_dataclass_with_other_fields_is_built_by_its_constructor() -> None:
                                            "state"))
     assert es._plain_dataclass(StoredEvent, ("originator_id", "originator_version",
                                              "topic", "state"))
+
+
+# ----------------------------------------------------------------- projections
+
+
+def test_an_event_sourced_projection_follows_the_application(tmp_path: Path) -> None:
+    """eventsourcing's projection runner: a thread iterates the application's
+    subscription, and the projection's process recorder commits each result with its
+    tracking entry."""
+    from uuid import NAMESPACE_URL, uuid5
+
+    from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+    from eventsourcing.domain import DomainEventProtocol, event
+    from eventsourcing.projection import EventSourcedProjection, EventSourcedProjectionRunner
+    from eventsourcing.utils import get_topic
+
+    class Tally(Aggregate):
+        def __init__(self, topic: str) -> None:
+            self.topic = topic
+            self.count = 0
+
+        @classmethod
+        def create_id(cls, topic: str) -> UUID:
+            return tally_id(topic)
+
+        @event("Counted")
+        def add(self) -> None:
+            self.count += 1
+
+    def tally_id(topic: str) -> UUID:
+        return uuid5(NAMESPACE_URL, f"/tally/{topic}")
+
+    class Tallies(EventSourcedProjection[UUID]):
+        name = "Tallies"
+
+        def policy(self, domain_event: DomainEventProtocol[UUID],
+                   processing_event: ProcessingEvent[UUID]) -> None:
+            topic = get_topic(type(domain_event))
+            try:
+                tally: Tally = self.repository.get(tally_id(topic))
+            except AggregateNotFoundError:
+                tally = Tally(topic)
+            tally.add()
+            processing_event.collect_events(tally)
+
+    with EventSourcedProjectionRunner(application_class=Application,
+                                      projection_class=Tallies,
+                                      env=_env(tmp_path, ENGINE_SYNC="group")) as runner:
+        for _ in range(3):
+            recordings = runner.app.save(Aggregate())
+        a = Aggregate()
+        a.trigger_event(Aggregate.Event)
+        recordings = runner.app.save(a)
+        runner.wait(recordings[-1].notification.id, timeout=10)
+        counts = {t: runner.projection.repository.get(tally_id(get_topic(t))).count
+                  for t in (Aggregate.Created, Aggregate.Event)}
+        assert counts == {Aggregate.Created: 4, Aggregate.Event: 1}
+        assert runner.projection.recorder.max_tracking_id("Application") == 5
+    assert sorted(os.listdir(tmp_path)) == ["application_events", "tallies_events"]
