@@ -117,43 +117,62 @@ def translate_error(exc: engine.EngineError) -> PersistenceError:
 # ------------------------------------------------------------ shared databases
 
 
+class _Entry:
+    """One open database and how many leases use it."""
+
+    __slots__ = ("db", "users")
+
+    def __init__(self, db: engine.Database) -> None:
+        self.db = db
+        self.users = 1
+
+
 class _Registry:
-    """The engine databases this module has open, by directory, with their users."""
+    """The engine databases this module has open, by directory, with their users.
+
+    The lock is reentrant because a lease dropped in a garbage cycle is released by its
+    finalizer wherever the collector runs, which may be inside :meth:`acquire` on the
+    same thread; counts are mutated in place, so such a release is never lost.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards _open
-        self._open: dict[str, tuple[engine.Database, int]] = {}
+        self._lock = threading.RLock()  # guards _open and the entries' counts
+        self._open: dict[str, _Entry] = {}
 
     def acquire(self, path: str, sync: str) -> engine.Database:
         """The open database at ``path``, opened on first use; counts one more user."""
         with self._lock:
-            got = self._open.get(path)
-            if got is not None and not got[0].closed:
-                db, users = got
-                if db.sync != sync:
+            entry = self._open.get(path)
+            if entry is not None and not entry.db.closed:
+                if entry.db.sync != sync:
                     raise OperationalError(
                         f"{path} is already open in this process with ENGINE_SYNC="
-                        f"{db.sync}, not {sync}: give every application of one "
+                        f"{entry.db.sync}, not {sync}: give every application of one "
                         "ENGINE_PATH the same ENGINE_SYNC")
-                self._open[path] = (db, users + 1)
-                return db
+                entry.users += 1
+                if not entry.db.closed:
+                    return entry.db
+                # a finalizer released its last user meanwhile: open it again
             try:
                 db = engine.open(path, sync=sync)
             except engine.EngineError as exc:
                 raise translate_error(exc) from exc
-            self._open[path] = (db, 1)
+            self._open[path] = _Entry(db)
             return db
 
     def release(self, path: str, db: engine.Database) -> None:
-        """One user fewer of ``db``; the last one closes it."""
+        """One user fewer of ``db``; the last one closes it (under the lock, so a new
+        ``acquire`` of the directory never finds it still locked)."""
         with self._lock:
-            got = self._open.get(path)
-            if got is not None and got[0] is db and got[1] > 1:
-                self._open[path] = (db, got[1] - 1)
+            entry = self._open.get(path)
+            if entry is None or entry.db is not db:
+                db.close()  # replaced after it was closed: nothing else counts it
                 return
-            if got is not None and got[0] is db:
-                del self._open[path]
-        db.close()
+            entry.users -= 1
+            if entry.users > 0:
+                return
+            del self._open[path]
+            db.close()
 
 
 _REGISTRY = _Registry()

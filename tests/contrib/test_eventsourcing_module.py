@@ -161,6 +161,28 @@ def test_dropped_recorders_release_their_database(tmp_path: Path) -> None:
     assert db.closed
 
 
+def test_threads_opening_and_closing_factories_of_one_path(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for _ in range(20):
+                f = _factory(tmp_path)
+                f.application_recorder().insert_events([_event(uuid4(), 0)])
+                f.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with engine.open(tmp_path / "stored_events") as db:  # every user released it
+        assert db.last_position == 80
+
+
 def test_one_path_in_two_sync_modes_is_refused(tmp_path: Path) -> None:
     f1 = _factory(tmp_path, ENGINE_SYNC="commit")
     f2 = _factory(tmp_path, ENGINE_SYNC="none")
