@@ -358,22 +358,23 @@ def test_select_events_matches_a_model(factory: es.EngineFactory, ranged: bool,
 
 def test_the_latest_event_reads_only_from_the_last_version(
         factory: es.EngineFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    if es._RANGED_READ_STREAM:
-        pytest.skip("the engine's read_stream takes reverse and limit itself")
     r = factory.aggregate_recorder()
     oid = uuid4()
     for v in range(20):
         r.insert_events([_event(oid, v)])
-    calls: list[int] = []
+    calls: list[tuple[Any, ...]] = []
     real = engine.Database.read_stream
 
-    def spy(self: engine.Database, stream: str, from_version: int = 1) -> Any:
-        calls.append(from_version)
-        return real(self, stream, from_version)
+    def spy(self: engine.Database, stream: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append((*args, kwargs))
+        return real(self, stream, *args, **kwargs)
 
     monkeypatch.setattr(engine.Database, "read_stream", spy)
     assert [e.originator_version for e in r.select_events(oid, desc=True, limit=1)] == [19]
-    assert calls == [20]  # engine version 20 = originator version 19: one record
+    if es._RANGED_READ_STREAM:  # the engine reads newest first and stops after one
+        assert calls == [(1, None, {"reverse": True, "limit": 1})]
+    else:  # engine version 20 = originator version 19: one record from there
+        assert calls == [(20, {})]
 
 
 def test_uuid_ids_given_as_text_name_the_same_aggregate(factory: es.EngineFactory) -> None:
@@ -400,7 +401,9 @@ def test_stop_from_another_thread_ends_a_blocked_subscription(
         t = threading.Thread(target=consume)
         t.start()
         r.insert_events([_event(uuid4(), 0)])
-        while len(got) < 2:
+        for _ in range(6000):  # at most a minute: a hang fails below instead
+            if len(got) >= 2:
+                break
             t.join(0.01)
         sub.stop()
         t.join(10)
@@ -509,3 +512,57 @@ def test_an_event_sourced_projection_follows_the_application(tmp_path: Path) -> 
         assert counts == {Aggregate.Created: 4, Aggregate.Event: 1}
         assert runner.projection.recorder.max_tracking_id("Application") == 5
     assert sorted(os.listdir(tmp_path)) == ["application_events", "tallies_events"]
+
+
+# ------------------------------------------------------------------ tracking wait
+
+
+def test_wait_returns_when_another_thread_records_the_tracking(
+        factory: es.EngineFactory) -> None:
+    r = factory.process_recorder()
+    done: list[BaseException | None] = []
+
+    def waiter() -> None:
+        try:
+            r.wait("up", 3, timeout=60)
+            done.append(None)
+        except BaseException as exc:  # pragma: no cover - reported below
+            done.append(exc)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    r.insert_events([_event(uuid4(), 0)], tracking=Tracking("up", 2))  # not yet
+    r.insert_tracking(Tracking("other", 9))  # another name: not it either
+    r.insert_events([], tracking=Tracking("up", 3))
+    t.join(60)
+    assert done == [None]
+
+
+def test_wait_is_interrupted_from_another_thread(factory: es.EngineFactory) -> None:
+    from eventsourcing.persistence import WaitInterruptedError
+
+    r = factory.tracking_recorder()
+    interrupt = threading.Event()
+    caught: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            r.wait("up", 1, timeout=60, interrupt=interrupt)
+        except BaseException as exc:
+            caught.append(exc)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    r.insert_tracking(Tracking("other", 1))  # a commit wakes it; it waits on
+    interrupt.set()
+    t.join(60)
+    assert [type(e) for e in caught] == [WaitInterruptedError]
+    assert interrupt.is_set()
+
+
+def test_wait_on_a_closed_database_is_an_interface_error(tmp_path: Path) -> None:
+    f = _factory(tmp_path)
+    r = f.tracking_recorder()
+    f.close()
+    with pytest.raises(InterfaceError):
+        r.wait("up", 1, timeout=5)
