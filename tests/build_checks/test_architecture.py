@@ -18,7 +18,10 @@ def _allowed() -> dict[str, set[str]]:
     for line in DOC.read_text().splitlines():
         m = _ROW.match(line.strip())
         if m:
-            table[m.group(1)] = {"engine." + n for n in re.findall(r"`([\w.]+)`", m.group(2))}
+            # `engine` is the package itself (its public API: `import engine`); any
+            # other name is a module under it
+            table[m.group(1)] = {n if n == "engine" else "engine." + n
+                                 for n in re.findall(r"`([\w.]+)`", m.group(2))}
     return table
 
 
