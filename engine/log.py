@@ -471,6 +471,13 @@ class LogStore:
 
     def _grow(self) -> None:
         """Double the map size, waiting until no read transaction is open."""
+        self._remap(lambda: self._env.info()["map_size"] * 2, "grow the log map")
+
+    def _remap(self, size: Callable[[], int], what: str) -> None:
+        """``set_mapsize(size())`` once no other thread has a read transaction open
+        (LMDB requires none, py-lmdb#379); new readers wait meanwhile. A read of this
+        thread's own still open (an interrupt cut it short) refuses instead of waiting
+        for itself."""
         with self._gate_lock:
             self._growing = True
             try:
@@ -478,15 +485,16 @@ class LogStore:
                     self._gate.wait()
                 if self._reader_threads:  # this thread's own, left open by an interrupt
                     raise StorageError(
-                        f"cannot grow the log map of {self.path}: a read of the log that "
-                        "an interrupt cut short in this thread still holds its LMDB read "
-                        "transaction (until that exception's traceback is dropped). Nothing "
-                        "was written; retry, or reopen the database.")
-                new_size = self._env.info()["map_size"] * 2
+                        f"cannot {what} of {self.path}: a read of the log that an interrupt "
+                        "cut short in this thread still holds its LMDB read transaction "
+                        "(until that exception's traceback is dropped). Nothing was written; "
+                        "retry, or reopen the database.")
+                new_size = size()
                 try:
                     self._env.set_mapsize(new_size)
                 except lmdb.Error as exc:
-                    raise _translate(exc, f"cannot grow the log map to {new_size} bytes") from exc
+                    to = f" to {new_size} bytes" if new_size else ""
+                    raise _translate(exc, f"cannot {what}{to}") from exc
             finally:
                 self._growing = False
                 self._gate.notify_all()
@@ -500,26 +508,9 @@ class LogStore:
 
     # ---------------------------------------------------------------- reading
     def _adopt_map_size(self) -> None:
-        """Another process grew the map (MDB_MAP_RESIZED): take the size it set, with no
-        read transaction of another thread open (the same rule as :meth:`_grow`; the
-        caller holds none of its own)."""
-        with self._gate_lock:
-            self._growing = True
-            try:
-                while self._others_reading():
-                    self._gate.wait()
-                if self._reader_threads:  # this thread's own, left open by an interrupt
-                    raise StorageError(
-                        f"cannot follow the new map size of the log of {self.path}: a read "
-                        "that an interrupt cut short in this thread still holds its LMDB "
-                        "read transaction; retry, or open the database again.")
-                try:
-                    self._env.set_mapsize(0)  # 0: LMDB adopts the size in the file's meta
-                except lmdb.Error as exc:
-                    raise _translate(exc, "cannot follow the log's new map size") from exc
-            finally:
-                self._growing = False
-                self._gate.notify_all()
+        """Another process grew the map (MDB_MAP_RESIZED): take the size it set (0 makes
+        LMDB adopt the size in the file's meta), by the same rule as :meth:`_grow`."""
+        self._remap(lambda: 0, "follow the new map size")
 
     @contextmanager
     def _reading(self, buffers: bool = False) -> Iterator[Any]:
