@@ -44,7 +44,6 @@ This module needs ``eventsourcing`` (``pip install 'eventsourcing>=9.5,<10'``);
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import re
 import threading
@@ -198,10 +197,6 @@ class DatabaseLease:
 
 # ------------------------------------------------------------------- reading
 
-# Whether read_stream takes a version range, a direction and a limit (a newer engine).
-_RANGED_READ_STREAM = {"to_version", "reverse", "limit"} <= set(
-    inspect.signature(engine.Database.read_stream).parameters)
-
 
 def select_stream(db: engine.Database, stream: str, gt: int | None, lte: int | None,
                   desc: bool, limit: int | None) -> list[engine.Event]:
@@ -214,25 +209,8 @@ def select_stream(db: engine.Database, stream: str, gt: int | None, lte: int | N
         limit = None
     if limit == 0 or (hi is not None and hi < lo):
         return []
-    if _RANGED_READ_STREAM:
-        read = cast(Any, db.read_stream)  # typed for the engine this was checked against
-        return list(read(stream, lo, hi, reverse=desc, limit=limit))
-    top = db.version(stream)  # the stream's last version
-    if top < lo:
-        return []
-    if desc and limit is not None:
-        # eventsourcing's versions are contiguous: the newest `limit` at or below the
-        # bound start at most `limit - 1` below it; read only from there (one record
-        # for limit 1), and all of it if gaps left fewer.
-        start = max(lo, min(top, top if hi is None else hi) - limit + 1)
-        got = [e for e in db.read_stream(stream, start) if hi is None or e.version <= hi]
-        if len(got) >= limit or start == lo:
-            got.reverse()
-            return got[:limit]
-    out = [e for e in db.read_stream(stream, lo) if hi is None or e.version <= hi]
-    if desc:
-        out.reverse()
-    return out if limit is None else out[:limit]
+    # newest first with a limit reads only as many records as it yields (limit 1: one)
+    return list(db.read_stream(stream, lo, hi, reverse=desc, limit=limit))
 
 
 # --------------------------------------------------------------------- rows
