@@ -325,4 +325,7 @@ def _check_page(path: str, header: Header, page: bytes, pgno: int, level: int,
     ptrs: tuple[int, ...] = struct.unpack_from(f"<{count}H", page, _PAGE.size)
     if count == 0 or min(ptrs) < upper or max(ptrs) > psize - _NODE.size:
         raise _page_damaged(path, pgno, f"its {count} node offsets point outside its node area")
+    if kind == "branch" and count < 2:  # LMDB asserts NUMKEYS(mp) > 1 on a branch page
+        raise _page_damaged(path, pgno, "it is a branch page with a single node, which LMDB "
+                                        "never writes")
     return ptrs

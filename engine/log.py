@@ -253,7 +253,7 @@ class LogStore:
         # __enter__, after _reading yielded): close() and map growth wait only for other
         # threads' readers, since a thread inside close() or a write is not reading.
         self._reader_threads: dict[int, int] = {}
-        self._growing = False  # guarded by _gate: a map growth waits for/blocks readers
+        self._growing = 0  # guarded by _gate: remaps under way (they block new readers)
         self._closed = False  # guarded by _gate
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
         # Before LMDB maps the file: a truncated or garbled header would otherwise
@@ -479,10 +479,13 @@ class LogStore:
         thread's own still open (an interrupt cut it short) refuses instead of waiting
         for itself."""
         with self._gate_lock:
-            self._growing = True
+            self._growing += 1  # a count: concurrent remaps must not clear each other's
             try:
                 while self._others_reading():
                     self._gate.wait()
+                if self._closed:  # close() ran while this waited (it was not counted)
+                    raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
+                                              "database again to read it")
                 if self._reader_threads:  # this thread's own, left open by an interrupt
                     raise StorageError(
                         f"cannot {what} of {self.path}: a read of the log that an interrupt "
@@ -496,7 +499,7 @@ class LogStore:
                     to = f" to {new_size} bytes" if new_size else ""
                     raise _translate(exc, f"cannot {what}{to}") from exc
             finally:
-                self._growing = False
+                self._growing -= 1
                 self._gate.notify_all()
 
     def sync(self) -> None:

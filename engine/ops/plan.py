@@ -140,6 +140,10 @@ def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: LogStore | None) -> Non
                 f"the log's timeline (epoch {info.epoch} forked before it): set aside")
             continue
         if log is not None and info.exists and h.tx_checksum is not None:
+            # The lineage read walks the tree to tx_id: its pages are checked first
+            # (nothing writes the log now; a shared store skips it), as the loader's
+            # tail check does, so a damaged page is an error, never an LMDB abort.
+            log.check_pages_from(h.tx_id)
             div = diverged(h, log, info)
             if div is not None:
                 dest = diverged_destination(path, spath, taken)

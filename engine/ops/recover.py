@@ -87,7 +87,10 @@ def _newest_valid(path: str, notes: list[str], history: tuple[EpochRecord, ...],
             except CorruptSnapshotError as exc:
                 notes.append(f"{exc} -- falling back to an older snapshot")
                 continue
-            div = diverged(loaded.header, store, info) if store is not None else None
+            div = None
+            if store is not None:
+                store.check_pages_from(loaded.header.tx_id)  # before LMDB walks to it
+                div = diverged(loaded.header, store, info)
             if div is not None:
                 notes.append(f"skipped {div.describe()} -- falling back to an older snapshot")
                 continue

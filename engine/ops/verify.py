@@ -106,8 +106,15 @@ def _verify_snapshots(path: str, report: VerifyReport, store: LogStore | None,
         except EngineError as exc:
             report.problems.append(str(exc))
             continue
-        div = (diverged(loaded.header, store, info)
-               if store is not None and info is not None else None)
+        div = None
+        if store is not None and info is not None:
+            try:
+                # the lineage read walks the tree to the snapshot's tx: its pages are
+                # checked first, so damage there is the child's verdict, not a crash here
+                store.check_pages_from(loaded.header.tx_id)
+                div = diverged(loaded.header, store, info)
+            except EngineError:
+                store = None  # the log is damaged: the child's check reports it
         if div is not None:
             report.problems.append(f"{div.describe()}. Opening sets it aside into "
                                    f"{layout.diverged_dir(path)} (runbook: {DIVERGED_RUNBOOK})")

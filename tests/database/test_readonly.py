@@ -265,3 +265,14 @@ def test_the_watcher_works_past_1024_descriptors(db_path, writer):
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_adopting_a_grown_map_after_close_is_a_closed_error(db_path, writer):
+    """A reader that met MDB_MAP_RESIZED is not counted while it adopts the new size;
+    if close() ran meanwhile it must get DatabaseClosedError, not an LMDB error on a
+    closed environment (review finding)."""
+    r = engine.open(db_path, readonly=True)
+    log = r._log
+    r.close()
+    with pytest.raises(engine.DatabaseClosedError):
+        log._adopt_map_size()

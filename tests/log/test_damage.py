@@ -539,3 +539,67 @@ def test_zeroed_first_leaf_is_named_by_the_probe(tmp_path):
     _refused(path, f"page {first} of its main tree is damaged: it should be a leaf page")
     out = _cli_one_error("status", path)
     assert f"page {first} of its main tree" in out
+
+
+def _one_node_branch_on_the_way_to(path: str, tx: int) -> None:
+    """Make the level-2 branch page on the path to ``tx`` hold a single node (lower =
+    18): LMDB asserts NUMKEYS > 1 on every branch page it searches (review finding)."""
+    from tests.log.lmdb_damage import P_BRANCH, PAGE
+
+    hdr = lmdbfile.read_header(data_file(path))
+    assert hdr is not None
+    ps = hdr.page_size
+    with open(data_file(path), "rb") as f:
+        raw = f.read()
+
+    def kids(p: int) -> tuple[int, list[tuple[bytes, int]]]:
+        pg = raw[p * ps:(p + 1) * ps]
+        _n, _pad, fl, lower, _u = PAGE.unpack_from(pg, 0)
+        out = []
+        for off in struct.unpack_from(f"<{(lower - 16) // 2}H", pg, 16):
+            lo, hi, f2, ks = struct.unpack_from("<HHHH", pg, off)
+            out.append((pg[off + 8:off + 8 + ks], lo | hi << 16 | f2 << 32))
+        return fl, out
+
+    assert hdr.newest.main.depth >= 3
+    _fl, children = kids(hdr.newest.main.root)
+    key = struct.pack(">Q", tx)
+    idx = max(i for i, (k, _) in enumerate(children) if i == 0 or k <= key)
+    target = children[idx][1]
+    assert kids(target)[0] & P_BRANCH
+    write_at(data_file(path), target * ps + 12, struct.pack("<H", 18))
+
+
+def test_a_single_node_branch_page_is_refused_and_verify_still_answers(tmp_path):
+    """The lineage check reads the snapshot's tx in the parent: the pages on its way are
+    checked first, so verify gives a verdict and open refuses, never an LMDB abort."""
+    path = str(tmp_path / "db")
+    with engine.open(path) as db:
+        for i in range(1500):
+            db.append(f"s{i % 7}", "T", b"x" * 1200)
+        db.snapshot()
+        for i in range(1500):
+            db.append(f"s{i % 7}", "T", b"x" * 1200)
+    _one_node_branch_on_the_way_to(path, 1500)
+    got = in_child(lambda: _verify_summary(path))
+    assert not got.crashed and not got.hung, got
+    ok, problems = got.answer["ok"]
+    assert not ok and any("damaged" in p for p in problems), problems
+    opened = in_child(lambda: _open_error(path))
+    assert not opened.crashed and not opened.hung, opened
+    assert "single node" in opened.answer["ok"], opened.answer
+
+
+def _verify_summary(path: str) -> tuple[bool, list[str]]:
+    from engine.ops.verify import verify_directory
+
+    r = verify_directory(path)
+    return r.ok, r.problems
+
+
+def _open_error(path: str) -> str:
+    try:
+        engine.open(path).close()
+    except engine.CorruptLogError as exc:
+        return str(exc)
+    return "opened"
