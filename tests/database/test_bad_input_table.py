@@ -339,3 +339,20 @@ def test_a_closed_database_refuses_every_call(db_path, call):
     db.close()  # closing twice is allowed
     with engine.open(db_path) as again:
         assert again.get("s1") == b"x" and again.position.tx_id == 6
+
+
+def test_a_record_too_big_only_because_of_long_names_is_invalid_event(db_path, monkeypatch):
+    """The data budget passes (tiny payloads) but the encoded record, long names and
+    all, is past the record limit: InvalidEventError, as the README promises, and
+    nothing is written. The limit is lowered so the test needs no 256 MiB record."""
+    from engine import formats
+
+    monkeypatch.setattr(formats, "MAX_TX_BYTES", 64 << 10)
+    with engine.open(db_path) as db:
+        db.append("before", "e", b"1")
+        with pytest.raises(InvalidEventError, match=r"would be .* bytes; the limit is 65536"), \
+                db.transaction() as tx:
+            for i in range(80):  # 80 x (1000 + 250 bytes of names) > 64 KiB
+                tx.append("s" * 996 + f"{i:04d}", "t" * 250, b"")
+        assert db.position.tx_id == 1 and db.get("before") == b"1"
+        db.append("after", "e", b"2")
