@@ -248,11 +248,13 @@ class LogStore:
         # Python functions, where an interrupt could leave the lock held.
         self._gate_lock = threading.RLock()
         self._gate = threading.Condition(self._gate_lock)
-        # Guarded by _gate: open read transactions of this process, per thread ident. An
-        # interrupt can leave one of the interrupted thread's counted (inside contextlib's
-        # __enter__, after _reading yielded): close() and map growth wait only for other
-        # threads' readers, since a thread inside close() or a write is not reading.
-        self._reader_threads: dict[int, int] = {}
+        # Guarded by _gate: open read transactions of this process, per thread ident, as
+        # one token per transaction (so releasing one is idempotent and can be retried
+        # when an interrupt lands in it). An interrupt can leave one of the interrupted
+        # thread's open (inside contextlib's __enter__, after _reading yielded): close()
+        # and map growth wait only for other threads' readers, since a thread inside
+        # close() or a write is not reading.
+        self._reader_threads: dict[int, set[object]] = {}
         self._growing = 0  # guarded by _gate: remaps under way (they block new readers)
         self._closed = False  # guarded by _gate
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
@@ -462,12 +464,12 @@ class LogStore:
     @property
     def _readers(self) -> int:
         """Open read transactions of this process (under _gate, or as a snapshot)."""
-        return sum(self._reader_threads.values())
+        return sum(map(len, self._reader_threads.values()))
 
     def _others_reading(self) -> bool:
         """Under _gate: a thread other than this one has a read transaction open."""
         me = threading.get_ident()
-        return any(t != me for t in self._reader_threads)
+        return any(t != me and held for t, held in self._reader_threads.items())
 
     def _grow(self) -> None:
         """Double the map size, waiting until no read transaction is open."""
@@ -486,7 +488,7 @@ class LogStore:
                 if self._closed:  # close() ran while this waited (it was not counted)
                     raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
                                               "database again to read it")
-                if self._reader_threads:  # this thread's own, left open by an interrupt
+                if self._reader_threads.get(threading.get_ident()):  # own, left by an interrupt
                     raise StorageError(
                         f"cannot {what} of {self.path}: a read of the log that an interrupt "
                         "cut short in this thread still holds its LMDB read transaction "
@@ -522,7 +524,8 @@ class LogStore:
         (MDB_MAP_RESIZED, a read-only handle beside the writer) is adopted first."""
         me = threading.get_ident()
         for attempt in (0, 1):
-            counted = False  # stored right after the count (no interruption point between)
+            token = object()  # this transaction's entry in _reader_threads
+            counted = False
             resized = False
             try:
                 with self._gate_lock:
@@ -531,9 +534,8 @@ class LogStore:
                     if self._closed:
                         raise DatabaseClosedError(f"the log at {self.path} is closed; open "
                                                   "the database again to read it")
-                    readers = self._reader_threads
-                    readers[me] = readers.get(me, 0) + 1
-                    counted = True
+                    counted = True  # before the add: releasing an absent token is a no-op
+                    self._reader_threads.setdefault(me, set()).add(token)
                 try:
                     txn = self._env.begin(write=False, buffers=buffers)
                 except lmdb.MapResizedError:
@@ -548,15 +550,29 @@ class LogStore:
                 raise _translate(exc, "cannot read the log") from exc
             finally:
                 if counted:
-                    with self._gate_lock:
-                        readers = self._reader_threads
-                        n = readers[me] - 1
-                        if n:
-                            readers[me] = n
-                        else:
-                            del readers[me]
-                        self._gate.notify_all()
+                    self._release_reader(me, token)
             self._adopt_map_size()  # not counted now: then read again
+
+    def _release_reader(self, me: int, token: object) -> None:
+        """Drop a read transaction's token, to the end even if interrupts land in it
+        (the wait for a contended gate lock is one: each interrupt restarts the
+        idempotent release), then re-raise the first of them."""
+        pending: BaseException | None = None
+        while True:
+            try:
+                with self._gate_lock:
+                    held = self._reader_threads.get(me)
+                    if held is not None:
+                        held.discard(token)
+                        if not held:
+                            del self._reader_threads[me]
+                    self._gate.notify_all()
+                break
+            except BaseException as exc:
+                if pending is None:
+                    pending = exc
+        if pending is not None:
+            raise pending
 
     @contextmanager
     def getter(self) -> Iterator[Callable[[int], bytes | None]]:

@@ -147,3 +147,46 @@ def test_readonly_store_on_a_closed_database_sees_its_meta(log_path):
         assert info.last_position == N_TXS + N_TXS // 5
     finally:
         s.close()
+
+
+def test_an_interrupt_while_a_read_waits_to_release_its_count_leaks_nothing(tmp_path):
+    """The release of a read transaction waits for the gate lock; an interrupt landing
+    in that wait (a contended lock, a signal) must neither leave the read counted (close
+    and map growth would wait for it forever) nor be swallowed (review finding)."""
+    import signal
+    import threading
+    import time
+
+    store = LogStore(str(tmp_path / "log"))
+    store.initialise("00000000-0000-0000-0000-000000000001", 1, 0, 0,
+                     [engine.EpochRecord(1, 1, 1, 0.0, "created")])
+    held = threading.Event()
+    go = threading.Event()
+
+    def hold_the_gate() -> None:
+        with store._gate_lock:
+            held.set()
+            go.wait(10)
+            time.sleep(0.3)  # the interrupt lands while the main thread waits for it
+
+    class Interrupt(BaseException):
+        pass
+
+    def raise_it(signum: int, frame: object) -> None:
+        raise Interrupt
+
+    old = signal.signal(signal.SIGALRM, raise_it)
+    t = threading.Thread(target=hold_the_gate)
+    try:
+        with pytest.raises(Interrupt), store.getter() as get:
+            get(1)
+            t.start()
+            assert held.wait(10)
+            go.set()
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+        assert store._readers == 0 and not store._reader_threads
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        t.join(10)
+    store.close()  # would wait forever for a leaked count
