@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 from inotify_simple import INotify, flags
 
+from .errors import StorageError
+
 log = logging.getLogger("engine")
 
 SAFETY_NET_SECONDS = 1.0
@@ -35,12 +37,24 @@ class LogWatcher:
 
     def __init__(self, data_file: str, on_change: Callable[[], None], name: str) -> None:
         self._on_change = on_change
-        self._inotify = INotify()  # owned here; closed by the thread on its way out
+        try:
+            self._inotify = INotify()  # owned here; closed by the thread on its way out
+        except OSError as exc:
+            raise StorageError(
+                f"cannot watch {data_file} for the writer's commits ({exc}): the inotify "
+                "limits may be exhausted (/proc/sys/fs/inotify/max_user_instances); raise "
+                "them, or read without subscribing") from exc
         try:
             self._inotify.add_watch(data_file, flags.MODIFY | flags.DELETE_SELF
                                     | flags.MOVE_SELF)
-        except BaseException:
+        except BaseException as exc:
             self._inotify.close()
+            if isinstance(exc, OSError):
+                raise StorageError(
+                    f"cannot watch {data_file} for the writer's commits ({exc}): the "
+                    "inotify watch limit may be exhausted "
+                    "(/proc/sys/fs/inotify/max_user_watches); raise it, or read without "
+                    "subscribing") from exc
             raise
         # close() writes a byte here to end the thread's select at once.
         self._stop_r, self._stop_w = os.pipe()

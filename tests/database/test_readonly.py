@@ -276,3 +276,35 @@ def test_adopting_a_grown_map_after_close_is_a_closed_error(db_path, writer):
     r.close()
     with pytest.raises(engine.DatabaseClosedError):
         log._adopt_map_size()
+
+
+def test_inotify_limits_are_a_storage_error_not_a_raw_oserror(db_path, writer, monkeypatch):
+    """No raw OSError from a public call: exhausted inotify limits (EMFILE from
+    inotify_init, ENOSPC from add_watch) say which limit to raise."""
+    import errno
+
+    import engine.watch as watch
+
+    def no_instances() -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(watch, "INotify", no_instances)
+    with engine.open(db_path, readonly=True) as r:
+        with pytest.raises(engine.StorageError, match="max_user_instances"):
+            r.subscribe()
+        assert r.get("acct") == b"w0"  # the handle still reads
+
+    class NoWatches:
+        closed = False
+
+        def add_watch(self, *a: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            NoWatches.closed = True
+
+    monkeypatch.setattr(watch, "INotify", NoWatches)
+    with engine.open(db_path, readonly=True) as r, \
+            pytest.raises(engine.StorageError, match="max_user_watches"):
+        r.subscribe()
+    assert NoWatches.closed  # the inotify descriptor is not leaked
