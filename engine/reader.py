@@ -37,6 +37,7 @@ from .errors import (
     InvalidEventError,
     ReadOnlyError,
     StaleReaderError,
+    StorageError,
 )
 from .history import History, type_set
 from .loader import load
@@ -76,7 +77,11 @@ class Reader:
         data_file = layout.log_data_file(layout.log_dir(path))
         log = LogStore(layout.log_dir(path), **kwargs)
         try:
-            self._inode = os.stat(data_file).st_ino  # a new log (recovery) is a new file
+            try:
+                self._inode = os.stat(data_file).st_ino  # a new log (recovery): a new file
+            except OSError as exc:
+                raise StorageError(f"cannot read {data_file}: {exc}. Check the directory "
+                                   "and its permissions") from exc
             loaded = load(plan, log, reducer, path)
         except BaseException:
             log.close()
