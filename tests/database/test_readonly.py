@@ -308,3 +308,17 @@ def test_inotify_limits_are_a_storage_error_not_a_raw_oserror(db_path, writer, m
             pytest.raises(engine.StorageError, match="max_user_watches"):
         r.subscribe()
     assert NoWatches.closed  # the inotify descriptor is not leaked
+
+
+def test_an_unreadable_log_file_on_open_is_a_storage_error(db_path, writer, monkeypatch):
+    import types
+
+    import engine.reader as reader_mod
+
+    def stat(path: object, *a: object, **k: object) -> os.stat_result:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    # only the reader's own os.stat fails (the planner's file checks still work)
+    monkeypatch.setattr(reader_mod, "os", types.SimpleNamespace(stat=stat))
+    with pytest.raises(engine.StorageError, match="Permission denied"):
+        engine.open(db_path, readonly=True)
