@@ -374,9 +374,11 @@ def test_a_reset_connection_is_transient() -> None:
         try:
             target = open_target(s3_options(f"http://127.0.0.1:{srv.getsockname()[1]}"))
             # several calls: hyper reports this as kind Request (IncompleteMessage) or, when
-            # the pooled connection dies first, kind Unknown ("connection was not ready")
+            # the pooled connection dies first, kind Unknown ("connection was not ready");
+            # on a loaded machine the accept loop can lag past the client's timeout, which
+            # is reported as a timeout: transient either way (seen in a CI run)
             for _ in range(30):
-                with pytest.raises(TransientBackupError, match="connection failed"):
+                with pytest.raises(TransientBackupError, match="connection failed|timed out"):
                     target.get("k")
         finally:
             stop.set()
