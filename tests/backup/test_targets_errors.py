@@ -378,7 +378,7 @@ def test_a_reset_connection_is_transient() -> None:
             # on a loaded machine the accept loop can lag past the client's timeout, which
             # is reported as a timeout: transient either way (seen in a CI run)
             for _ in range(30):
-                with pytest.raises(TransientBackupError, match="connection failed|timed out"):
+                with pytest.raises(TransientBackupError, match=r"connection failed|timed out"):
                     target.get("k")
         finally:
             stop.set()
