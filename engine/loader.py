@@ -87,7 +87,8 @@ def _load(plan: OpenPlan, log: LogStore, reducer: Reducer | None, where: str) ->
         snap.state if snap else {}, reducer)
     # The tail's tree pages are checked with plain reads first: LMDB aborts the process
     # on a zeroed leaf it meets while iterating (docs/FORMAT.md, section 3).
-    log.check_pages_from(start_tx + 1)
+    if plan.pages_checked_from is None or plan.pages_checked_from > start_tx + 1:
+        log.check_pages_from(start_tx + 1)  # not twice: the plan's lineage read did it
     for tx_id, rec in log.iter_range(start_tx + 1):
         if kept is not None:
             kept.append((tx_id, rec))

@@ -50,6 +50,9 @@ class OpenPlan:
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     # snapshots of a diverged copy: (path, where apply_set_aside moves it)
     diverged: list[tuple[str, str]] = field(default_factory=list)
+    # the lowest tx from which the log's tree pages were checked to its end (the
+    # lineage read's check), so the loader need not read them again; None if none
+    pages_checked_from: int | None = None
 
     @property
     def replay_from(self) -> int:
@@ -143,7 +146,9 @@ def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: LogStore | None) -> Non
             # The lineage read walks the tree to tx_id: its pages are checked first
             # (nothing writes the log now; a shared store skips it), as the loader's
             # tail check does, so a damaged page is an error, never an LMDB abort.
-            log.check_pages_from(h.tx_id)
+            if plan.pages_checked_from is None or h.tx_id < plan.pages_checked_from:
+                log.check_pages_from(h.tx_id)
+                plan.pages_checked_from = h.tx_id
             div = diverged(h, log, info)
             if div is not None:
                 dest = diverged_destination(path, spath, taken)
