@@ -383,8 +383,10 @@ class LogStore:
             return meta
 
     def initialise(self, db_id: str, epoch: int, base_tx: int, base_position: int,
-                   history: Sequence[EpochRecord]) -> None:
-        """Write the meta of a new log (fresh database or a new epoch). Durable on return.
+                   history: Sequence[EpochRecord], *, durable: bool = True) -> None:
+        """Write the meta of a new log (fresh database or a new epoch). Durable on return
+        unless ``durable`` is false: a caller building a log in a staging directory
+        that it fsyncs once before publishing (restore) skips this fsync.
 
         Raises :class:`CorruptLogError` without writing if the environment holds any
         key already (another application's LMDB database, or a log whose db_id entry
@@ -403,7 +405,8 @@ class LogStore:
             for k, v in meta.items():
                 txn.put(k, v)
         self._write(put)
-        self.sync()
+        if durable:
+            self.sync()
 
     def put_meta(self, key: bytes, value: bytes) -> None:
         """Write one meta entry (``formats.META_*``) in its own LMDB write transaction;

@@ -93,7 +93,6 @@ import itertools
 import logging
 import os
 import re
-import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -660,7 +659,7 @@ class _LocalTarget(_StoreTarget):
                ) -> ObjectInfo:
         final = os.path.join(self._root, key)
         parent = os.path.dirname(final)
-        tmp = f"{final}#{secrets.randbelow(10**12)}"  # hidden from obstore's listing
+        tmp = f"{final}#{os.urandom(6).hex()}"  # hidden from obstore's listing
         with self._failures(op, key):
             _mkdirs_durable(parent, below=self._root)
             try:

@@ -9,18 +9,93 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from .. import layout
 from ..errors import EngineError
 from ..lock import DirLock
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class LazyConsole:
+    """A rich ``Console`` made on first use. Importing rich costs ~30 ms of every
+    command's start, and a command run with ``--json`` (or one that only fails early)
+    never prints through it; everything else is delegated to the real console."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None  # made once, by the main thread
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, soft_wrap=True)
+        return self._console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self.console.print(*objects, **kwargs)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.console.is_terminal
+
+
+out = LazyConsole()
+err = LazyConsole(stderr=True)
+
+
+class ProgressDisplay(Protocol):
+    """The part of ``rich.progress.Progress`` the commands use."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+    def add_task(self, description: str, *, total: float | None = ...) -> Any: ...
+
+    def update(self, task_id: Any, *, total: float | None = ..., completed: float | None = ...,
+               description: str | None = ...) -> None: ...
+
+
+class _NoProgress:
+    """What ``progress_display`` returns when nobody watches: the same calls, no output,
+    and no rich import."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def add_task(self, description: str, *, total: float | None = None) -> int:
+        return 0
+
+    def update(self, task_id: Any, *, total: float | None = None,
+               completed: float | None = None, description: str | None = None) -> None:
+        return None
+
+
+def progress_display(as_json: bool, *, byte_counts: bool = False) -> ProgressDisplay:
+    """A transient rich progress bar on stderr when it is a terminal and the output is
+    not ``--json`` (with ``byte_counts``, sizes and time left); otherwise a silent
+    stand-in: rich's own ``disable=`` would still cost its import."""
+    # rich's own terminal test (isatty, or TTY_COMPATIBLE=1 / FORCE_COLOR set) decides,
+    # but only once the cheap part of it says there may be a terminal
+    maybe = sys.stderr.isatty() or any(v in os.environ for v in ("TTY_COMPATIBLE", "FORCE_COLOR"))
+    if as_json or not maybe or not err.is_terminal:
+        return _NoProgress()
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    columns = (("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                TimeRemainingColumn()) if byte_counts else Progress.get_default_columns())
+    return Progress(*columns, console=err.console, transient=True)
+
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 directory_argument = click.argument("directory", type=click.Path(file_okay=False))
@@ -96,6 +171,8 @@ def printable(value: object) -> str:
 def lit(value: object) -> str:
     """``value`` shown literally inside rich markup: stored names and data, paths and
     messages are the user's bytes, never markup (``[red]`` in an event stays ``[red]``)."""
+    from rich.markup import escape  # rich only when something is printed
+
     return escape(printable(value))
 
 

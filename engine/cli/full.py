@@ -8,18 +8,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from ..errors import DatabaseLockedError, EngineError
 from .app import (
     directory_argument,
     emit,
-    err,
     fail,
     json_option,
     lit,
     out,
     printable,
+    progress_display,
     require_database,
 )
 from .backup import backup
@@ -42,9 +41,7 @@ db_id_option = click.option("--db-id", help="The database, when the target holds
 @contextmanager
 def progress_bar(as_json: bool, what: str) -> Iterator[Callable[[int, int, str], None]]:
     """A byte progress bar on a terminal (nothing with --json or when piped)."""
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TimeRemainingColumn(), console=err, transient=True,
-                  disable=as_json or not err.is_terminal) as progress:
+    with progress_display(as_json, byte_counts=True) as progress:
         task = progress.add_task(what, total=None)
 
         def step(done: int, total: int, description: str) -> None:

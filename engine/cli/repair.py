@@ -5,12 +5,21 @@ from __future__ import annotations
 import os
 
 import click
-from rich.progress import Progress
 
 from .. import layout
 from ..errors import EngineError
 from ..ops.repair import RepairReport, repair_log
-from .app import directory_argument, emit, err, fail, json_option, locked, main, out, require_dir
+from .app import (
+    directory_argument,
+    emit,
+    fail,
+    json_option,
+    locked,
+    main,
+    out,
+    progress_display,
+    require_dir,
+)
 
 
 @main.command()
@@ -33,8 +42,7 @@ def repair(directory: str, dry_run: bool, force: bool, db_id: str | None,
                "recovery left it (rename it to log/ if it is whole)"
                if os.path.isdir(layout.log_staging_dir(path)) else "")))
     try:
-        with locked(path), Progress(console=err, disable=as_json or not err.is_terminal,
-                                    transient=True) as progress:
+        with locked(path), progress_display(as_json) as progress:
             task = progress.add_task("LMDB check", total=None)
 
             def step(done: int, total: int, phase: str) -> None:

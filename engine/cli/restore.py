@@ -7,10 +7,9 @@ import time
 from typing import TYPE_CHECKING
 
 import click
-from rich.progress import Progress
 
 from ..errors import EngineError, InvalidEventError
-from .app import emit, err, fail, json_option, lit, main, out
+from .app import emit, err, fail, json_option, lit, main, out, progress_display
 
 if TYPE_CHECKING:
     from ..backup.full import FullRestoreReport
@@ -62,8 +61,7 @@ def restore_command(source: str, directory: str, to_tx: int | None, to_time: str
                                   or backoff_max is not None):
             raise InvalidEventError("--fallback, --retries, --backoff-max and --fault-rate "
                                     "apply to a full backup: give --backup ID|latest")
-        with Progress(console=err, disable=as_json or not err.is_terminal,
-                      transient=True) as progress:
+        with progress_display(as_json) as progress:
             task = progress.add_task("restore", total=None)
 
             def step(done: int, total: int, what: str) -> None:

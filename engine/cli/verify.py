@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from rich.progress import Progress
-
 from ..errors import EngineError
 from ..ops.verify import VerifyReport, verify_directory
 from .app import (
@@ -19,6 +17,7 @@ from .app import (
     main,
     out,
     printable,
+    progress_display,
     require_database,
 )
 
@@ -30,8 +29,7 @@ def verify(directory: str, as_json: bool) -> None:
     """Check every snapshot and log checksum; exit 1 naming what is corrupt."""
     path = require_database(directory, as_json)
     try:
-        with locked(path), Progress(console=err, disable=as_json or not err.is_terminal,
-                                    transient=True) as progress:
+        with locked(path), progress_display(as_json) as progress:
             task = progress.add_task("log records", total=None)
 
             def step(done: int, total: int) -> None:
