@@ -50,6 +50,12 @@ class ServicePort:
         ``reader``)."""
         return self._log.iter_range(from_tx, to_tx)
 
+    def keep_recent_records(self, max_bytes: int) -> None:
+        """Have the log keep up to ``max_bytes`` of its newest committed records in
+        memory for :meth:`record_values` (0: stop). For the one service that ships the
+        log; it bounds what that service costs committers (LogStore.keep_recent)."""
+        self._log.keep_recent(max_bytes)
+
     def record_values(self, from_tx: int, limit: int) -> list[bytes]:
         """Up to ``limit`` raw records from ``from_tx`` on (bulk; the caller checks that
         they are contiguous, e.g. ``native.frame_records``)."""
