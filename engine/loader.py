@@ -120,6 +120,8 @@ def _index_state(snap: LoadedSnapshot | None, tail: list[tuple[int, bytes]],
                  reader: LogReader, cont: Continuity) -> State:
     """Open without a Python object per stream: the snapshot body and the tail's
     records are indexed in C (default reducer), and kept as the state's base."""
+    if snap is None and not tail:  # nothing to index: an empty dict answers faster
+        return State({}, None)
     tail_events = sum(event_count_hint(rec) for _, rec in tail)
     # Sized for the snapshot's streams plus some new ones from the tail (most tail
     # events update streams that exist); it grows if that guess is short.

@@ -78,6 +78,18 @@ class State:
             return base.get(stream)
         return e
 
+    def entries_of(self, streams: Sequence[str]) -> list[StateEntry | None]:
+        """:meth:`lookup` of every stream, in C-level passes: the dict for all of them,
+        then the base index only for the streams the dict lacks (a state opened from a
+        snapshot answers most from ``base`` until it is materialised). ``base`` is read
+        before ``entries``, as in :meth:`lookup`, for the same reason."""
+        base = self.base
+        got = list(map(self.entries.get, streams))
+        if base is not None and None in got:
+            bget = base.get
+            got = [bget(s) if e is None else e for s, e in zip(streams, got, strict=True)]
+        return got
+
     def get(self, stream: str) -> bytes | None:
         e = self.lookup(stream)
         return None if e is None else e[1]
@@ -128,8 +140,9 @@ class State:
         # C-level iteration (map over per-stream iterators).
         uniq = dict.fromkeys(streams)
         if len(uniq) == len(streams):  # every event on its own stream: one pass
-            bases = [overlay.get(s) or get(s) for s in streams] if overlay else \
-                list(map(get, streams))
+            bases = self.entries_of(streams)
+            if overlay:
+                bases = [overlay.get(s) or b for s, b in zip(streams, bases, strict=True)]
             versions = [1 if b is None else b[0] + 1 for b in bases]
             prev = [0 if b is None else b[2] for b in bases]
         else:

@@ -150,3 +150,38 @@ def test_snapshot_with_a_name_twice_is_refused(tmp_path):
     with pytest.raises(engine.CorruptSnapshotError, match="appears twice"):
         _ = load_snapshot(info.path).state  # the eager path says the same
     assert [p for _, p in list_snapshots(os.path.join(path, "snapshots"))] == [info.path]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([f"s{i}" for i in range(12)] + ["new1", "new2"]),
+                min_size=1, max_size=12, unique=True))
+def test_entries_of_agrees_with_lookup_over_both_layers(tmp_path_factory, streams):
+    """State.entries_of (the commit path's bulk lookup) answers as lookup does for a
+    state opened from a snapshot plus a tail (streams in base only, in the dict only,
+    in both, in neither)."""
+    path = str(tmp_path_factory.mktemp("db"))
+    with engine.open(path) as db:
+        _extend(db, [(f"s{i}", "set", b"v%d" % i) for i in range(8)])
+        db.snapshot()
+        _extend(db, [(f"s{i}", "set", b"w%d" % i) for i in range(4, 10)])  # the tail
+    with engine.open(path) as db:
+        state = db._pipeline.state
+        assert state.base is not None  # the indexed open: two layers
+        _extend(db, [("s2", "set", b"dict"), ("s11", "set", b"dict")])  # dict layer
+        assert state.entries_of(streams) == [state.lookup(s) for s in streams]
+        versions = {s: db.version(s) for s in streams}
+        _extend(db, [(s, "set", b"z") for s in streams])  # plan() through entries_of
+        assert {s: db.version(s) for s in streams} == {s: v + 1 for s, v in versions.items()}
+
+
+def _extend(db: engine.Database, events: list[tuple[str, str, bytes]]) -> None:
+    with db.transaction() as tx:
+        tx.extend(events)
+
+
+def test_a_fresh_database_has_no_base_layer(tmp_path):
+    with engine.open(str(tmp_path / "db")) as db:
+        assert db._pipeline.state.base is None
+        db.append("a", "set", b"1")
+        assert db.get("a") == b"1" and db.version("a") == 1
