@@ -144,6 +144,14 @@ MAX_KEY_CHARS: Final = 1024
 MAX_SEGMENT_CHARS: Final = 200  # leaves room for a "#<digits>" staging suffix in 255 bytes
 
 _SEGMENT_RE: Final = re.compile(r"[A-Za-z0-9._=-]+")
+
+
+def staging_name(final: str) -> str:
+    """The temporary name a file target writes ``final`` under before renaming it:
+    ``final#<digits>``. obstore's LocalStore leaves exactly such names (a ``#`` and
+    only digits after it) out of every listing, so a write in progress, or a leftover
+    of a killed one, is never listed (nor pruned as a key, which '#' could not be)."""
+    return f"{final}#{int.from_bytes(os.urandom(5), 'big')}"
 _KEY_RULES: Final = (
     "keys are '/'-separated segments of letters, digits and '. _ - =' "
     "(e.g. 'DB_ID/log/1/1-100.seg')"
@@ -659,7 +667,7 @@ class _LocalTarget(_StoreTarget):
                ) -> ObjectInfo:
         final = os.path.join(self._root, key)
         parent = os.path.dirname(final)
-        tmp = f"{final}#{os.urandom(6).hex()}"  # hidden from obstore's listing
+        tmp = staging_name(final)
         with self._failures(op, key):
             _mkdirs_durable(parent, below=self._root)
             try:

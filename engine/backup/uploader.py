@@ -236,9 +236,9 @@ class LogBackup:
         t = options.target
         target = t if isinstance(t, Target) else open_target(t)
         svc = cls(port, options, target)
-        port.keep_recent_records(RECENT_RECORD_BYTES)
         svc.submit(Control("start", next_observation_id(), "open"))
         svc._thread.start()
+        port.keep_recent_records(RECENT_RECORD_BYTES)  # once running: close() turns it off
         return svc
 
     # ------------------------------------------------------------ control
@@ -372,6 +372,12 @@ class LogBackup:
     def close(self) -> None:
         """Flush (bounded by ``close_timeout_seconds``), then stop the uploader. What could
         not be shipped is logged; it ships when the database is next opened with backup=."""
+        try:
+            self._close()
+        finally:  # even an interrupted close stops the log keeping records for it
+            self._port.keep_recent_records(0)
+
+    def _close(self) -> None:
         t0 = time.monotonic()
         limit = self.options.close_timeout_seconds
         with self._cv:
@@ -402,7 +408,6 @@ class LogBackup:
             self._closed = True
             if self._state != "fenced":
                 self._state = "stopped"
-        self._port.keep_recent_records(0)
 
     # ------------------------------------------------------- the uploader
     def _run(self) -> None:

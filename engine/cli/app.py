@@ -81,14 +81,25 @@ class _NoProgress:
         return None
 
 
+def _is_tty(stream: Any) -> bool:
+    """``stream.isatty()``, False for a closed or missing stream (``2>&-`` makes
+    ``sys.stderr`` None)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def progress_display(as_json: bool, *, byte_counts: bool = False) -> ProgressDisplay:
     """A transient rich progress bar on stderr when it is a terminal and the output is
     not ``--json`` (with ``byte_counts``, sizes and time left); otherwise a silent
     stand-in: rich's own ``disable=`` would still cost its import."""
     # rich's own terminal test (isatty, or TTY_COMPATIBLE=1 / FORCE_COLOR set) decides,
     # but only once the cheap part of it says there may be a terminal
-    maybe = sys.stderr.isatty() or any(v in os.environ for v in ("TTY_COMPATIBLE", "FORCE_COLOR"))
-    if as_json or not maybe or not err.is_terminal:
+    if as_json or not (_is_tty(sys.stderr)
+                       or any(v in os.environ for v in ("TTY_COMPATIBLE", "FORCE_COLOR"))):
+        return _NoProgress()
+    if sys.stderr is None or not err.is_terminal:  # closed (2>&-): nowhere to draw
         return _NoProgress()
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 

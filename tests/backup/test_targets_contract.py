@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.backup import MIN_PART_SIZE, ObjectInfo, Target, open_target
-from engine.backup.targets import forget_memory_targets
+from engine.backup.targets import forget_memory_targets, staging_name
 from engine.errors import (
     BackupConflictError,
     BackupNotFoundError,
@@ -417,6 +417,9 @@ def test_file_staging_files_are_never_listed(tmp_path: Path) -> None:
     target = open_target(f"file://{tmp_path}")
     target.put("a/k", b"v")
     (tmp_path / "a" / "k#123456").write_bytes(b"left by a crash")
+    # the names the target itself stages under (every one: they are random)
+    for _ in range(50):
+        Path(staging_name(str(tmp_path / "a" / "k"))).write_bytes(b"left by a crash")
     assert [i.key for i in target.list()] == ["a/k"]
 
 
