@@ -87,6 +87,10 @@ def open(path: str | os.PathLike[str], *, create: bool = True, sync: str = "comm
             from .backup.uploader import attach_backup
 
             attach_backup(db, backup_options)
+        if sync == "data":  # bounds how long the last commits' meta page stays unflushed
+            from .metaflush import MetaFlusher
+
+            db.attach("metaflush", MetaFlusher.start(db.service_port()))
         if admin_socket:
             from .admin.server import AdminServer
 

@@ -53,6 +53,9 @@ _U64 = struct.Struct("<Q")
 _U16 = struct.Struct("<H")
 _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 256 << 20
+# What one kept record costs beyond its bytes (tuple, int, deque slot): keep_recent's
+# bound counts it, so the bound is what the cache holds, not just its records' bytes.
+_RECENT_ENTRY_OVERHEAD = 100
 _MAX_TX = 1 << 63  # tx keys never collide with the all-zero meta prefix (tx ids start at 1)
 READ_CHUNK = 256  # records fetched per short read transaction
 
@@ -229,7 +232,15 @@ class _MetaDecoder:
 
 
 def _env_present(path: str) -> bool:
-    return os.path.isfile(layout.log_data_file(path))
+    """A log environment is there: ``data.mdb`` exists and is not empty. An empty one is
+    what a crash or power cut leaves between LMDB creating the file and its first
+    flushed write (no meta page yet): it holds nothing, LMDB cannot open it read-only,
+    and a writer's LMDB initialises it as a new file."""
+    data = layout.log_data_file(path)
+    try:
+        return os.path.isfile(data) and os.path.getsize(data) > 0
+    except OSError:
+        return False
 
 
 class LogStore:
@@ -289,11 +300,17 @@ class LogStore:
             # leave a window where a meta page could reach the disk before the pages
             # it points to.) "none" leaves flushing to the OS.
             durable = sync in ("commit", "group")
+            # "data" (LMDB's MDB_NOMETASYNC): the data pages are flushed at each commit,
+            # the meta page that makes the commit current is written but flushed only
+            # by the next commit's flush (or sync(): the meta flusher, close). LMDB's
+            # integrity holds (the older meta still points at intact pages); what a
+            # power loss can undo is the commits whose meta page was not flushed yet.
+            data_only = sync == "data"
             # As bytes: py-lmdb encodes a str path as strict UTF-8, which fails for a
             # directory whose name holds undecodable bytes (they arrive as surrogates).
             self._env = fs().wrap_env(lmdb.open(
                 os.fsencode(path), map_size=size, max_dbs=0, subdir=True, readonly=readonly,
-                sync=durable, metasync=durable, readahead=False,
+                sync=durable or data_only, metasync=durable, readahead=False,
                 max_readers=256, lock=not readonly or shared,
             ))  # fmt: skip
         except (lmdb.Error, OSError) as exc:
@@ -475,11 +492,16 @@ class LogStore:
             if recent and recent[-1][0] + 1 != records[0][0]:
                 recent.clear()
                 self._recent_bytes = 0
+            # Counted as held, not just the record's bytes: a small record's tuple, int
+            # and deque slot cost about as much again. One store of the total at the
+            # end: an interrupt in between leaves the count short, never negative.
+            held = self._recent_bytes
             for pair in records:
                 recent.append(pair)
-                self._recent_bytes += len(pair[1])
-            while self._recent_bytes > self._recent_max and recent:
-                self._recent_bytes -= len(recent.popleft()[1])
+                held += len(pair[1]) + _RECENT_ENTRY_OVERHEAD
+            while held > self._recent_max and recent:
+                held -= len(recent.popleft()[1]) + _RECENT_ENTRY_OVERHEAD
+            self._recent_bytes = max(0, held) if recent else 0
 
     def _write(self, body: Any,
                records: Sequence[tuple[int, bytes | bytearray]] = ()) -> None:
@@ -776,12 +798,17 @@ class LogStore:
         memory come from there (the same bytes LMDB committed), and kept records before
         ``from_tx`` are dropped: the caller has shipped them."""
         if self._recent is not None:
+            kept: list[bytes | bytearray] | None = None
             with self._recent_lock:
                 recent = self._recent
+                held = self._recent_bytes
                 while recent and recent[0][0] < from_tx:
-                    self._recent_bytes -= len(recent.popleft()[1])
+                    held -= len(recent.popleft()[1]) + _RECENT_ENTRY_OVERHEAD
+                self._recent_bytes = max(0, held) if recent else 0
                 if recent and recent[0][0] == from_tx:
-                    return [bytes(rec) for _, rec in islice(recent, limit)]
+                    kept = [rec for _, rec in islice(recent, limit)]
+            if kept is not None:  # copied out of the lock (a committer may be waiting)
+                return [bytes(rec) for rec in kept]
         with self._reading() as txn:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(max(from_tx, 1))):
@@ -796,6 +823,13 @@ class LogStore:
             self._closed = True
             while self._others_reading():
                 self._gate.wait()
+        with self._recent_lock:
+            self._recent = None  # nothing is served from memory after close
+            self._recent_bytes = 0
+        if self.sync_mode == "data" and not self.readonly:
+            # the last commits' meta page is written but not flushed: flush it now
+            with contextlib.suppress(lmdb.Error):
+                self._env.sync(True)
         with contextlib.suppress(lmdb.Error):  # closing twice or a broken env: nothing to do
             self._env.close()
 

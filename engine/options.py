@@ -17,7 +17,7 @@ from typing import Any, Final
 from .errors import OptionsError
 from .model import Reducer
 
-SYNC_MODES: Final = ("commit", "group", "none")
+SYNC_MODES: Final = ("commit", "group", "data", "none")
 
 # A commit group (sync="group") stops growing at this many transactions or bytes of
 # event data, so one small commit never waits behind a huge group (LevelDB's
@@ -37,7 +37,10 @@ class Options:
     """Create the directory and a new database when none is there."""
     sync: str = "commit"
     """``"commit"``: fsync every commit; ``"group"``: concurrent committers share one
-    fsync (each still durable on return); ``"none"``: leave flushing to the OS."""
+    fsync (each still durable on return); ``"data"`` (opt-in): one flush per commit
+    instead of two, and a power loss may undo the last commits of the final ~10 ms
+    (never a process crash; docs/FORMAT.md section 3); ``"none"``: leave flushing to
+    the OS."""
     reducer: Reducer | None = None
     """``reducer(value, event) -> bytes | None``; None is the default reducer."""
     snapshot_every: int | None = None

@@ -50,6 +50,11 @@ class ServicePort:
         ``reader``)."""
         return self._log.iter_range(from_tx, to_tx)
 
+    def flush_log(self) -> None:
+        """fsync the log (the meta flusher of sync="data": makes the last commits'
+        meta page durable). Safe beside a running commit: LMDB's sync is one flush."""
+        self._log.sync()
+
     def keep_recent_records(self, max_bytes: int) -> None:
         """Have the log keep up to ``max_bytes`` of its newest committed records in
         memory for :meth:`record_values` (0: stop). For the one service that ships the
@@ -58,7 +63,9 @@ class ServicePort:
 
     def record_values(self, from_tx: int, limit: int) -> list[bytes]:
         """Up to ``limit`` raw records from ``from_tx`` on (bulk; the caller checks that
-        they are contiguous, e.g. ``native.frame_records``)."""
+        they are contiguous, e.g. ``native.frame_records``). With keep_recent_records
+        on, records before ``from_tx`` are dropped from memory: only the one service
+        that ships the log calls this."""
         return self._log.values_from(from_tx, limit)
 
     def commit_time(self, tx_id: int) -> float | None:

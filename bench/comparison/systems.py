@@ -683,10 +683,27 @@ if _HAVE_EVENTSOURCING:
             self.last = note
 
 
+class EngineDataSystem(EngineSystem):
+    """The engine with the opt-in ``sync="data"`` (one flush per commit; a power loss
+    may undo the commits of the last ~10 ms), beside the default in ``append_durable``."""
+
+    name = "engine-data"
+    workloads = frozenset({"append_durable"})
+    note = 'engine.open(sync="data") for append_durable (opt-in: one flush per commit)'
+
+    def __init__(self, path: Path, durable: bool, replica: Path | None = None) -> None:
+        import engine
+
+        System.__init__(self, path, durable)
+        self.replica = replica
+        self.db = engine.open(str(path), sync="data" if durable else "none")
+
+
 SYSTEM_CLASSES: dict[str, type[System]] = {
     c.name: c
     for c in (
         EngineSystem,
+        EngineDataSystem,
         LmdbSystem,
         SqliteSystem,
         EventsourcingSystem,
@@ -695,7 +712,7 @@ SYSTEM_CLASSES: dict[str, type[System]] = {
     )
 }
 # reported and selectable; eventsourcing_app rides along with eventsourcing
-SYSTEMS = ("engine", "lmdb", "sqlite", "eventsourcing", "litestream")
+SYSTEMS = ("engine", "engine-data", "lmdb", "sqlite", "eventsourcing", "litestream")
 NOTES = {name: SYSTEM_CLASSES[name].note for name in SYSTEMS}
 
 

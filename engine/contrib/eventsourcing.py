@@ -4,7 +4,7 @@ Configure an application with::
 
     PERSISTENCE_MODULE=engine.contrib.eventsourcing
     ENGINE_PATH=/var/lib/app          # a directory (created if missing)
-    ENGINE_SYNC=commit                # optional: commit (default), group or none
+    ENGINE_SYNC=commit                # optional: commit (default), group, data or none
     ORIGINATOR_ID_TYPE=uuid           # optional: uuid (default) or text
 
 Like every eventsourcing setting, each may be prefixed with the application's name
@@ -84,7 +84,7 @@ except ImportError as _exc:  # pragma: no cover - the test extras install it
         "pip install 'eventsourcing>=9.5,<10'") from _exc
 
 OriginatorIdType = Literal["uuid", "text"]
-SYNC_MODES = ("commit", "group", "none")
+SYNC_MODES = ("commit", "group", "data", "none")
 
 # ------------------------------------------------------------------------- errors
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import engine
 from engine import layout
 from engine.errors import CorruptLogError
-from engine.log import LogStore
+from engine.log import _RECENT_ENTRY_OVERHEAD, LogStore
 
 
 def record(tx: int, size: int = 40) -> bytes:
@@ -68,12 +68,12 @@ def test_records_before_the_asked_tx_are_dropped(store):
     store.append([(t, record(t)) for t in range(1, 6)])
     assert store.values_from(3, 10) == [record(t) for t in range(3, 6)]
     assert [t for t, _ in store._recent] == [3, 4, 5]
-    assert store._recent_bytes == 3 * len(record(3))
+    assert store._recent_bytes == 3 * (len(record(3)) + _RECENT_ENTRY_OVERHEAD)
     assert store.values_from(1, 10) == [record(t) for t in range(1, 6)]  # LMDB still has them
 
 
 def test_the_byte_bound_drops_the_oldest_and_lmdb_serves_them(store, monkeypatch):
-    size = len(record(1))
+    size = len(record(1)) + _RECENT_ENTRY_OVERHEAD
     store.keep_recent(3 * size)
     store.append([(t, record(t)) for t in range(1, 6)])
     assert [t for t, _ in store._recent] == [3, 4, 5]
@@ -102,6 +102,14 @@ def test_a_refused_append_keeps_nothing(store):
     assert store.values_from(1, 10) == [record(1)]
 
 
+def test_close_stops_keeping(tmp_path):
+    s = LogStore(str(tmp_path / "log"), sync="none")
+    s.keep_recent(1 << 20)
+    s.append([(1, record(1))])
+    s.close()
+    assert s._recent is None and s._recent_bytes == 0
+
+
 def test_keep_recent_zero_stops_and_drops(store):
     store.keep_recent(1 << 20)
     store.append([(1, record(1))])
@@ -126,7 +134,8 @@ def test_parity_with_the_plain_path(tmp_path_factory, batches, bound, asks):
     """Any commits, any bound, any sequence of reads: the same answers as LMDB's."""
     s = LogStore(str(tmp_path_factory.mktemp("log")), sync="none")
     try:
-        s.keep_recent(bound * 40)
+        each = 40 + _RECENT_ENTRY_OVERHEAD
+        s.keep_recent(bound * each)
         tx = 0
         for n in batches:
             s.append([(t, record(t)) for t in range(tx + 1, tx + n + 1)])
@@ -135,7 +144,7 @@ def test_parity_with_the_plain_path(tmp_path_factory, batches, bound, asks):
                 assert s.values_from(from_tx, limit) == lmdb_values(s, from_tx, limit)
             kept = [t for t, _ in s._recent]
             assert kept == list(range(kept[0], kept[0] + len(kept))) if kept else True
-            assert s._recent_bytes == 40 * len(kept) <= bound * 40
+            assert s._recent_bytes == each * len(kept) <= bound * each
     finally:
         s.close()
 
@@ -149,6 +158,10 @@ def test_a_backup_keeps_recent_records_only_while_it_runs(tmp_path):
         for i in range(50):
             db.append(f"s{i % 3}", "e", os.urandom(20))
         db.backup.flush(timeout=30)
+        db.append("s0", "e", b"after")  # tx 51: the next round asks from 51 ...
+        db.backup.flush(timeout=30)
+        # ... and the bulk read dropped what it had shipped (only its fast path drops)
+        assert all(t >= 51 for t, _ in log._recent)
     finally:
         db.close()
     assert log._recent is None  # the uploader's close stopped it
@@ -159,5 +172,5 @@ def test_a_backup_keeps_recent_records_only_while_it_runs(tmp_path):
 
     restore(url, str(restored))
     with engine.open(str(restored)) as r:
-        assert [t.tx_id for t in r.read_log()] == list(range(1, 51))
+        assert [t.tx_id for t in r.read_log()] == list(range(1, 52))
     assert layout.holds_database(str(restored))

@@ -1,0 +1,95 @@
+"""A power cut, simulated: ``powercut.c`` (an LD_PRELOAD shim) records every write to
+one file and every flush of it while a child process runs; after the child is
+killed, :func:`cut` rebuilds the file as the disk would hold it had the power gone
+at that moment: only writes that a later flush covered, or that went through an
+``O_SYNC``/``O_DSYNC`` descriptor, survive (every other write is dropped). LMDB's
+writes come from C (py-lmdb), where the engine's filesystem seam (engine.files)
+cannot see them; the shim can.
+
+What it does not model: reordering among unflushed writes (it drops them all, the
+strictest single outcome), torn sector writes, and metadata (file creation, renames:
+taken as durable). The rebuilt file is exact for what it models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("powercut.c")
+_REC = struct.Struct("<IIQQ")  # kind, flags, offset, len (struct rec in powercut.c)
+WRITE, FLUSH, TRUNCATE = 1, 2, 3
+DSYNC = 1
+
+
+def build_shim(directory: Path) -> Path:
+    """Compile the shim into ``directory`` (the C compiler that builds the engine)."""
+    out = directory / "powercut.so"
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
+    subprocess.run([cc, "-Wall", "-Wextra", "-Werror", "-O1", "-shared", "-fPIC", "-o",
+                    str(out), str(SOURCE), "-ldl", "-lpthread"], check=True,
+                   capture_output=True, timeout=120)
+    return out
+
+
+def shim_env(shim: Path, watched: Path, log: Path) -> dict[str, str]:
+    """The environment that runs a child under the shim, watching ``watched``."""
+    return {**os.environ, "LD_PRELOAD": str(shim), "POWERCUT_FILE": os.path.realpath(watched),
+            "POWERCUT_LOG": str(log)}
+
+
+def records(log: Path) -> list[tuple[int, int, int, bytes]]:
+    """The shim's records: (kind, flags, offset, data)."""
+    raw = log.read_bytes() if log.exists() else b""
+    out, i = [], 0
+    while i + _REC.size <= len(raw):
+        kind, flags, offset, n = _REC.unpack_from(raw, i)
+        if kind not in (WRITE, FLUSH, TRUNCATE):
+            raise ValueError(f"shim log damaged at byte {i}")
+        i += _REC.size
+        data = b""
+        if kind == WRITE:
+            data = raw[i:i + n]
+            if len(data) != n:
+                break  # the kill landed in this record's write: see below
+            i += n
+        out.append((kind, flags, offset, data))
+    # A record cut short by the kill is the last one: a write is logged after it
+    # completed and a flush before it starts, so nothing after it exists and no flush
+    # covers it; leaving it out drops a write no flush covered (as the cut would).
+    return out
+
+
+def durable_image(baseline: bytes, recs: list[tuple[int, int, int, bytes]]) -> bytes:
+    """``baseline`` with only the durable writes (and truncations) applied, in order:
+    a write is durable if it went through an O_(D)SYNC descriptor or a flush of the
+    file comes after it in the log."""
+    last_flush = max((i for i, r in enumerate(recs) if r[0] == FLUSH), default=-1)
+    image = bytearray(baseline)
+    for i, (kind, flags, offset, data) in enumerate(recs):
+        durable = bool(flags & DSYNC) or i < last_flush
+        if not durable:
+            continue
+        if kind == WRITE:
+            end = offset + len(data)
+            if len(image) < end:
+                image.extend(bytes(end - len(image)))
+            image[offset:end] = data
+        elif kind == TRUNCATE:
+            del image[offset:]
+            if len(image) < offset:
+                image.extend(bytes(offset - len(image)))
+    return bytes(image)
+
+
+def cut(watched: Path, baseline: bytes, log: Path) -> tuple[int, int]:
+    """Rewrite ``watched`` as the power cut leaves it; returns (writes kept, dropped)."""
+    recs = records(log)
+    image = durable_image(baseline, recs)
+    watched.write_bytes(image)
+    last_flush = max((i for i, r in enumerate(recs) if r[0] == FLUSH), default=-1)
+    writes = [(i, r) for i, r in enumerate(recs) if r[0] == WRITE]
+    kept = sum(1 for i, r in writes if r[1] & DSYNC or i < last_flush)
+    return kept, len(writes) - kept
