@@ -152,6 +152,11 @@ class LogAppender(Protocol):
 
     def bounds(self) -> tuple[int | None, int | None]: ...
 
+    @property
+    def sync_mode(self) -> str: ...
+
+    def sync(self) -> None: ...
+
 
 # A batch handed to the log and not yet known to be merged: its state changes (in commit
 # order), its last tx id and the position of its last event.
@@ -466,7 +471,7 @@ class CommitPipeline:
         stats = self.stats
         self._pending = (changes, tx_id, pos)
         try:
-            self._log.append(records)  # one LMDB commit: durable unless sync="none"
+            self._log.append(records)  # one LMDB commit: durable unless sync="none" (see "data")
             # The merge (as _merge, inlined: this is every commit's path). An interrupt in
             # it completes it before the lock is released: no snapshot sees half a batch.
             with self.state_lock:
@@ -559,7 +564,13 @@ class CommitPipeline:
         """A private copy of the whole state with the position it reflects (for a snapshot)."""
         self.state.materialize(self.state_lock)  # once, after an indexed open
         with self.state_lock:  # the only moment writers wait
-            return self.state.entries.copy(), self.last_tx, self.last_position
+            captured = self.state.entries.copy(), self.last_tx, self.last_position
+        if self._log.sync_mode == "data":
+            # The captured tx's meta page may not be flushed yet (sync="data"): flush it
+            # before a snapshot of it is published, or a power cut could leave the
+            # snapshot ahead of the log.
+            self._log.sync()
+        return captured
 
     # --------------------------------------------------------------- closing
     def close(self) -> None:

@@ -85,6 +85,10 @@ class Database:
         if (options.backup is not None or options.admin_socket) and not _services:
             raise OptionsError("backup= and admin_socket= are started by engine.open(); "
                                "Database() opens only the core. Use engine.open(path, ...)")
+        if options.sync == "data" and not _services:
+            raise OptionsError('sync="data" needs its meta flusher, which engine.open() '
+                               'starts; Database() opens only the core. Use '
+                               'engine.open(path, sync="data")')
         self.options = options  # immutable
         self.path = database_directory(path, options.create)  # absolute; immutable
         self._closed = True  # until the open below completes

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import struct
 import threading
@@ -41,6 +42,7 @@ from .errors import (
     CorruptLogError,
     DatabaseClosedError,
     DatabaseLockedError,
+    EngineError,
     StorageError,
     disk_full,
 )
@@ -48,6 +50,8 @@ from .files import fs
 from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
 from .native import peek_tx_header
+
+log = logging.getLogger(__name__)
 
 _U64 = struct.Struct("<Q")
 _U16 = struct.Struct("<H")
@@ -270,6 +274,9 @@ class LogStore:
         self._growing = 0  # guarded by _gate: remaps under way (they block new readers)
         self._closed = False  # guarded by _gate
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
+        # Guarded by _write_lock: the error of a failed flush (sync); every later write
+        # and flush raises it (the pages it covered may be gone).
+        self._sync_failed: EngineError | None = None
         # The newest committed records, for the one log service that ships them (the
         # backup uploader, through values_from) so that it need not read them back
         # through LMDB: py-lmdb releases the GIL around every cursor step, and a
@@ -313,6 +320,11 @@ class LogStore:
                 sync=durable or data_only, metasync=durable, readahead=False,
                 max_readers=256, lock=not readonly or shared,
             ))  # fmt: skip
+            if data_only and not readonly:
+                # a process that crashed under "data" may have left its last commit's
+                # meta page unflushed (the page cache holds it): flush it before
+                # anything (a snapshot, a backup) builds on that commit
+                self._env.sync(True)
         except (lmdb.Error, OSError) as exc:
             if isinstance(exc, lmdb.Error) and "already open in this process" in str(exc):
                 # py-lmdb refuses a second environment on one file in a process: LMDB's
@@ -441,7 +453,9 @@ class LogStore:
 
     def put_meta(self, key: bytes, value: bytes) -> None:
         """Write one meta entry (``formats.META_*``) in its own LMDB write transaction;
-        durable on return unless sync is "none" (then flushed with the next fsync)."""
+        durable on return unless sync is "none" (then flushed with the next fsync).
+        Under "data" it is flushed here: a meta write publishes no commit, so neither
+        a next commit nor the meta flusher would carry its meta page."""
         if not key.startswith(formats.META_PREFIX) or len(key) <= len(formats.META_PREFIX):
             raise ValueError(f"not a meta key: {key!r}")
 
@@ -449,6 +463,8 @@ class LogStore:
             txn.put(key, value)
 
         self._write(put)
+        if self.sync_mode == "data":
+            self.sync()
 
     def get_meta(self, key: bytes) -> bytes | None:
         """One meta entry, or None."""
@@ -460,7 +476,8 @@ class LogStore:
     def append(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
         """Append ``(tx_id, record)`` pairs in one LMDB write transaction.
 
-        Durable on return unless sync is "none". Keys must be greater than every
+        Durable on return unless sync is "none" (under "data": all but its meta page,
+        which the next commit's flush or the meta flusher carries). Keys must be greater than every
         key already present.
         """
         def put(txn: Any) -> None:
@@ -512,6 +529,8 @@ class LogStore:
             if self._closed:
                 raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
                                           "database again to write it")
+            if self._sync_failed is not None:
+                raise self._sync_failed
             for _attempt in range(32):
                 try:
                     with self._env.begin(write=True) as txn:
@@ -571,11 +590,31 @@ class LogStore:
                 self._gate.notify_all()
 
     def sync(self) -> None:
-        """fsync the environment (used after writing a new log's meta)."""
+        """fsync the environment (after a new log's meta; the meta flusher and the
+        snapshotter of sync="data"). Under the write lock: close() cannot close the
+        environment under a flush, and the flush sees no half-written commit.
+
+        A failed flush is remembered: the pages it should have made durable may be
+        lost, and Linux reports a writeback error to one fsync only, so a committer's
+        later flush could succeed over them. Every later write then refuses with the
+        same error (reopen the database once the disk is healthy)."""
+        with self._write_lock:
+            if self._closed:
+                raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
+                                          "database again to write it")
+            self._sync_locked()
+
+    def _sync_locked(self) -> None:
+        """Under _write_lock: flush, or remember the failure (see sync)."""
+        if self._sync_failed is not None:
+            raise self._sync_failed
         try:
             self._env.sync(True)
         except lmdb.Error as exc:
-            raise _translate(exc, "cannot fsync the log") from exc
+            err = _translate(exc, "cannot fsync the log")
+            if isinstance(err, EngineError):
+                self._sync_failed = err
+            raise err from exc
 
     # ---------------------------------------------------------------- reading
     def _adopt_map_size(self) -> None:
@@ -827,9 +866,12 @@ class LogStore:
             self._recent = None  # nothing is served from memory after close
             self._recent_bytes = 0
         if self.sync_mode == "data" and not self.readonly:
-            # the last commits' meta page is written but not flushed: flush it now
-            with contextlib.suppress(lmdb.Error):
+            # the last commit's meta page is written but not flushed: flush it now
+            try:
                 self._env.sync(True)
+            except lmdb.Error as exc:
+                log.error("closing the log at %s: the last flush failed (%s): the last "
+                          "commit may not survive a power cut", self.path, exc)
         with contextlib.suppress(lmdb.Error):  # closing twice or a broken env: nothing to do
             self._env.close()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from .errors import EngineError
 from .port import ServicePort
@@ -73,16 +72,20 @@ class MetaFlusher:
                 if now == seen:
                     break
                 seen = now
+            if self._stop.is_set():
+                return  # closing: the log's close flushes
             try:
                 self._port.flush_log()
             except EngineError as exc:  # the log closed under us, or a failing disk
                 if self._stop.is_set() or signal.closed:
                     return
+                # The log remembers a failed flush and refuses every later write with
+                # it (LogStore.sync); there is nothing more to flush here.
                 self.failures += 1
-                log.warning("sync=data: flushing the log of %s failed: %s (the next "
-                            "commit's flush carries its meta page)", self._port.path, exc)
-                time.sleep(min(1.0, self._delay * 10))
-                continue
+                log.error("sync=data: flushing the log of %s failed: %s; the log "
+                          "refuses further writes (reopen once the disk is healthy)",
+                          self._port.path, exc)
+                return
             self.flushes += 1
             self._flushed_tx = seen
 

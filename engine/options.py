@@ -38,7 +38,7 @@ class Options:
     sync: str = "commit"
     """``"commit"``: fsync every commit; ``"group"``: concurrent committers share one
     fsync (each still durable on return); ``"data"`` (opt-in): one flush per commit
-    instead of two, and a power loss may undo the last commits of the final ~10 ms
+    instead of two, and a power loss may undo the last commit (of the final ~10 ms)
     (never a process crash; docs/FORMAT.md section 3); ``"none"``: leave flushing to
     the OS."""
     reducer: Reducer | None = None

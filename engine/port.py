@@ -50,6 +50,13 @@ class ServicePort:
         ``reader``)."""
         return self._log.iter_range(from_tx, to_tx)
 
+    def flush_before_shipping(self) -> None:
+        """Under sync="data", flush the log before a service ships what it read from it:
+        a shipped tx must be durable locally first, or a power cut could leave the
+        backup ahead of the log (and fence it). Nothing in the other modes."""
+        if self._log.sync_mode == "data":
+            self._log.sync()
+
     def flush_log(self) -> None:
         """fsync the log (the meta flusher of sync="data": makes the last commits'
         meta page durable). Safe beside a running commit: LMDB's sync is one flush."""

@@ -685,7 +685,7 @@ if _HAVE_EVENTSOURCING:
 
 class EngineDataSystem(EngineSystem):
     """The engine with the opt-in ``sync="data"`` (one flush per commit; a power loss
-    may undo the commits of the last ~10 ms), beside the default in ``append_durable``."""
+    may undo the last commit), beside the default in ``append_durable``."""
 
     name = "engine-data"
     workloads = frozenset({"append_durable"})

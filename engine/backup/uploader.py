@@ -676,6 +676,7 @@ class LogBackup:
                     return
                 start, position = self._checkpoint + 1, self._checkpoint_position
                 until = committed if self._cap is None else min(committed, self._cap)
+            self._port.flush_before_shipping()  # sync="data": what ships is durable here
             header, payload = self._next_segment(start, until, position)
             key = keys.segment_key(self._port.db_id, header.epoch, header.first_tx,
                                    header.last_tx)

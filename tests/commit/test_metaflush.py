@@ -4,6 +4,7 @@ flush is counted and logged, and the thread goes on; close stops it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -61,20 +62,20 @@ class _Port:
             raise StorageError("injected: the disk failed the flush")
 
 
-def test_a_failed_flush_is_counted_and_the_next_commit_retries(caplog):
+def test_a_failed_flush_is_counted_logged_and_ends_the_flusher(caplog):
+    """The log refuses every write after a failed flush (LogStore.sync), so the flusher
+    says so once and stops."""
     port = _Port()
     flusher = MetaFlusher.start(port, delay=0.001)  # type: ignore[arg-type]
     try:
         with caplog.at_level(logging.WARNING, logger="engine.metaflush"):
             port.signal.publish(CommitPoint(1, 1, 1))
-            assert wait_until(lambda: flusher.failures == 1)
-            assert "injected" in caplog.text
-            port.signal.publish(CommitPoint(1, 2, 2))  # not flushed yet: tried again
-            assert wait_until(lambda: flusher.flushes == 1)
+            assert wait_until(lambda: not flusher._thread.is_alive())
+            assert flusher.failures == 1 and flusher.flushes == 0
+            assert "injected" in caplog.text and "refuses further writes" in caplog.text
     finally:
         flusher.close()
-    assert not flusher._thread.is_alive()
-    assert port.calls == 2
+    assert port.calls == 1
 
 
 def test_close_ends_a_waiting_flusher_at_once():
@@ -83,3 +84,74 @@ def test_close_ends_a_waiting_flusher_at_once():
     flusher.close()
     assert not flusher._thread.is_alive()  # woken and joined, not left behind
     assert port.calls == 0
+
+
+def test_database_without_engine_open_refuses_sync_data(tmp_path):
+    import pytest
+
+    with pytest.raises(engine.OptionsError, match="meta flusher"):
+        engine.Database(str(tmp_path / "db"), sync="data")
+
+
+def test_under_sync_data_meta_writes_snapshots_and_shipping_flush(tmp_path, monkeypatch):
+    """What the commit signal does not cover is flushed where it is made: a service's
+    meta entry, the tx a snapshot captures, what a backup is about to ship (and in
+    the other modes none of these adds a flush)."""
+    from engine import formats
+    from engine.log import LogStore
+
+    calls: list[str] = []
+    real = LogStore.sync
+
+    def counting(self: LogStore) -> None:
+        calls.append(self.sync_mode)
+        real(self)
+
+    monkeypatch.setattr(LogStore, "sync", counting)
+    for sync, extra in (("data", 1), ("commit", 0)):
+        db = engine.open(str(tmp_path / sync), sync=sync)
+        try:
+            if "metaflush" in db._services:
+                db._services["metaflush"].close()  # leave only the flushes under test
+            port = db.service_port()
+            db.append("a", "set", b"1")
+            put = functools.partial(port.put_meta, formats.META_BACKUP, b'{"probe": 1}')
+            for action in (put, db.snapshot, port.flush_before_shipping):
+                n = len(calls)
+                action()
+                assert len(calls) == n + extra, (sync, action)
+        finally:
+            db.close()
+
+
+def test_a_failed_flush_makes_the_log_refuse_writes(tmp_path, monkeypatch):
+    """Linux reports a writeback error to one fsync only: after a failed flush no later
+    commit may be acknowledged over the lost pages."""
+    import lmdb
+    import pytest
+
+    db = engine.open(str(tmp_path / "db"), sync="data")
+    try:
+        log = db._log
+        db.append("a", "set", b"1")
+
+        class FailingEnv:
+            def __init__(self, env):
+                self._env = env
+
+            def sync(self, force=False):
+                raise lmdb.Error("injected: EIO on fdatasync")
+
+            def __getattr__(self, name):
+                return getattr(self._env, name)
+
+        real_env = log._env
+        monkeypatch.setattr(log, "_env", FailingEnv(real_env))
+        with pytest.raises(engine.StorageError, match="fsync"):
+            log.sync()
+        monkeypatch.setattr(log, "_env", real_env)  # the disk "recovers": still refused
+        with pytest.raises(engine.StorageError, match="fsync"):
+            db.append("a", "set", b"2")
+        assert db.get("a") == b"1"
+    finally:
+        db.close()

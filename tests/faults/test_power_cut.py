@@ -7,7 +7,11 @@ intact transactions, and hold every acknowledged commit its sync mode promises:
 - ``sync="commit"`` and ``"group"``: every acknowledged commit (durable on return);
 - ``sync="data"``: every acknowledged commit but possibly the last (its meta page is
   flushed by the next commit's flush or the meta flusher, docs/FORMAT.md section 3);
-- ``sync="none"``: a prefix only, and the model shows it: acknowledged commits are lost.
+- ``sync="none"``: a prefix only, and the model shows it: acknowledged commits are lost;
+  so does ``"commit"`` with LMDB's meta flush turned off (the negative control).
+
+Under ``"data"`` also: once the meta flusher has flushed, nothing before is lost, and
+a snapshot is never ahead of the log after a cut.
 
 Cycles per mode: ENGINE_POWERCUT_CYCLES (default 6).
 """
@@ -31,13 +35,31 @@ from tests.faults.powercut import build_shim, cut, shim_env
 CYCLES = int(os.environ.get("ENGINE_POWERCUT_CYCLES", "6"))
 
 CHILD = r"""
-import sys, engine
+import sys, time
+if sys.argv[3] == "mutant":  # the negative control: "commit" without its meta flush
+    import lmdb
+    _open = lmdb.open
+    lmdb.open = lambda *a, **k: _open(*a, **{**k, "metasync": False})
+import engine
 db = engine.open(sys.argv[1], sync=sys.argv[2])
 print("open", db.position.tx_id, flush=True)
+n = 0
 while True:
     nxt = db.position.tx_id + 1
     db.append("acct-%d" % (nxt % 7), "deposited", b"%d" % nxt)
     print("ack", nxt, flush=True)
+    n += 1
+    if sys.argv[3] == "snapshot" and n % 25 == 0:  # the cut right after a snapshot
+        db.snapshot()
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    if sys.argv[3] == "quiet" and n % 40 == 0:  # wait for the meta flusher's flush
+        flusher = db._services["metaflush"]
+        seen = flusher.flushes
+        while flusher.flushes == seen:
+            time.sleep(0.001)
+        print("quiet", nxt, flush=True)
+        time.sleep(0.05)
 """
 
 
@@ -46,12 +68,14 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_shim(tmp_path_factory.mktemp("powercut"))
 
 
-def run_until_cut(shim: Path, path: Path, sync: str, log: Path, rng: random.Random
-                  ) -> list[int]:
-    """Run the child until a random SIGKILL; returns the tx ids it acknowledged."""
+def run_until_cut(shim: Path, path: Path, sync: str, log: Path, rng: random.Random,
+                  variant: str = "plain") -> list[int]:
+    """Run the child until a random SIGKILL; returns the tx ids it acknowledged (for
+    the "quiet" variant: the ones a completed meta-flusher flush covers)."""
     data = path / "log" / "data.mdb"
     (path / "log").mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), sync], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), sync, variant],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                             env=shim_env(shim, data, log))
     acked: list[int] = []
@@ -66,7 +90,7 @@ def run_until_cut(shim: Path, path: Path, sync: str, log: Path, rng: random.Rand
             kind, tx = parts
             if kind == "open":
                 opened.set()
-            else:
+            elif kind == ("quiet" if variant == "quiet" else "ack"):
                 acked.append(int(tx))
 
     reader = threading.Thread(target=read, daemon=True)
@@ -74,7 +98,7 @@ def run_until_cut(shim: Path, path: Path, sync: str, log: Path, rng: random.Rand
     if not opened.wait(60):
         proc.kill()
         raise AssertionError(f"the child did not open: {proc.stderr.read() if proc.stderr else ''}")
-    time.sleep(rng.uniform(0.02, 0.4))
+    time.sleep(rng.uniform(0.02, 0.4) if variant != "quiet" else rng.uniform(0.1, 0.6))
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     reader.join(10)
@@ -93,7 +117,8 @@ def check_after_cut(path: Path) -> int:
     return last
 
 
-def cycles(shim: Path, tmp_path: Path, sync: str, seed: int) -> list[tuple[int, int, int]]:
+def cycles(shim: Path, tmp_path: Path, sync: str, seed: int, variant: str = "plain"
+           ) -> list[tuple[int, int, int]]:
     """(max acknowledged, last tx after the cut, writes dropped) per cycle."""
     rng = random.Random(seed)
     path = tmp_path / "db"
@@ -102,7 +127,7 @@ def cycles(shim: Path, tmp_path: Path, sync: str, seed: int) -> list[tuple[int, 
     for n in range(CYCLES):
         baseline = data.read_bytes() if data.exists() else b""
         log = tmp_path / f"writes-{n}.bin"
-        acked = run_until_cut(shim, path, sync, log, rng)
+        acked = run_until_cut(shim, path, sync, log, rng, variant)
         _kept, dropped = cut(data, baseline, log)
         last = check_after_cut(path)
         out.append((max(acked, default=0), last, dropped))
@@ -118,6 +143,29 @@ def test_every_acknowledged_commit_survives_a_power_cut(shim, tmp_path, sync):
 def test_sync_data_loses_at_most_the_last_acknowledged_commit(shim, tmp_path):
     for acked, last, _dropped in cycles(shim, tmp_path, "data", seed=12):
         assert last >= acked - 1, f"tx {acked} was acknowledged, the cut left {last}"
+
+
+def test_sync_data_keeps_what_the_meta_flusher_flushed(shim, tmp_path):
+    """Once the flusher has flushed after commits paused, every commit before is durable."""
+    results = cycles(shim, tmp_path, "data", seed=15, variant="quiet")
+    assert any(acked > 0 for acked, _, _ in results), results  # the flusher did flush
+    for acked, last, _dropped in results:
+        assert last >= acked, f"tx {acked} was flushed by the meta flusher, the cut left {last}"
+
+
+def test_a_snapshot_under_sync_data_is_never_ahead_of_the_log(shim, tmp_path):
+    """The child snapshots after 25 commits and cuts its own power right after: the log
+    must reach the snapshot (check_after_cut opens it: a snapshot past the log would
+    refuse with LogGapError)."""
+    for acked, last, _dropped in cycles(shim, tmp_path, "data", seed=16, variant="snapshot"):
+        assert last >= acked - 1
+
+
+def test_the_model_catches_a_commit_without_its_meta_flush(shim, tmp_path):
+    """The negative control for the "commit" test: LMDB opened with metasync=False
+    under sync="commit" loses an acknowledged commit at some cut."""
+    results = cycles(shim, tmp_path, "commit", seed=17, variant="mutant")
+    assert any(last < acked for acked, last, _ in results), results
 
 
 def test_the_model_drops_what_sync_none_never_flushed(shim, tmp_path):

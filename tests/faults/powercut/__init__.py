@@ -20,7 +20,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("powercut.c")
 _REC = struct.Struct("<IIQQ")  # kind, flags, offset, len (struct rec in powercut.c)
-WRITE, FLUSH, TRUNCATE = 1, 2, 3
+WRITE, FLUSH_BEGIN, TRUNCATE, FLUSH_END = 1, 2, 3, 4
 DSYNC = 1
 
 
@@ -46,7 +46,7 @@ def records(log: Path) -> list[tuple[int, int, int, bytes]]:
     out, i = [], 0
     while i + _REC.size <= len(raw):
         kind, flags, offset, n = _REC.unpack_from(raw, i)
-        if kind not in (WRITE, FLUSH, TRUNCATE):
+        if kind not in (WRITE, FLUSH_BEGIN, TRUNCATE, FLUSH_END):
             raise ValueError(f"shim log damaged at byte {i}")
         i += _REC.size
         data = b""
@@ -62,11 +62,19 @@ def records(log: Path) -> list[tuple[int, int, int, bytes]]:
     return out
 
 
+def covered_before(recs: list[tuple[int, int, int, bytes]]) -> int:
+    """Index of the last completed flush's BEGIN record (-1 if none): every record
+    before it was on the disk when that flush returned."""
+    done = {r[2] for r in recs if r[0] == FLUSH_END}
+    return max((i for i, r in enumerate(recs) if r[0] == FLUSH_BEGIN and r[2] in done),
+               default=-1)
+
+
 def durable_image(baseline: bytes, recs: list[tuple[int, int, int, bytes]]) -> bytes:
     """``baseline`` with only the durable writes (and truncations) applied, in order:
     a write is durable if it went through an O_(D)SYNC descriptor or a flush of the
-    file comes after it in the log."""
-    last_flush = max((i for i, r in enumerate(recs) if r[0] == FLUSH), default=-1)
+    file that began after it completed (see :func:`covered_before`)."""
+    last_flush = covered_before(recs)
     image = bytearray(baseline)
     for i, (kind, flags, offset, data) in enumerate(recs):
         durable = bool(flags & DSYNC) or i < last_flush
@@ -89,7 +97,7 @@ def cut(watched: Path, baseline: bytes, log: Path) -> tuple[int, int]:
     recs = records(log)
     image = durable_image(baseline, recs)
     watched.write_bytes(image)
-    last_flush = max((i for i, r in enumerate(recs) if r[0] == FLUSH), default=-1)
+    last_flush = covered_before(recs)
     writes = [(i, r) for i, r in enumerate(recs) if r[0] == WRITE]
     kept = sum(1 for i, r in writes if r[1] & DSYNC or i < last_flush)
     return kept, len(writes) - kept

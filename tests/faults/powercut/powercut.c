@@ -8,8 +8,11 @@
  * Environment: POWERCUT_FILE (the file to watch, an absolute real path) and
  * POWERCUT_LOG (where records go, appended). Record: struct rec, then `len` bytes
  * of data for a write. The order is strict in the direction that matters: a write
- * is logged after it completed and a flush before it starts, so a flush logged
- * after a write really covered it (a race can only make the model drop more).
+ * is logged after it completed; a flush is logged twice, before it starts (BEGIN)
+ * and after it returned successfully (END, same id in `offset`). A write covered by
+ * a flush is one logged before a BEGIN whose END is in the log: that flush started
+ * after the write completed and finished before the cut (a race can only make the
+ * model drop more; a kill inside a flush does not count it).
  *
  * Test-only code: it aborts on a failed log write (a lost record would make the
  * model lie).
@@ -30,13 +33,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { REC_WRITE = 1, REC_FLUSH = 2, REC_TRUNCATE = 3 };
+enum { REC_WRITE = 1, REC_FLUSH_BEGIN = 2, REC_TRUNCATE = 3, REC_FLUSH_END = 4 };
 enum { FLAG_DSYNC = 1 };
 
 struct rec {
     uint32_t kind;
     uint32_t flags;
-    uint64_t offset; /* write: where; truncate: the new size */
+    uint64_t offset; /* write: where; truncate: the new size; flush: its id */
     uint64_t len;    /* write: bytes that follow */
 };
 
@@ -45,6 +48,7 @@ static unsigned char tracked[MAX_FD]; /* 0: no; 1: yes; 2: yes, O_SYNC/O_DSYNC *
 static char target[PATH_MAX];
 static int logfd = -1;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t flush_ids; /* atomic: the id of the last flush begun */
 
 static int (*real_open)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
@@ -207,14 +211,16 @@ ssize_t pwritev64(int fd, const struct iovec *iov, int iovcnt, off_t off) {
     return pwritev(fd, iov, iovcnt, off);
 }
 
-int fsync(int fd) {
-    if (is_tracked(fd)) log_rec(REC_FLUSH, 0, 0, NULL, 0, 0);
-    return real_fsync(fd);
+static int logged_flush(int fd, int (*flush)(int)) {
+    if (!is_tracked(fd)) return flush(fd);
+    uint64_t id = __atomic_add_fetch(&flush_ids, 1, __ATOMIC_SEQ_CST);
+    log_rec(REC_FLUSH_BEGIN, 0, id, NULL, 0, 0);
+    int rc = flush(fd);
+    if (rc == 0) log_rec(REC_FLUSH_END, 0, id, NULL, 0, 0); /* a failed flush covers nothing */
+    return rc;
 }
-int fdatasync(int fd) {
-    if (is_tracked(fd)) log_rec(REC_FLUSH, 0, 0, NULL, 0, 0);
-    return real_fdatasync(fd);
-}
+int fsync(int fd) { return logged_flush(fd, real_fsync); }
+int fdatasync(int fd) { return logged_flush(fd, real_fdatasync); }
 int ftruncate(int fd, off_t size) {
     int rc = real_ftruncate(fd, size);
     if (rc == 0 && is_tracked(fd)) log_rec(REC_TRUNCATE, 0, (uint64_t)size, NULL, 0, 0);
