@@ -42,7 +42,6 @@ from .errors import (
     CorruptLogError,
     DatabaseClosedError,
     DatabaseLockedError,
-    EngineError,
     StorageError,
     disk_full,
 )
@@ -276,7 +275,7 @@ class LogStore:
         self._write_lock = threading.Lock()  # one write transaction at a time (see _write)
         # Guarded by _write_lock: the error of a failed flush (sync); every later write
         # and flush raises it (the pages it covered may be gone).
-        self._sync_failed: EngineError | None = None
+        self._sync_failed: StorageError | None = None
         # The newest committed records, for the one log service that ships them (the
         # backup uploader, through values_from) so that it need not read them back
         # through LMDB: py-lmdb releases the GIL around every cursor step, and a
@@ -602,19 +601,18 @@ class LogStore:
             if self._closed:
                 raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
                                           "database again to write it")
-            self._sync_locked()
-
-    def _sync_locked(self) -> None:
-        """Under _write_lock: flush, or remember the failure (see sync)."""
-        if self._sync_failed is not None:
-            raise self._sync_failed
-        try:
-            self._env.sync(True)
-        except lmdb.Error as exc:
-            err = _translate(exc, "cannot fsync the log")
-            if isinstance(err, EngineError):
-                self._sync_failed = err
-            raise err from exc
+            if self._sync_failed is not None:
+                raise self._sync_failed
+            try:
+                self._env.sync(True)
+            except lmdb.Error as exc:
+                err = _translate(exc, "cannot fsync the log")
+                self._sync_failed = StorageError(
+                    f"an earlier flush of the log at {self.path} failed ({err}); the log "
+                    "refuses every write since, because the pages that flush covered may "
+                    "not be on the disk. Check the disk, then close and reopen the database "
+                    "(docs/RUNBOOK.md, 'A failed flush').")
+                raise err from exc
 
     # ---------------------------------------------------------------- reading
     def _adopt_map_size(self) -> None:
