@@ -117,45 +117,36 @@ static void note_open(int fd, int flags) {
 
 static int is_tracked(int fd) { return fd >= 0 && fd < MAX_FD && tracked[fd]; }
 
-static mode_t mode_arg(int flags, va_list ap) {
-    return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+/* The optional mode argument of open(2)-style calls (present with O_CREAT/O_TMPFILE). */
+#define MODE_ARG(flags)                                                      \
+    mode_t mode = 0;                                                         \
+    do {                                                                     \
+        va_list ap;                                                          \
+        va_start(ap, flags);                                                 \
+        if ((flags) & (O_CREAT | O_TMPFILE)) mode = (mode_t)va_arg(ap, int); \
+        va_end(ap);                                                          \
+    } while (0)
+
+static int noted(int fd, int flags) {
+    note_open(fd, flags);
+    return fd;
 }
 
 int open(const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    int fd = real_open(path, flags, mode);
-    note_open(fd, flags);
-    return fd;
+    MODE_ARG(flags);
+    return noted(real_open(path, flags, mode), flags);
 }
 int open64(const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    int fd = real_open(path, flags, mode);
-    note_open(fd, flags);
-    return fd;
+    MODE_ARG(flags);
+    return noted(real_open(path, flags, mode), flags);
 }
 int openat(int dirfd, const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    int fd = real_openat(dirfd, path, flags, mode);
-    note_open(fd, flags);
-    return fd;
+    MODE_ARG(flags);
+    return noted(real_openat(dirfd, path, flags, mode), flags);
 }
 int openat64(int dirfd, const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    int fd = real_openat(dirfd, path, flags, mode);
-    note_open(fd, flags);
-    return fd;
+    MODE_ARG(flags);
+    return noted(real_openat(dirfd, path, flags, mode), flags);
 }
 int __open_2(const char *path, int flags) { return open(path, flags); }
 int __open64_2(const char *path, int flags) { return open(path, flags); }
