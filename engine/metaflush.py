@@ -9,10 +9,11 @@ writes the page back (tens of seconds). This service (one thread,
 ``engine-metaflush:<dir>``) waits on the commit signal and, once commits have
 stopped for ``delay`` seconds, flushes the log once: under steady commits it never
 runs (each commit's own flush carries the one before), after the last one it runs
-once. It never blocks a committer: a flush beside a running commit is one
-``fdatasync`` (LMDB's ``mdb_env_sync``), which writers do not wait for.
+once. The flush (``LogStore.sync``: one ``fdatasync``) holds the log's write lock, so
+a commit arriving during it waits for that one flush; it only ever runs once commits
+have paused.
 
-Imports: ``port``, ``notify`` (through the port) only.
+Imports: ``errors``, ``port`` (``notify`` through the port).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class MetaFlusher:
         # The commit signal sets this to wake the wait (it sets, never clears, a waker):
         # cleared by the flusher before each wait, also set by close().
         self._wake = threading.Event()
-        self.flushes = 0  # flusher thread only: flushes done (for tests and /metrics)
+        self.flushes = 0  # flusher thread only: flushes done (read by tests)
         self.failures = 0  # flusher thread only: flushes that raised (logged)
         self._flushed_tx = port.signal.current.tx_id  # last tx known durable
         self._thread = threading.Thread(target=self._run, daemon=True,
