@@ -34,6 +34,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=None,
                     help="events per round (default 20,000 single, 400,000 batch)")
     ap.add_argument("--dir", default=None, help="scratch directory (default: a temp one)")
+    ap.add_argument("--target", default=None,
+                    help="backup URL (default: file:// in the scratch directory; memory:// "
+                         "takes the target's file writes and fsyncs out of the picture)")
     args = ap.parse_args()
     n = args.events or (20_000 if args.mode == "single" else 400_000)
     root = args.dir or tempfile.mkdtemp(prefix="backup-ab-")
@@ -42,7 +45,8 @@ def main() -> None:
     dbs = {
         False: engine.open(os.path.join(root, "off"), sync="none"),
         True: engine.open(os.path.join(root, "on"), sync="none",
-                          backup="file://" + os.path.join(os.path.abspath(root), "target")),
+                          backup=args.target
+                          or "file://" + os.path.join(os.path.abspath(root), "target")),
     }
     rates: dict[bool, list[float]] = {False: [], True: []}
     done = 0
@@ -74,7 +78,8 @@ def main() -> None:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
     pairs = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
-    print(f"mode={args.mode} rounds={args.rounds} events/round={n:,}")
+    print(f"mode={args.mode} rounds={args.rounds} events/round={n:,} "
+          f"target={args.target or 'file://'}")
     print(f"  off: median {statistics.median(rates[False]):,.0f}/s "
           f"(min {min(rates[False]):,.0f}, max {max(rates[False]):,.0f})")
     print(f"  on:  median {statistics.median(rates[True]):,.0f}/s "

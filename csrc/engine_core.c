@@ -572,30 +572,25 @@ int64_t eng_tx_find_stream(const uint8_t *buf, size_t len, const uint8_t *name,
     return (int64_t)found;
 }
 
-/* Frames a run of records as a segment body; see engine_format.h. */
-int64_t eng_seg_frame(const uint8_t *recs, size_t recs_len, const uint32_t *lens,
-                      uint32_t n, uint64_t first_tx, uint64_t epoch,
-                      uint64_t *position, uint8_t *out, size_t out_cap, uint32_t *bad) {
-    size_t total = 0, off = 0, w = 0;
-    uint64_t pos;
+/* Frames a run of records as a segment body: the one implementation behind
+ * eng_seg_frame (contiguous: ptrs == NULL, record i at recs + sum of lens[0..i))
+ * and eng_seg_frame_v (record i at ptrs[i]); the arguments are checked by them. */
+static int64_t seg_frame(const uint8_t *recs, const uint8_t *const *ptrs,
+                         const uint32_t *lens, uint32_t n, uint64_t first_tx,
+                         uint64_t epoch, uint64_t *position, uint8_t *out, uint32_t *bad) {
+    size_t off = 0, w = 0;
+    uint64_t pos = *position;
     uint32_t i;
     eng_tx_view v;
     int rc;
 
-    if (bad == NULL) return ENG_E_ARG;
-    *bad = n;
-    if (recs == NULL || lens == NULL || position == NULL || out == NULL || n == 0)
-        return ENG_E_ARG;
     for (i = 0; i < n; i++) {
-        if (total > SIZE_MAX - lens[i]) return ENG_E_ARG;
-        total += lens[i];
-    }
-    if (total != recs_len || total > SIZE_MAX - 4 * (size_t)n ||
-        out_cap < total + 4 * (size_t)n)
-        return ENG_E_ARG;
-    pos = *position;
-    for (i = 0; i < n; i++) {
-        rc = eng_tx_decode(recs + off, lens[i], &v);
+        const uint8_t *rec = ptrs != NULL ? ptrs[i] : recs + off;
+        if (rec == NULL) {
+            *bad = i;
+            return ENG_E_ARG;
+        }
+        rc = eng_tx_decode(rec, lens[i], &v);
         if (rc != ENG_OK) {
             *bad = i;
             return rc;
@@ -607,12 +602,71 @@ int64_t eng_seg_frame(const uint8_t *recs, size_t recs_len, const uint32_t *lens
         }
         pos += v.event_count;
         st32(out + w, lens[i]);
-        memcpy(out + w + 4, recs + off, lens[i]);
+        memcpy(out + w + 4, rec, lens[i]);
         w += 4 + (size_t)lens[i];
         off += lens[i];
     }
     *position = pos;
     return (int64_t)w;
+}
+
+/* Sums lens[0..n) into *total; returns 0, or -1 if out_cap cannot hold the framed
+ * run (total + 4n) or a sum overflows size_t. */
+static int seg_frame_size(const uint32_t *lens, uint32_t n, size_t out_cap, size_t *total) {
+    size_t t = 0;
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        if (t > SIZE_MAX - lens[i]) return -1;
+        t += lens[i];
+    }
+    if (t > SIZE_MAX - 4 * (size_t)n || out_cap < t + 4 * (size_t)n) return -1;
+    *total = t;
+    return 0;
+}
+
+/* Frames a run of records held back to back; see engine_format.h. */
+int64_t eng_seg_frame(const uint8_t *recs, size_t recs_len, const uint32_t *lens,
+                      uint32_t n, uint64_t first_tx, uint64_t epoch,
+                      uint64_t *position, uint8_t *out, size_t out_cap, uint32_t *bad) {
+    size_t total;
+
+    if (bad == NULL) return ENG_E_ARG;
+    *bad = n;
+    if (recs == NULL || lens == NULL || position == NULL || out == NULL || n == 0)
+        return ENG_E_ARG;
+    if (seg_frame_size(lens, n, out_cap, &total) || total != recs_len) return ENG_E_ARG;
+    return seg_frame(recs, NULL, lens, n, first_tx, epoch, position, out, bad);
+}
+
+/* Frames a run of records each in its own buffer; see engine_format.h. */
+int64_t eng_seg_frame_v(const uint8_t *const *recs, const uint32_t *lens, uint32_t n,
+                        uint64_t first_tx, uint64_t epoch, uint64_t *position,
+                        uint8_t *out, size_t out_cap, uint32_t *bad) {
+    size_t total;
+
+    if (bad == NULL) return ENG_E_ARG;
+    *bad = n;
+    if (recs == NULL || lens == NULL || position == NULL || out == NULL || n == 0)
+        return ENG_E_ARG;
+    if (seg_frame_size(lens, n, out_cap, &total)) return ENG_E_ARG;
+    return seg_frame(NULL, recs, lens, n, first_tx, epoch, position, out, bad);
+}
+
+/* Seals a segment: header, body, footer; see engine_format.h. */
+int64_t eng_seg_seal(const uint8_t *head, size_t head_len, const uint8_t *body,
+                     size_t body_len, uint8_t *out, size_t out_cap) {
+    size_t end;
+
+    if (head == NULL || out == NULL || (body == NULL && body_len != 0)) return ENG_E_ARG;
+    if (head_len > SIZE_MAX - body_len) return ENG_E_ARG;
+    end = head_len + body_len;
+    if (end > SIZE_MAX - ENG_SEG_FOOTER_SIZE || out_cap < end + ENG_SEG_FOOTER_SIZE)
+        return ENG_E_ARG;
+    memcpy(out, head, head_len);
+    if (body_len) memcpy(out + head_len, body, body_len);
+    st64(out + end, eng_xxh64(out, end, 0));
+    memcpy(out + end + 8, ENG_SEG_END_MAGIC, 8);
+    return (int64_t)(end + ENG_SEG_FOOTER_SIZE);
 }
 
 /* ---------------------------- Snapshot block ---------------------------- */

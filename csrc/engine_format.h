@@ -163,6 +163,26 @@ int64_t eng_seg_frame(const uint8_t *recs, size_t recs_len, const uint32_t *lens
                       uint32_t n, uint64_t first_tx, uint64_t epoch,
                       uint64_t *position, uint8_t *out, size_t out_cap, uint32_t *bad);
 
+/* eng_seg_frame for records that are not back to back: record i is
+ * recs[i][0..lens[i]) (a NULL recs[i] is ENG_E_ARG with *bad = i). The same checks,
+ * output and errors; the caller skips joining the records first, which for a run
+ * of large records is the costliest step left to it (the log-backup uploader). */
+int64_t eng_seg_frame_v(const uint8_t *const *recs, const uint32_t *lens, uint32_t n,
+                        uint64_t first_tx, uint64_t epoch, uint64_t *position,
+                        uint8_t *out, size_t out_cap, uint32_t *bad);
+
+/* The segment footer: u64 LE XXH64 of every byte before it, then this magic. */
+#define ENG_SEG_FOOTER_SIZE    16
+#define ENG_SEG_END_MAGIC      "ENGSEND1"
+
+/* Assembles a whole segment in out[0..out_cap): head[0..head_len) (the header and
+ * its checksum, built by the caller), body[0..body_len) (the compressed body), then
+ * the footer. Returns head_len + body_len + 16, or ENG_E_ARG (a NULL pointer, out
+ * too small, a size overflow). The caller owns every buffer; none may overlap out.
+ * Doing it here keeps two copies of the whole segment off the Python side. */
+int64_t eng_seg_seal(const uint8_t *head, size_t head_len, const uint8_t *body,
+                     size_t body_len, uint8_t *out, size_t out_cap);
+
 /* -------------------------------------------------------- snapshot block
  * The decompressed snapshot body is a sequence of blocks, each:
  *

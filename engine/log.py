@@ -27,7 +27,6 @@ import os
 import struct
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from .files import fs
 from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
 from .native import peek_tx_header
+from .recent import RecentRecords
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,6 @@ _U64 = struct.Struct("<Q")
 _U16 = struct.Struct("<H")
 _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 256 << 20
-# What one kept record costs beyond its bytes (tuple, int, deque slot): keep_recent's
-# bound counts it, so the bound is what the cache holds, not just its records' bytes.
-_RECENT_ENTRY_OVERHEAD = 100
 _MAX_TX = 1 << 63  # tx keys never collide with the all-zero meta prefix (tx ids start at 1)
 READ_CHUNK = 256  # records fetched per short read transaction
 
@@ -281,14 +278,11 @@ class LogStore:
         # through LMDB: py-lmdb releases the GIL around every cursor step, and a
         # thousand steps a second handing the GIL back and forth cost a CPU-bound
         # committer ~15% (README, "Log backup against Litestream"). Guarded by
-        # _recent_lock: (tx_id, record) pairs with consecutive tx ids, appended only
-        # after their LMDB commit returned (so everything here is in the log), taken
-        # from the left by values_from, and bounded by _recent_max bytes (oldest
-        # dropped first). None while no service asked for it (keep_recent).
+        # _recent_lock; appended only after their LMDB commit returned, so everything
+        # kept is in the log (engine/recent.py has the layout and its invariants).
+        # None while no service asked for it (keep_recent).
         self._recent_lock = threading.Lock()
-        self._recent: deque[tuple[int, bytes | bytearray]] | None = None
-        self._recent_bytes = 0
-        self._recent_max = 0
+        self._recent: RecentRecords | None = None
         # Before LMDB maps the file: a truncated or garbled header would otherwise
         # kill the process (SIGBUS, SIGFPE) instead of raising (engine.lmdbfile).
         header = lmdbfile.read_header(layout.log_data_file(path))
@@ -493,31 +487,13 @@ class LogStore:
         """Keep up to ``max_bytes`` of the newest committed records in memory for
         :meth:`values_from` (0: stop, and drop what is kept)."""
         with self._recent_lock:
-            self._recent = deque() if max_bytes > 0 else None
-            self._recent_bytes = 0
-            self._recent_max = max_bytes
+            self._recent = RecentRecords(max_bytes) if max_bytes > 0 else None
 
     def _remember(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
-        """Writer only, after the commit of ``records``: add them to the recent ones.
-        A run that does not continue the kept one (a commit whose remembering an
-        interrupt cut short) starts it again: the kept ids stay consecutive."""
+        """Writer only, after the commit of ``records``: copy them to the kept ones."""
         with self._recent_lock:
-            recent = self._recent
-            if recent is None or not records:
-                return
-            if recent and recent[-1][0] + 1 != records[0][0]:
-                recent.clear()
-                self._recent_bytes = 0
-            # Counted as held, not just the record's bytes: a small record's tuple, int
-            # and deque slot cost about as much again. One store of the total at the
-            # end: an interrupt in between leaves the count short, never negative.
-            held = self._recent_bytes
-            for pair in records:
-                recent.append(pair)
-                held += len(pair[1]) + _RECENT_ENTRY_OVERHEAD
-            while held > self._recent_max and recent:
-                held -= len(recent.popleft()[1]) + _RECENT_ENTRY_OVERHEAD
-            self._recent_bytes = max(0, held) if recent else 0
+            if self._recent is not None:
+                self._recent.add(records)
 
     def _write(self, body: Any,
                records: Sequence[tuple[int, bytes | bytearray]] = ()) -> None:
@@ -826,31 +802,35 @@ class LogStore:
             nxt = end + 1
             size = min(size * 4, READ_CHUNK)
 
-    def values_from(self, from_tx: int, limit: int) -> list[bytes]:
-        """Up to ``limit`` records from the key ``from_tx`` on, in key order, read in one
-        short read transaction with the iteration in C (the log-backup uploader's bulk
-        read: it checks them itself, tx by tx, so a missing key shows as a break).
+    def values_from(self, from_tx: int, limit: int, max_bytes: int = 1 << 62
+                    ) -> list[bytes | bytearray | memoryview]:
+        """Records from the key ``from_tx`` on, in key order: at most ``limit`` and, past
+        the first, at most ``max_bytes`` in all (the log-backup uploader's bulk read: it
+        checks them itself, tx by tx, so a missing key shows as a break).
 
         With :meth:`keep_recent` on, records from ``from_tx`` on that are still kept in
-        memory come from there (the same bytes LMDB committed), and kept records before
-        ``from_tx`` are dropped: the caller has shipped them."""
+        memory come from there, as views of the kept bytes or the committed record
+        itself (the same bytes LMDB committed; read them, never write them), and kept
+        records before ``from_tx`` are dropped: the caller has shipped them. Otherwise
+        one short read transaction with the iteration in C."""
         if self._recent is not None:
-            kept: list[bytes | bytearray] | None = None
             with self._recent_lock:
-                recent = self._recent
-                held = self._recent_bytes
-                while recent and recent[0][0] < from_tx:
-                    held -= len(recent.popleft()[1]) + _RECENT_ENTRY_OVERHEAD
-                self._recent_bytes = max(0, held) if recent else 0
-                if recent and recent[0][0] == from_tx:
-                    kept = [rec for _, rec in islice(recent, limit)]
-            if kept is not None:  # copied out of the lock (a committer may be waiting)
-                return [bytes(rec) for rec in kept]
+                kept = None if self._recent is None else self._recent.take(
+                    from_tx, limit, max_bytes)
+            if kept is not None:
+                return kept
         with self._reading() as txn:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(max(from_tx, 1))):
                 return []
-            return list(islice(cur.iternext(keys=False, values=True), limit))
+            out: list[bytes | bytearray | memoryview] = []
+            total = 0
+            for v in islice(cur.iternext(keys=False, values=True), limit):
+                if out and total + len(v) > max_bytes:
+                    break
+                out.append(v)
+                total += len(v)
+            return out
 
     def close(self) -> None:
         # LMDB must not close under a live read transaction: wait for other threads'
@@ -862,7 +842,6 @@ class LogStore:
                 self._gate.wait()
         with self._recent_lock:
             self._recent = None  # nothing is served from memory after close
-            self._recent_bytes = 0
         if self.sync_mode == "data" and not self.readonly:
             # the last commit's meta page is written but not flushed: flush it now
             try:

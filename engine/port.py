@@ -68,12 +68,14 @@ class ServicePort:
         log; it bounds what that service costs committers (LogStore.keep_recent)."""
         self._log.keep_recent(max_bytes)
 
-    def record_values(self, from_tx: int, limit: int) -> list[bytes]:
-        """Up to ``limit`` raw records from ``from_tx`` on (bulk; the caller checks that
-        they are contiguous, e.g. ``native.frame_records``). With keep_recent_records
-        on, records before ``from_tx`` are dropped from memory: only the one service
-        that ships the log calls this."""
-        return self._log.values_from(from_tx, limit)
+    def record_values(self, from_tx: int, limit: int, max_bytes: int
+                      ) -> list[bytes | bytearray | memoryview]:
+        """Raw records from ``from_tx`` on: at most ``limit`` and, past the first,
+        ``max_bytes`` (bulk; the caller checks that they are contiguous, e.g.
+        ``native.frame_records``; read them, never write them). With
+        keep_recent_records on, records before ``from_tx`` are dropped from memory:
+        only the one service that ships the log calls this."""
+        return self._log.values_from(from_tx, limit, max_bytes)
 
     def commit_time(self, tx_id: int) -> float | None:
         """The commit time (Unix seconds) of ``tx_id``, or None if it is not in the log."""

@@ -396,10 +396,54 @@ static void test_seg_frame(void) {
              ENG_E_ARG, "seg frame: NULL records");
     CHECK_RC(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, NULL),
              ENG_E_ARG, "seg frame: NULL bad");
+    {   /* the same run through one pointer per record (eng_seg_frame_v) */
+        const uint8_t *ptrs[3] = {recs, recs + lens[0], recs + lens[0] + lens[1]};
+        uint8_t out2[600];
+        pos = 9;
+        CHECK_RC(eng_seg_frame_v(ptrs, lens, 3, 5, 2, &pos, out2, sizeof out2, &bad),
+                 (int64_t)(off + 12), "seg frame v: bytes written");
+        pos = 9;
+        CHECK(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad) ==
+                  (int64_t)(off + 12) && memcmp(out, out2, off + 12) == 0,
+              "seg frame v: same body as the contiguous run");
+        ptrs[1] = NULL;
+        pos = 9;
+        CHECK_RC(eng_seg_frame_v(ptrs, lens, 3, 5, 2, &pos, out2, sizeof out2, &bad),
+                 ENG_E_ARG, "seg frame v: NULL record");
+        CHECK(bad == 1, "seg frame v: NULL record index");
+        CHECK_RC(eng_seg_frame_v(ptrs, lens, 3, 5, 2, &pos, out2, off + 11, &bad), ENG_E_ARG,
+                 "seg frame v: out too small");
+        CHECK_RC(eng_seg_frame_v(NULL, lens, 3, 5, 2, &pos, out2, sizeof out2, &bad),
+                 ENG_E_ARG, "seg frame v: NULL array");
+    }
     lens[0] -= 1; /* a record cut short: it must not decode, and nothing overruns */
     lens[1] += 1;
     CHECK(eng_seg_frame(recs, off, lens, 3, 5, 2, &pos, out, sizeof out, &bad) < 0 &&
               bad == 0, "seg frame: shifted boundaries");
+}
+
+static void test_seg_seal(void) {
+    uint8_t head[5] = {1, 2, 3, 4, 5}, body[7] = {9, 8, 7, 6, 5, 4, 3}, out[40], want[12];
+    int64_t r;
+
+    memcpy(want, head, 5);
+    memcpy(want + 5, body, 7);
+    memset(out, 0xA5, sizeof out);
+    r = eng_seg_seal(head, 5, body, 7, out, 28);
+    CHECK_RC(r, 28, "seg seal: bytes written (exact fit)");
+    CHECK(memcmp(out, want, 12) == 0, "seg seal: head then body");
+    CHECK(get64(out + 12) == eng_xxh64(want, 12, 0), "seg seal: footer checksum");
+    CHECK(memcmp(out + 20, ENG_SEG_END_MAGIC, 8) == 0, "seg seal: end magic");
+    CHECK(out[28] == 0xA5, "seg seal: wrote past its size");
+    CHECK_RC(eng_seg_seal(head, 5, NULL, 0, out, sizeof out), 21, "seg seal: empty body");
+    CHECK_RC(eng_seg_seal(head, 5, body, 7, out, 27), ENG_E_ARG, "seg seal: out one short");
+    CHECK_RC(eng_seg_seal(NULL, 5, body, 7, out, sizeof out), ENG_E_ARG, "seg seal: NULL head");
+    CHECK_RC(eng_seg_seal(head, 5, NULL, 7, out, sizeof out), ENG_E_ARG, "seg seal: NULL body");
+    CHECK_RC(eng_seg_seal(head, 5, body, 7, NULL, sizeof out), ENG_E_ARG, "seg seal: NULL out");
+    CHECK_RC(eng_seg_seal(head, SIZE_MAX, body, 7, out, sizeof out), ENG_E_ARG,
+             "seg seal: size overflow");
+    CHECK_RC(eng_seg_seal(head, SIZE_MAX - 20, body, 7, out, sizeof out), ENG_E_ARG,
+             "seg seal: footer overflow");
 }
 
 static void test_tx_encode_args(void) {
@@ -1996,6 +2040,7 @@ int main(void) {
     test_tx_roundtrip();
     test_tx_encode_args();
     test_seg_frame();
+    test_seg_seal();
     test_tx_errors();
     test_tx_find_stream();
     test_tx_truncation();

@@ -196,6 +196,11 @@ class FaultyTarget(Target):
         self._raise_if_chosen("get", key)
         return self.inner.get(key)
 
+    def get_view(self, key: str) -> Buffer:
+        validate_key(key)
+        self._raise_if_chosen("get", key)
+        return self.inner.get_view(key)
+
     def get_range(self, key: str, start: int, end: int) -> bytes:
         validate_key(key)
         self._raise_if_chosen("get_range", key)

@@ -20,7 +20,7 @@ import zstandard
 
 from .. import formats
 from ..errors import CorruptLogError
-from ..native import frame_records, peek_tx_header, xxh64
+from ..native import frame_records, peek_tx_header, seal_segment, xxh64
 
 _H = formats.SEG_HEADER
 _U32 = formats.U32_LE
@@ -63,22 +63,30 @@ def parse_segment_name(name: str) -> tuple[int, int] | None:
 def encode_segment(db_id: str, records: Sequence[tuple[int, bytes]], *,
                    level: int = 1) -> tuple[SegmentHeader, bytes]:
     """One segment holding ``records`` (``(tx_id, record)``, contiguous, one epoch),
-    checked record by record (``native.frame_records``: raises ``CorruptLogError``)."""
+    checked record by record (``native.frame_records``: raises ``CorruptLogError``).
+    The segment is returned as ``bytes`` (the uploader's path, ``encode_framed``,
+    keeps the view)."""
     if not records:
         raise ValueError("a segment holds at least one record")
     first = peek_tx_header(records[0][1])
     body, last_pos = frame_records([r for _, r in records], records[0][0], first[1],
                                    first[3] - 1)
-    return encode_framed(db_id, epoch=first[1], first_tx=records[0][0],
+    header, payload = encode_framed(db_id, epoch=first[1], first_tx=records[0][0],
                          first_position=first[3], last_position=last_pos,
                          first_ts_ns=first[2], last_ts_ns=peek_tx_header(records[-1][1])[2],
                          count=len(records), raw=body, level=level)
+    return header, bytes(payload)
 
 
 def encode_framed(db_id: str, *, epoch: int, first_tx: int, first_position: int,
                   last_position: int, first_ts_ns: int, last_ts_ns: int, count: int,
-                  raw: bytes | bytearray, level: int = 1) -> tuple[SegmentHeader, bytes]:
-    """A segment around an already framed and checked body (``frame_records``)."""
+                  raw: bytes | bytearray | memoryview, level: int = 1
+                  ) -> tuple[SegmentHeader, memoryview]:
+    """A segment around an already framed and checked body (``frame_records``).
+
+    Returned as a view of one buffer assembled in C (``native.seal_segment``): on the
+    uploader's thread, every copy of a whole segment made in Python holds the GIL
+    that committers need."""
     body = zstandard.ZstdCompressor(level=level).compress(raw)
     header = SegmentHeader(
         db_id=db_id, epoch=epoch, first_tx=first_tx, last_tx=first_tx + count - 1,
@@ -91,8 +99,7 @@ def encode_framed(db_id: str, *, epoch: int, first_tx: int, first_position: int,
                    header.last_position, header.first_ts_ns, header.last_ts_ns,
                    header.record_count, 0, header.body_raw_len, header.body_len)
     head += _U64.pack(xxh64(head))
-    payload = head + body
-    return header, payload + _U64.pack(xxh64(payload)) + formats.SEG_END_MAGIC
+    return header, seal_segment(head, body)
 
 
 def _bad(where: str, why: str) -> CorruptSegmentError:
@@ -100,7 +107,7 @@ def _bad(where: str, why: str) -> CorruptSegmentError:
                                "here; `engine-admin backup verify` lists every damaged object.")
 
 
-def read_segment_header(data: bytes, where: str) -> SegmentHeader:
+def read_segment_header(data: bytes | memoryview, where: str) -> SegmentHeader:
     """Parse and checksum only the header (``data`` may be just its first bytes)."""
     if len(data) < formats.SEG_HEADER_SIZE:
         raise _bad(where, f"{len(data)} bytes, shorter than a header (truncated)")
@@ -126,7 +133,8 @@ def read_segment_header(data: bytes, where: str) -> SegmentHeader:
                          last_ts, count, raw_len, body_len)
 
 
-def decode_segment(data: bytes, where: str) -> tuple[SegmentHeader, list[tuple[int, bytes]]]:
+def decode_segment(data: bytes | memoryview, where: str
+                   ) -> tuple[SegmentHeader, list[tuple[int, bytes]]]:
     """Verify a whole segment and return its header and ``(tx_id, record)`` pairs.
 
     Checks the header, the footer checksum, the body's length, that the records are

@@ -434,6 +434,12 @@ class Target(abc.ABC):
     def get(self, key: str) -> bytes:
         """The whole object (``BackupNotFoundError`` if missing). Big objects: ``get_file``."""
 
+    def get_view(self, key: str) -> Buffer:
+        """The whole object as a buffer: :meth:`get` without its copy into ``bytes``
+        where the store can hand over its own memory (the uploader's read-back check
+        of every segment; a copy there would hold the GIL committers need)."""
+        return self.get(key)
+
     @abc.abstractmethod
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of the object, like ``data[start:end]``.
@@ -579,6 +585,11 @@ class _StoreTarget(Target):
         validate_key(key)
         with self._failures("get", key):
             return bytes(obstore.get(self._store, self._path(key)).bytes())
+
+    def get_view(self, key: str) -> Buffer:
+        validate_key(key)
+        with self._failures("get", key):
+            return memoryview(obstore.get(self._store, self._path(key)).bytes())  # no copy
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         validate_key(key)

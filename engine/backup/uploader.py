@@ -46,7 +46,6 @@ import time
 import uuid
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any, NamedTuple
 
 from .. import formats
@@ -62,7 +61,7 @@ from ..errors import (
     PermanentBackupError,
     TransientBackupError,
 )
-from ..native import FrameError, frame_records, peek_tx_header
+from ..native import FrameError, frame_records, peek_tx_header, xxh64
 from ..port import ServicePort
 from ..snapshot import load_snapshot_bytes, load_snapshot_from
 from . import keys
@@ -692,19 +691,17 @@ class LogBackup:
                 self._cv.notify_all()
 
     def _next_segment(self, start: int, until: int, position: int
-                      ) -> tuple[SegmentHeader, bytes]:
+                      ) -> tuple[SegmentHeader, memoryview]:
         """The next segment: records ``start..`` (at most to ``until``, within the size
         bounds), read in bulk and checked in C (each decodes, and they continue: tx,
         this epoch, positions from ``position``), so the uploader holds the GIL for
         little more than the C calls."""
         opts = self.options
-        values = self._port.record_values(start, min(until - start + 1, opts.max_segment_txs))
+        values = self._port.record_values(start, min(until - start + 1, opts.max_segment_txs),
+                                          opts.max_segment_bytes)
         if not values:
             raise EngineError(f"the log of {self._port.path} does not hold tx {start}, which "
                               "the backup must ship next. Run `engine-admin verify`.")
-        sizes = list(accumulate(map(len, values)))
-        if sizes[-1] > opts.max_segment_bytes:
-            values = values[: bisect_left(sizes, opts.max_segment_bytes) + 1]
         epoch = self._port.epoch
         try:
             raw, last_pos = frame_records(values, start, epoch, position)
@@ -718,7 +715,7 @@ class LogBackup:
                              first_ts_ns=first[2], last_ts_ns=last[2], count=len(values),
                              raw=raw)
 
-    def _put_verified(self, key: str, payload: bytes) -> None:
+    def _put_verified(self, key: str, payload: memoryview) -> None:
         """Create ``key`` holding ``payload`` and read it back; a leftover of an earlier
         attempt with the same bytes is accepted, a damaged one replaced."""
         try:
@@ -739,11 +736,15 @@ class LogBackup:
                         f"{self.target.url} already holds {key} with other transactions: "
                         "another writer ships this epoch. Nothing is overwritten.") from None
                 return  # the same records (another compression): already shipped
-        back = self.target.get(key)
-        if back != payload:
+        # Read back and compared by size and XXH64 (both in C, off the GIL): a copy or
+        # a byte-by-byte compare of the whole segment here held the GIL for as long
+        # as the committer's own work on it (issue 8's committer-overhead target).
+        back = memoryview(self.target.get_view(key))
+        if back.nbytes != payload.nbytes or xxh64(back) != xxh64(payload):
             raise TransientBackupError(
                 f"{key} read back from {self.target.url} differs from what was written "
-                f"({len(back)} of {len(payload)} bytes); it will be shipped again", key=key)
+                f"({back.nbytes} bytes read, {payload.nbytes} written); it will be shipped "
+                "again", key=key)
 
     def _publish_checkpoint(self, tx_id: int, position: int, key: str) -> None:
         """Move the checkpoint past ``key``: compare-and-swap on ``checkpoint.json`` (a

@@ -23,6 +23,7 @@ def test_integer_constants_match_the_header():
         "ENG_BLOCK_HEADER_SIZE": formats.BLOCK_HEADER_SIZE,
         "ENG_BLOCK_TRAILER_SIZE": formats.BLOCK_TRAILER_SIZE,
         "ENG_OK": formats.ENG_OK,
+        "ENG_SEG_FOOTER_SIZE": formats.SEG_FOOTER_SIZE,
     }
     for name, value in pairs.items():
         assert getattr(lib, name) == value, name
@@ -39,3 +40,4 @@ def test_magics_match_the_header():
     magics = dict(re.findall(r'#define\s+(ENG_\w+_MAGIC)\s+"(\w+)"', text))
     assert magics["ENG_TX_MAGIC"].encode() == formats.TX_MAGIC
     assert magics["ENG_BLOCK_MAGIC"].encode() == formats.BLOCK_MAGIC
+    assert magics["ENG_SEG_END_MAGIC"].encode() == formats.SEG_END_MAGIC

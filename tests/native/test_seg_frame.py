@@ -1,4 +1,5 @@
-"""native.frame_records (C eng_seg_frame) against a Python reference of the same checks:
+"""native.frame_records (C eng_seg_frame, eng_seg_frame_v) and seal_segment (eng_seg_seal)
+against a Python reference of the same checks:
 each record decodes, and the run continues (tx ids, epoch, positions)."""
 
 from __future__ import annotations
@@ -6,11 +7,19 @@ from __future__ import annotations
 import struct
 
 import pytest
+import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import formats
 from engine.errors import CorruptLogError
-from engine.native import FrameError, decode_tx, encode_tx, frame_records
+from engine.native import (
+    FrameError,
+    decode_tx,
+    encode_tx,
+    frame_records,
+    seal_segment,
+)
 
 
 def _rec(tx: int, epoch: int, pos: int, n: int) -> bytes:
@@ -82,3 +91,58 @@ def test_a_broken_run_names_the_same_record_as_the_reference(counts, data):
 def test_an_empty_run_is_refused():
     with pytest.raises(ValueError):
         frame_records([], 1, 1, 0)
+
+
+def _big(tx: int, epoch: int, pos: int, n: int) -> bytes:
+    """A record over frame_records' pointer threshold (5 KB of data per event)."""
+    names = "".join(f"s{i}\0" for i in range(n)).encode()
+    return bytes(encode_tx(tx, epoch, 1, pos, [1] * n, [0] * n, names, b"e\0" * n,
+                           [bytes([i]) * 5000 for i in range(n)]))
+
+
+@given(counts=runs, big=st.booleans(), pad=st.integers(0, 7))
+def test_views_frame_like_the_reference_on_both_paths(counts, big, pad):
+    # the uploader hands views into the log's kept buffer (small records: joined) or
+    # the kept records themselves (big ones: one pointer each, no join)
+    make = _big if big else _rec
+    recs, pos = [], 0
+    for i, n in enumerate(counts):
+        recs.append(make(5 + i, 3, pos + 1, n))
+        pos += n
+    buf = bytearray(b"x" * pad + b"".join(recs))
+    view, views = memoryview(buf), []
+    at = pad
+    for r in recs:
+        views.append(view[at:at + len(r)])
+        at += len(r)
+    body, last = frame_records(views, 5, 3, 0)
+    assert (bytes(body), last) == reference(recs, 5, 3, 0)
+    assert frame_records([bytearray(r) for r in recs], 5, 3, 0)[1] == last
+
+
+@given(counts=runs, data=st.data())
+def test_the_pointer_path_names_the_same_bad_record_as_the_reference(counts, data):
+    recs, pos = [], 0
+    for i, n in enumerate(counts):
+        recs.append(_big(10 + i, 1, pos + 1, n))
+        pos += n
+    victim = data.draw(st.integers(0, len(recs) - 1))
+    b = bytearray(recs[victim])
+    if data.draw(st.booleans()):
+        b[data.draw(st.integers(0, len(b) - 1))] ^= 1  # a flipped bit: the checksum
+        recs[victim] = bytes(b)
+    else:  # a record of the wrong tx: decodes, does not continue the run
+        recs[victim] = _big(10 + victim + 1, 1, sum(counts[:victim]) + 1, counts[victim])
+    want = reference(recs, 10, 1, 0)
+    assert isinstance(want, int)
+    with pytest.raises(FrameError) as ei:
+        frame_records(recs, 10, 1, 0)
+    assert ei.value.index == want and f"tx {10 + want}" in str(ei.value)
+
+
+@given(head=st.binary(min_size=0, max_size=200), body=st.binary(max_size=5000))
+def test_seal_segment_matches_the_python_reference(head, body):
+    want = head + body
+    want += struct.pack("<Q", xxhash.xxh64_intdigest(want)) + formats.SEG_END_MAGIC
+    assert bytes(seal_segment(head, body)) == want
+    assert bytes(seal_segment(head, memoryview(bytearray(body)))) == want

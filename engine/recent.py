@@ -1,0 +1,187 @@
+"""The newest committed log records, kept in memory (LogStore.keep_recent).
+
+While a log backup runs, its uploader ships what was just committed. Reading that
+back through LMDB costs a CPU-bound committer (py-lmdb releases the GIL around every
+cursor step), and so does keeping one Python object per commit alive until it ships
+(measured: single-event commits 10-15% slower, through the allocator and the cyclic
+collector). So a small record is copied, as its commit returns, onto the end of a
+large buffer (a *run*); a big one (BIG_RECORD and up) is kept as it is, as a run of
+its own: copying it would cost more (a page-faulting copy of every byte under the
+GIL) than its one object does. The uploader takes records as views into the runs
+(``take``) and frames them in C without a join (``native.frame_records``).
+
+Invariants (the owner serialises every call: LogStore._recent_lock):
+
+- the runs hold consecutive tx ids: run k+1 starts where run k ends;
+- record ``i`` of a run is tx ``run.first + i``, bytes ``buf[ends[i-1]:ends[i]]``
+  (0 for ``ends[-1]`` when ``i`` is 0); its live records are ``lo..len(ends)-1``;
+- a run is appended to only while open; once a view of it was handed out it is
+  sealed and never changes again (a bytearray with a view cannot grow anyway); a
+  big record's run is sealed from the start (its buffer is the committer's record,
+  which nobody writes again);
+- bytes past ``ends[-1]`` are an append cut short by an interrupt: cut off before the
+  next one. Each step of an append changes one thing, so an interrupt anywhere leaves
+  ids and bytes matched (at worst the byte count is off, never negative).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from collections.abc import Sequence
+
+#: A run is closed once it holds this much (memory goes back run by run).
+RUN_BYTES = 4 << 20
+#: Records from this size on are kept as they are, not copied (see the module doc).
+BIG_RECORD = 16 << 10
+#: What one kept record costs beyond its bytes (its ``ends`` slot), for the bound.
+ENTRY_OVERHEAD = 8
+#: What a big record's own run costs beyond its bytes (the run object, its arrays).
+BIG_OVERHEAD = 256
+
+
+class _Run:
+    __slots__ = ("buf", "ends", "first", "lo", "own", "sealed")
+
+    def __init__(self, first: int, big: bytes | bytearray | None = None) -> None:
+        self.first = first
+        # the run's bytes: its own bytearray, or a big record kept as it is (sealed)
+        self.buf: bytes | bytearray = bytearray() if big is None else big
+        self.ends = array("Q") if big is None else array("Q", (len(big),))
+        self.lo = 0  # index of the oldest live record
+        self.own = big is None  # buf is this run's own bytearray (records copied in)
+        self.sealed = big is not None
+
+    @property
+    def end(self) -> int:
+        """The tx id after this run's last record."""
+        return self.first + len(self.ends)
+
+    def start_of(self, i: int) -> int:
+        return self.ends[i - 1] if i else 0
+
+    def cost(self, i: int) -> int:
+        """What record ``i`` counts against the bound."""
+        size = self.ends[i] - self.start_of(i)
+        return size + (ENTRY_OVERHEAD if self.own else BIG_OVERHEAD)
+
+
+class RecentRecords:
+    """Up to ``max_bytes`` of the newest records (oldest dropped first). Not
+    thread-safe: the owner holds one lock around every call."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0  # what the live records count against the bound (_Run.cost)
+        self._runs: deque[_Run] = deque()
+
+    def __len__(self) -> int:
+        return sum(len(r.ends) - r.lo for r in self._runs)
+
+    def ids(self) -> range:
+        """The tx ids kept (empty range if none)."""
+        if not self._runs:
+            return range(0)
+        return range(self._runs[0].first + self._runs[0].lo, self._runs[-1].end)
+
+    def clear(self) -> None:
+        self._runs.clear()
+        self.held = 0
+
+    def add(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
+        """Keep the records of a commit that returned (``(tx_id, record)``, in order).
+        A batch that does not continue what is kept, or whose ids skip, starts over.
+        Every commit's path: kept short (a few attribute reads, two appends a record)."""
+        if not records:
+            return
+        first = records[0][0]
+        runs = self._runs
+        run = runs[-1] if runs else None
+        if (run is None or run.first + len(run.ends) != first
+                or records[-1][0] - first + 1 != len(records)):
+            self.clear()
+            if records[-1][0] - first + 1 != len(records):
+                return  # ids that skip: never guess which record is which tx
+            run = None
+        size = 0
+        for tx_id, rec in records:
+            if len(rec) >= BIG_RECORD:
+                runs.append(_Run(tx_id, rec))  # kept as it is (one step: interrupt-safe)
+                size += len(rec) + BIG_OVERHEAD
+                run = None
+                continue
+            if run is None or run.sealed or len(run.buf) >= RUN_BYTES:
+                run = _Run(tx_id)
+                runs.append(run)
+            buf, ends = run.buf, run.ends
+            assert isinstance(buf, bytearray)  # an open run's own buffer
+            if len(buf) != (ends[-1] if ends else 0):
+                del buf[ends[-1] if ends else 0:]  # an append cut short by an interrupt
+            buf += rec
+            ends.append(len(buf))
+            size += len(rec) + ENTRY_OVERHEAD
+        self.held += size
+        if self.held > self.max_bytes:
+            self._trim()
+
+    def _trim(self) -> None:
+        runs = self._runs
+        while self.held > self.max_bytes and runs:
+            run = runs[0]
+            if run.lo >= len(run.ends):
+                if run is runs[-1]:
+                    self.held = 0  # nothing live left (an interrupt left the count off)
+                    break
+                runs.popleft()
+                continue
+            self.held -= run.cost(run.lo)
+            run.lo += 1
+            if run.lo >= len(run.ends) and run is not runs[-1]:
+                runs.popleft()  # its memory goes back now, not at the next trim
+        self.held = max(0, self.held)
+
+    def take(self, from_tx: int, limit: int,
+             max_bytes: int) -> list[bytes | bytearray | memoryview] | None:
+        """Records from ``from_tx`` on: at most ``limit`` of them and, past the first,
+        at most ``max_bytes`` in all; None if ``from_tx`` is not kept. Kept records
+        before ``from_tx`` are dropped (the caller has shipped them). A small record
+        comes as a view into its run (sealed from then on), a big one as itself."""
+        runs = self._runs
+        while runs:  # drop what is before from_tx
+            run = runs[0]
+            if from_tx <= run.first + run.lo:
+                break
+            k = min(from_tx, run.first + len(run.ends)) - run.first
+            self.held -= sum(run.cost(i) for i in range(run.lo, k))
+            run.lo = k
+            if k < len(run.ends) or run is runs[-1]:
+                break
+            runs.popleft()
+        self.held = max(0, self.held) if len(self) else 0
+        if (not runs or runs[0].first + runs[0].lo != from_tx
+                or from_tx >= runs[-1].first + len(runs[-1].ends)):
+            return None
+        out: list[bytes | bytearray | memoryview] = []
+        total = 0
+        for run in runs:
+            ends, n = run.ends, len(run.ends)
+            if not run.own:  # a big record, kept as it is
+                if run.lo < n:
+                    if out and (len(out) >= limit or total + len(run.buf) > max_bytes):
+                        break
+                    out.append(run.buf)
+                    total += len(run.buf)
+                continue
+            view = memoryview(run.buf)
+            run.sealed = True
+            j = run.lo
+            start = run.start_of(j)
+            while j < n:
+                end = ends[j]
+                if out and (len(out) >= limit or total + end - start > max_bytes):
+                    return out
+                out.append(view[start:end])
+                total += end - start
+                start = end
+                j += 1
+        return out
