@@ -228,3 +228,56 @@ def test_an_infinite_flush_timeout_waits_without_a_deadline(tmp_path):
     with engine.open(str(tmp_path / "db"), backup=f"file://{tmp_path}/t") as db:
         db.append("s", "e", b"x")
         assert db.backup.flush(timeout=float("inf")).flushed_through_tx == 1
+
+
+class _LyingReads(FaultyTarget):
+    """Reads a segment back with one byte changed, ``lies`` times (a target that
+    acknowledged a write it did not store intact)."""
+
+    def __init__(self, inner, lies: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(inner)
+        self.lies = lies
+
+    def get_view(self, key: str):  # type: ignore[no-untyped-def]
+        data = bytearray(self.inner.get_view(key))
+        if key.endswith(".seg") and self.lies > 0:
+            self.lies -= 1
+            data[len(data) // 2] ^= 0x40
+        return memoryview(data)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.get_view(key))
+
+
+def test_a_segment_read_back_different_is_shipped_again_not_checkpointed(tmp_path):
+    inner = open_target(f"file://{tmp_path}/t")
+    target = _LyingReads(inner, lies=2)
+    opts = BackupOptions(target=target, interval_seconds=0.01, backoff_max_seconds=0.02)
+    with engine.open(str(tmp_path / "db"), backup=opts) as db:
+        for i in range(20):
+            db.append(f"s{i % 3}", "e", os.urandom(50))
+        result = db.backup.flush(timeout=30)
+        assert result.flushed_through_tx == 20 and result.pending_txs == 0
+        # both lies were seen: the read back refused, then the leftover found damaged
+        # (removed), then shipped again and read back whole
+        assert target.lies == 0
+        assert_exactly_once(inner, db)
+        ck = json.loads(inner.get(keys.checkpoint_key(db.db_id, 1)))
+        assert ck["tx_id"] == 20
+
+
+def test_a_target_that_keeps_lying_fails_the_flush_and_loses_nothing(tmp_path):
+    inner = open_target(f"file://{tmp_path}/t")
+    target = _LyingReads(inner, lies=10**6)  # never stops lying
+    opts = BackupOptions(target=target, interval_seconds=0.01, backoff_max_seconds=0.02)
+    with engine.open(str(tmp_path / "db"), backup=opts) as db:
+        db.append("s", "e", b"x")
+        with pytest.raises(engine.BackupError):
+            db.backup.flush(timeout=1)
+        st = db.backup.status()
+        assert st.checkpoint_tx in (0, None) and st.lag_txs == 1
+        err = st.last_error or ""
+        # it alternates: the read back refused, then the leftover found damaged, removed
+        assert ".seg" in err and ("differs from what was written" in err or "damaged" in err)
+        target.lies = 0  # the target is honest again: the tx ships
+        assert db.backup.flush(timeout=30).flushed_through_tx == 1
