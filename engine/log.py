@@ -495,17 +495,21 @@ class LogStore:
             if self._recent is not None:
                 self._recent.add(records)
 
+    def _check_writable(self) -> None:
+        """Under _write_lock: refuse after close, or after a flush failed (sync)."""
+        if self._closed:
+            raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
+                                      "database again to write it")
+        if self._sync_failed is not None:
+            raise self._sync_failed
+
     def _write(self, body: Any,
                records: Sequence[tuple[int, bytes | bytearray]] = ()) -> None:
         # One write transaction of this process at a time (commits and a service's meta
         # writes): the map can then grow inside a failed attempt with no other write
         # transaction open, which LMDB requires (py-lmdb#379).
         with self._write_lock:
-            if self._closed:
-                raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
-                                          "database again to write it")
-            if self._sync_failed is not None:
-                raise self._sync_failed
+            self._check_writable()
             for _attempt in range(32):
                 try:
                     with self._env.begin(write=True) as txn:
@@ -574,11 +578,7 @@ class LogStore:
         later flush could succeed over them. Every later write then refuses with the
         same error (reopen the database once the disk is healthy)."""
         with self._write_lock:
-            if self._closed:
-                raise DatabaseClosedError(f"the log at {self.path} is closed; open the "
-                                          "database again to write it")
-            if self._sync_failed is not None:
-                raise self._sync_failed
+            self._check_writable()
             try:
                 self._env.sync(True)
             except lmdb.Error as exc:
