@@ -92,10 +92,23 @@ class RecentRecords:
         """Keep the records of a commit that returned (``(tx_id, record)``, in order).
         A batch that does not continue what is kept, or whose ids skip, starts over.
         Every commit's path: kept short (a few attribute reads, two appends a record)."""
+        runs = self._runs
+        if len(records) == 1 and runs:  # a single-event commit: its own short path
+            tx_id, rec = records[0]
+            run = runs[-1]
+            buf, ends = run.buf, run.ends
+            if (not run.sealed and len(rec) < BIG_RECORD and len(buf) < RUN_BYTES
+                    and run.first + len(ends) == tx_id and ends and len(buf) == ends[-1]):
+                assert isinstance(buf, bytearray)  # an open run's own buffer
+                buf += rec
+                ends.append(len(buf))
+                self.held += len(rec) + ENTRY_OVERHEAD
+                if self.held > self.max_bytes:
+                    self._trim()
+                return
         if not records:
             return
         first = records[0][0]
-        runs = self._runs
         run = runs[-1] if runs else None
         if (run is None or run.first + len(run.ends) != first
                 or records[-1][0] - first + 1 != len(records)):

@@ -578,7 +578,10 @@ class LogBackup:
             self._ck_etag = None if ck_info is None else ck_info.etag
             self._observing = True
             self._cv.notify_all()
-        self._set_state("running")
+        # Not "running" yet: a retry after a failure observes again, and saying running
+        # here made status() flicker between running and failing (and log the failure
+        # anew) on every retry. Running is declared by progress: caught up, or a
+        # segment checkpointed (_run, _ship_through).
         log.info("backup of %s to %s: observing epoch %d from tx %d%s", port.path, target.url,
                  port.epoch, ckpt + 1, f" (filling a hole up to tx {cap})" if cap else "")
 
@@ -689,6 +692,7 @@ class LogBackup:
                 self._stats.segments += 1
                 self._stats.bytes += len(payload)
                 self._cv.notify_all()
+            self._set_state("running")
 
     def _next_segment(self, start: int, until: int, position: int
                       ) -> tuple[SegmentHeader, memoryview]:

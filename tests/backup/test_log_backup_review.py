@@ -281,3 +281,30 @@ def test_a_target_that_keeps_lying_fails_the_flush_and_loses_nothing(tmp_path):
         assert ".seg" in err and ("differs from what was written" in err or "damaged" in err)
         target.lies = 0  # the target is honest again: the tx ships
         assert db.backup.flush(timeout=30).flushed_through_tx == 1
+
+
+def test_a_failing_target_stays_failing_across_retries_and_is_logged_once(tmp_path, caplog):
+    # Each retry observes the target again; that must not report "running" (nor clear
+    # last_error, nor log the failure anew) until a segment actually ships.
+    inner = open_target(f"file://{tmp_path}/t")
+    target = FaultyTarget(inner, fail_keys=["*.seg"])
+    opts = BackupOptions(target=target, interval_seconds=0.005, backoff_max_seconds=0.01)
+    caplog.set_level("WARNING", logger="engine.backup")
+    with engine.open(str(tmp_path / "db"), backup=opts) as db:
+        db.append("s", "e", b"x")
+        seen = set()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            st = db.backup.status()
+            seen.add((st.state, st.last_error is not None))
+            time.sleep(0.002)
+        assert target.injected_by_op["put"] >= 5  # it did retry, many times
+        assert ("failing", True) in seen
+        assert not any(state == "running" for state, _ in seen), seen
+        failing_logs = [r for r in caplog.records  # this database's (not a lingering one's)
+                        if "is failing" in r.getMessage() and str(tmp_path) in r.getMessage()]
+        assert len(failing_logs) == 1
+        target.fail_keys = ()  # the target recovers: shipping resumes, state says so
+        assert db.backup.flush(timeout=30).flushed_through_tx == 1
+        st = db.backup.status()
+        assert st.state == "running" and st.last_error is None
