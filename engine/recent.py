@@ -27,8 +27,10 @@ Invariants (the owner serialises every call: LogStore._recent_lock):
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
+from itertools import chain
 
 #: A run is closed once it holds this much (memory goes back run by run).
 RUN_BYTES = 4 << 20
@@ -62,8 +64,12 @@ class _Run:
 
     def cost(self, i: int) -> int:
         """What record ``i`` counts against the bound."""
-        size = self.ends[i] - self.start_of(i)
-        return size + (ENTRY_OVERHEAD if self.own else BIG_OVERHEAD)
+        return self.cost_of(i, i + 1)
+
+    def cost_of(self, i: int, j: int) -> int:
+        """What records ``i..j-1`` count against the bound (O(1): no loop over them)."""
+        size = self.start_of(j) - self.start_of(i)
+        return size + (j - i) * (ENTRY_OVERHEAD if self.own else BIG_OVERHEAD)
 
 
 class RecentRecords:
@@ -165,7 +171,7 @@ class RecentRecords:
             if from_tx <= run.first + run.lo:
                 break
             k = min(from_tx, run.first + len(run.ends)) - run.first
-            self.held -= sum(run.cost(i) for i in range(run.lo, k))
+            self.held -= run.cost_of(run.lo, k)
             run.lo = k
             if k < len(run.ends) or run is runs[-1]:
                 break
@@ -175,6 +181,8 @@ class RecentRecords:
                 or from_tx >= runs[-1].first + len(runs[-1].ends)):
             return None
         out: list[bytes | bytearray | memoryview] = []
+        if limit <= 0:
+            return out  # as LMDB's path answers: nothing asked, nothing read
         total = 0
         for run in runs:
             ends, n = run.ends, len(run.ends)
@@ -185,16 +193,22 @@ class RecentRecords:
                     out.append(run.buf)
                     total += len(run.buf)
                 continue
-            view = memoryview(run.buf)
-            run.sealed = True
-            j = run.lo
-            start = run.start_of(j)
-            while j < n:
-                end = ends[j]
-                if out and (len(out) >= limit or total + end - start > max_bytes):
-                    return out
-                out.append(view[start:end])
-                total += end - start
-                start = end
-                j += 1
+            lo = run.lo
+            if lo >= n:
+                continue
+            start = run.start_of(lo)
+            # the records lo..j-1 that fit the count and the bytes (the first one always)
+            j = bisect_right(ends, start + max_bytes - total, lo, min(n, lo + limit - len(out)))
+            if j == lo and not out:
+                j = lo + 1
+            if j > lo:
+                run.sealed = True
+                view = memoryview(run.buf)
+                offsets = ends[lo:j]
+                # starts are one longer than ends (the last end starts nothing): not strict
+                out.extend(view[a:b] for a, b in zip(chain((start,), offsets), offsets,
+                                                     strict=False))
+                total += offsets[-1] - start
+            if j < n:
+                break
         return out
