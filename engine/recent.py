@@ -99,6 +99,7 @@ class RecentRecords:
         A batch that does not continue what is kept, or whose ids skip, starts over.
         Every commit's path: kept short (a few attribute reads, two appends a record)."""
         runs = self._runs
+        run: _Run | None
         if len(records) == 1 and runs:  # a single-event commit: its own short path
             tx_id, rec = records[0]
             run = runs[-1]
