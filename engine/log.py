@@ -48,7 +48,7 @@ from .files import fs
 from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
 from .native import peek_tx_header
-from .recent import RecentRecords
+from .recent import RecentRecords, records_of
 
 log = logging.getLogger(__name__)
 
@@ -813,12 +813,14 @@ class LogStore:
         itself (the same bytes LMDB committed; read them, never write them), and kept
         records before ``from_tx`` are dropped: the caller has shipped them. Otherwise
         one short read transaction with the iteration in C."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
         if self._recent is not None:
             with self._recent_lock:
                 kept = None if self._recent is None else self._recent.take(
                     from_tx, limit, max_bytes)
             if kept is not None:
-                return kept
+                return records_of(kept)  # cut out of the lock: a committer may be waiting
         with self._reading() as txn:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(max(from_tx, 1))):

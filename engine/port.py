@@ -68,7 +68,7 @@ class ServicePort:
         log; it bounds what that service costs committers (LogStore.keep_recent)."""
         self._log.keep_recent(max_bytes)
 
-    def record_values(self, from_tx: int, limit: int, max_bytes: int
+    def record_values(self, from_tx: int, limit: int, max_bytes: int = 1 << 62
                       ) -> list[bytes | bytearray | memoryview]:
         """Raw records from ``from_tx`` on: at most ``limit`` and, past the first,
         ``max_bytes`` (bulk; the caller checks that they are contiguous, e.g.

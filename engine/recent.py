@@ -31,6 +31,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from itertools import chain
+from typing import TypeAlias
 
 #: A run is closed once it holds this much (memory goes back run by run).
 RUN_BYTES = 4 << 20
@@ -40,6 +41,10 @@ BIG_RECORD = 16 << 10
 ENTRY_OVERHEAD = 8
 #: What a big record's own run costs beyond its bytes (the run object, its arrays).
 BIG_OVERHEAD = 256
+
+#: A piece of a sealed run that ``take`` hands out: the run's bytes, the end offsets of
+#: the records in it and where the first starts (``records_of`` cuts it up).
+Piece: TypeAlias = "tuple[bytes | bytearray, array[int], int]"
 
 
 class _Run:
@@ -154,62 +159,61 @@ class RecentRecords:
                     break
                 runs.popleft()
                 continue
-            self.held -= run.cost(run.lo)
+            self.held = max(0, self.held - run.cost(run.lo))  # one step: never negative
             run.lo += 1
             if run.lo >= len(run.ends) and run is not runs[-1]:
                 runs.popleft()  # its memory goes back now, not at the next trim
         self.held = max(0, self.held)
 
-    def take(self, from_tx: int, limit: int,
-             max_bytes: int) -> list[bytes | bytearray | memoryview] | None:
+    def take(self, from_tx: int, limit: int, max_bytes: int) -> list[Piece] | None:
         """Records from ``from_tx`` on: at most ``limit`` of them and, past the first,
         at most ``max_bytes`` in all; None if ``from_tx`` is not kept. Kept records
-        before ``from_tx`` are dropped (the caller has shipped them). A small record
-        comes as a view into its run (sealed from then on), a big one as itself."""
+        before ``from_tx`` are dropped (the caller has shipped them). Returns pieces
+        of sealed runs, O(runs) work: :func:`records_of` cuts them into records, and
+        the owner does that outside its lock (a sealed run never changes)."""
         runs = self._runs
         while runs:  # drop what is before from_tx
             run = runs[0]
             if from_tx <= run.first + run.lo:
                 break
             k = min(from_tx, run.first + len(run.ends)) - run.first
-            self.held -= run.cost_of(run.lo, k)
+            self.held = max(0, self.held - run.cost_of(run.lo, k))  # one step
             run.lo = k
             if k < len(run.ends) or run is runs[-1]:
                 break
             runs.popleft()
-        self.held = max(0, self.held) if len(self) else 0
+        if not len(self):
+            self.held = 0
         if (not runs or runs[0].first + runs[0].lo != from_tx
                 or from_tx >= runs[-1].first + len(runs[-1].ends)):
             return None
-        out: list[bytes | bytearray | memoryview] = []
-        if limit <= 0:
-            return out  # as LMDB's path answers: nothing asked, nothing read
-        total = 0
+        out: list[Piece] = []
+        count = total = 0
         for run in runs:
-            ends, n = run.ends, len(run.ends)
-            if not run.own:  # a big record, kept as it is
-                if run.lo < n:
-                    if out and (len(out) >= limit or total + len(run.buf) > max_bytes):
-                        break
-                    out.append(run.buf)
-                    total += len(run.buf)
-                continue
-            lo = run.lo
+            ends, n, lo = run.ends, len(run.ends), run.lo
             if lo >= n:
                 continue
             start = run.start_of(lo)
             # the records lo..j-1 that fit the count and the bytes (the first one always)
-            j = bisect_right(ends, start + max_bytes - total, lo, min(n, lo + limit - len(out)))
-            if j == lo and not out:
+            j = bisect_right(ends, start + max_bytes - total, lo, min(n, lo + limit - count))
+            if j == lo and not count and limit > 0:
                 j = lo + 1
             if j > lo:
-                run.sealed = True
-                view = memoryview(run.buf)
-                offsets = ends[lo:j]
-                # starts are one longer than ends (the last end starts nothing): not strict
-                out.extend(view[a:b] for a, b in zip(chain((start,), offsets), offsets,
-                                                     strict=False))
-                total += offsets[-1] - start
+                run.sealed = True  # before any view exists: the committer never grows it
+                out.append((run.buf, ends[lo:j], start))
+                count += j - lo
+                total += ends[j - 1] - start
             if j < n:
                 break
         return out
+
+
+def records_of(pieces: list[Piece]) -> list[bytes | bytearray | memoryview]:
+    """The records of :meth:`RecentRecords.take`'s pieces, as read-only views of the
+    kept bytes (no copies). Safe without the owner's lock: the pieces' runs are sealed."""
+    out: list[bytes | bytearray | memoryview] = []
+    for buf, offsets, start in pieces:
+        view = memoryview(buf).toreadonly()
+        # starts are one longer than ends (the last end starts nothing): not strict
+        out.extend(view[a:b] for a, b in zip(chain((start,), offsets), offsets, strict=False))
+    return out

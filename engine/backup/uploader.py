@@ -105,7 +105,8 @@ class BackupOptions:
     interval_seconds: float = 0.2
     """Shortest time between two shipping rounds under steady writes (batching)."""
     max_segment_bytes: int = 8 << 20
-    """A segment is cut once its records pass this many (uncompressed) bytes."""
+    """A segment holds at most this many (uncompressed) bytes of records, or one record
+    if that alone is bigger."""
     max_segment_txs: int = 50_000
     """... or this many transactions."""
     flush_timeout_seconds: float = 30.0

@@ -17,7 +17,14 @@ from engine import formats, layout
 from engine.errors import CorruptLogError
 from engine.log import LogStore
 from engine.native import peek_tx_header
-from engine.recent import BIG_OVERHEAD, BIG_RECORD, ENTRY_OVERHEAD, RUN_BYTES, RecentRecords
+from engine.recent import (
+    BIG_OVERHEAD,
+    BIG_RECORD,
+    ENTRY_OVERHEAD,
+    RUN_BYTES,
+    RecentRecords,
+    records_of,
+)
 
 
 def record(tx: int, size: int = 40) -> bytes:
@@ -30,12 +37,18 @@ def kept_ids(s: LogStore) -> list[int]:
     kept = s._recent
     assert kept is not None
     mapped = list(kept.ids())
-    got = kept.take(mapped[0], len(mapped), 1 << 62) if mapped else None
+    got = take(kept, mapped[0], len(mapped), 1 << 62) if mapped else None
     recs = [bytes(r) for r in got] if got is not None else []
     from_content = [peek_tx_header(r)[0] if r[:4] == formats.TX_MAGIC
                     else int.from_bytes(r[:8], "big") for r in recs]
     assert from_content == mapped
     return from_content
+
+
+def take(kept: RecentRecords, from_tx: int, limit: int, max_bytes: int
+         ) -> list[bytes | bytearray | memoryview] | None:
+    pieces = kept.take(from_tx, limit, max_bytes)
+    return None if pieces is None else records_of(pieces)
 
 
 def values(s: LogStore, from_tx: int, limit: int, max_bytes: int = 1 << 62) -> list[bytes]:
@@ -121,18 +134,18 @@ def test_an_append_cut_short_leaves_ids_and_bytes_matched():
     kept._runs[-1].buf += record(3)[:20]  # as if cut short before ends.append
     assert list(kept.ids()) == [1, 2]
     kept.add([(3, record(3))])
-    got = kept.take(1, 10, 1 << 62)
+    got = take(kept, 1, 10, 1 << 62)
     assert got is not None and [bytes(r) for r in got] == [record(1), record(2), record(3)]
 
 
 def test_a_handed_out_run_is_sealed_and_never_changes():
     kept = RecentRecords(1 << 20)
     kept.add([(1, record(1))])
-    got = kept.take(1, 10, 1 << 62)
+    got = take(kept, 1, 10, 1 << 62)
     assert got is not None
     kept.add([(2, record(2))])  # goes to a new run: the view stays valid and unchanged
     assert bytes(got[0]) == record(1) and len(kept._runs) == 2
-    both = kept.take(1, 10, 1 << 62)
+    both = take(kept, 1, 10, 1 << 62)
     assert both is not None and [bytes(r) for r in both] == [record(1), record(2)]
 
 
@@ -147,7 +160,7 @@ def test_runs_are_closed_at_their_size_and_freed_one_by_one():
     assert len(ids) == 3 * per_run and ids[-1] == 5 * per_run  # the bound, newest kept
     assert kept.held == len(ids) * (size + ENTRY_OVERHEAD)
     assert len(kept._runs) <= 4  # the oldest whole runs went back
-    got = kept.take(ids[0], 100, 3 * size)  # at most 3 records' bytes past the first
+    got = take(kept, ids[0], 100, 3 * size)  # at most 3 records' bytes past the first
     assert got is not None and [len(r) for r in got] == [size] * 3
 
 
@@ -156,19 +169,20 @@ def test_a_big_record_is_kept_as_it_is_not_copied(store):
     store.keep_recent(1 << 20)
     store.append([(1, rec), (2, record(2))])
     got = store.values_from(1, 10)
-    assert got[0] is rec and bytes(got[1]) == record(2)  # the committed object itself
+    assert got[0].obj is rec and bytes(got[1]) == record(2)  # a view of the object itself
+    assert got[0].readonly and got[1].readonly  # the caller cannot write kept bytes
     assert store._recent.held == len(rec) + BIG_OVERHEAD + len(record(2)) + ENTRY_OVERHEAD
 
 
 def test_take_asks_beyond_or_before_what_is_kept():
     kept = RecentRecords(1 << 20)
     kept.add([(t, record(t)) for t in (4, 5, 6)])
-    assert kept.take(3, 10, 1 << 62) is None  # before the kept run: LMDB answers
+    assert take(kept, 3, 10, 1 << 62) is None  # before the kept run: LMDB answers
     assert list(kept.ids()) == [4, 5, 6]  # and asking before dropped nothing
-    got = kept.take(5, 1, 1 << 62)
+    got = take(kept, 5, 1, 1 << 62)
     assert got is not None and [bytes(r) for r in got] == [record(5)]
     assert list(kept.ids()) == [5, 6]
-    assert kept.take(7, 10, 1 << 62) is None  # nothing committed past it ...
+    assert take(kept, 7, 10, 1 << 62) is None  # nothing committed past it ...
     assert list(kept.ids()) == [] and kept.held == 0  # ... and all before it shipped
 
 
@@ -276,3 +290,14 @@ def test_a_backup_keeps_recent_records_only_while_it_runs(tmp_path):
     with engine.open(str(restored)) as r:
         assert [t.tx_id for t in r.read_log()] == list(range(1, 52))
     assert layout.holds_database(str(restored))
+
+
+def test_a_negative_limit_is_refused_on_both_paths(store):
+    store.append([(1, record(1))])
+    with pytest.raises(ValueError, match="limit"):
+        store.values_from(1, -1)  # LMDB's path
+    store.keep_recent(1 << 20)
+    store.append([(2, record(2))])
+    with pytest.raises(ValueError, match="limit"):
+        store.values_from(2, -1)  # the kept records' path
+    assert values(store, 2, 0) == [] and values(store, 2, 1) == [record(2)]
