@@ -48,7 +48,7 @@ from .files import fs
 from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
 from .native import peek_tx_header
-from .recent import RecentRecords, records_of
+from .recent import RecentRecords, within
 
 log = logging.getLogger(__name__)
 
@@ -809,18 +809,17 @@ class LogStore:
         checks them itself, tx by tx, so a missing key shows as a break).
 
         With :meth:`keep_recent` on, records from ``from_tx`` on that are still kept in
-        memory come from there, as views of the kept bytes or the committed record
-        itself (the same bytes LMDB committed; read them, never write them), and kept
-        records before ``from_tx`` are dropped: the caller has shipped them. Otherwise
-        one short read transaction with the iteration in C."""
+        memory come from there, as read-only views of the committed records (the same
+        bytes LMDB committed), and kept records before ``from_tx`` are dropped: the
+        caller has shipped them. Otherwise one short read transaction with the
+        iteration in C."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         if self._recent is not None:
             with self._recent_lock:
-                kept = None if self._recent is None else self._recent.take(
-                    from_tx, limit, max_bytes)
+                kept = None if self._recent is None else self._recent.take(from_tx, limit)
             if kept is not None:
-                return records_of(kept)  # cut out of the lock: a committer may be waiting
+                return within(kept, max_bytes)  # out of the lock: a committer may wait
         with self._reading() as txn:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(max(from_tx, 1))):

@@ -17,14 +17,7 @@ from engine import formats, layout
 from engine.errors import CorruptLogError
 from engine.log import LogStore
 from engine.native import peek_tx_header
-from engine.recent import (
-    BIG_OVERHEAD,
-    BIG_RECORD,
-    ENTRY_OVERHEAD,
-    RUN_BYTES,
-    RecentRecords,
-    records_of,
-)
+from engine.recent import CHANGING, ENTRY_OVERHEAD, RecentRecords, within
 
 
 def record(tx: int, size: int = 40) -> bytes:
@@ -47,8 +40,8 @@ def kept_ids(s: LogStore) -> list[int]:
 
 def take(kept: RecentRecords, from_tx: int, limit: int, max_bytes: int
          ) -> list[bytes | bytearray | memoryview] | None:
-    pieces = kept.take(from_tx, limit, max_bytes)
-    return None if pieces is None else records_of(pieces)
+    got = kept.take(from_tx, limit)
+    return None if got is None else within(got, max_bytes)
 
 
 def values(s: LogStore, from_tx: int, limit: int, max_bytes: int = 1 << 62) -> list[bytes]:
@@ -126,52 +119,50 @@ def test_a_run_that_does_not_continue_the_kept_one_starts_it_again(store):
     assert values(store, 1, 10) == [record(1), record(2), record(4)]  # from LMDB
 
 
-def test_an_append_cut_short_leaves_ids_and_bytes_matched():
-    # An interrupt between a record's bytes going in and its end being noted leaves
-    # stray bytes: they belong to no id, and the next append cuts them off.
-    kept = RecentRecords(1 << 20)
-    kept.add([(1, record(1)), (2, record(2))])
-    kept._runs[-1].buf += record(3)[:20]  # as if cut short before ends.append
-    assert list(kept.ids()) == [1, 2]
-    kept.add([(3, record(3))])
-    got = take(kept, 1, 10, 1 << 62)
-    assert got is not None and [bytes(r) for r in got] == [record(1), record(2), record(3)]
+def test_an_interrupted_add_is_dropped_not_misread(store, monkeypatch):
+    # An interrupt between a commit's records going in and the end id being set
+    # leaves the marker: no id is mapped onto those records, LMDB answers instead.
+    store.keep_recent(1 << 20)
+    store.append([(1, record(1)), (2, record(2))])
+    store._recent._recs.append(record(3))  # as if cut short: the record is in, the id not
+    store._recent.end = CHANGING
+    assert list(store._recent.ids()) == []
+    reads = count_read_txns(store, monkeypatch)
+    assert values(store, 2, 10) == [record(2)]  # LMDB holds 1 and 2 only
+    assert reads == [1] and len(store._recent) == 0
+    store.append([(3, record(3))])  # and keeping starts again from the next commit
+    assert kept_ids(store) == [3]
+    assert values(store, 3, 10) == [record(3)] and reads == [1]
 
 
-def test_a_handed_out_run_is_sealed_and_never_changes():
-    kept = RecentRecords(1 << 20)
-    kept.add([(1, record(1))])
-    got = take(kept, 1, 10, 1 << 62)
-    assert got is not None
-    kept.add([(2, record(2))])  # goes to a new run: the view stays valid and unchanged
-    assert bytes(got[0]) == record(1) and len(kept._runs) == 2
-    both = take(kept, 1, 10, 1 << 62)
-    assert both is not None and [bytes(r) for r in both] == [record(1), record(2)]
-
-
-def test_runs_are_closed_at_their_size_and_freed_one_by_one():
-    size = BIG_RECORD - 8  # the biggest record still copied into a run
-    per_run = -(-RUN_BYTES // size)
-    kept = RecentRecords(3 * per_run * (size + ENTRY_OVERHEAD))
-    for t in range(1, 5 * per_run + 1):
+def test_the_bound_counts_bytes_and_overhead_and_keeps_the_newest():
+    size = 1000
+    kept = RecentRecords(5 * (size + ENTRY_OVERHEAD))
+    for t in range(1, 9):
         kept.add([(t, record(t, size))])
-    assert all(r.own and len(r.buf) < RUN_BYTES + size for r in kept._runs)
-    ids = list(kept.ids())
-    assert len(ids) == 3 * per_run and ids[-1] == 5 * per_run  # the bound, newest kept
-    assert kept.held == len(ids) * (size + ENTRY_OVERHEAD)
-    assert len(kept._runs) <= 4  # the oldest whole runs went back
-    got = take(kept, ids[0], 100, 3 * size)  # at most 3 records' bytes past the first
-    assert got is not None and [len(r) for r in got] == [size] * 3
+    assert list(kept.ids()) == [4, 5, 6, 7, 8]
+    assert kept.held == 5 * (size + ENTRY_OVERHEAD)
+    kept.add([(t, record(t, size)) for t in range(9, 12)])  # a batch: same rule
+    assert list(kept.ids()) == [7, 8, 9, 10, 11]
+    got = take(kept, 7, 100, 2 * size)  # at most 2 records' bytes past the first
+    assert got is not None and [len(r) for r in got] == [size, size]
 
 
-def test_a_big_record_is_kept_as_it_is_not_copied(store):
-    rec = bytearray(record(1, BIG_RECORD))
+def test_a_record_bigger_than_the_byte_limit_still_comes_alone():
+    kept = RecentRecords(1 << 20)
+    kept.add([(1, record(1, 800)), (2, record(2))])
+    got = take(kept, 1, 10, 100)
+    assert got is not None and [bytes(r) for r in got] == [record(1, 800)]
+
+
+def test_a_kept_record_is_the_committed_object_handed_out_read_only(store):
+    rec = bytearray(record(1, 4096))
     store.keep_recent(1 << 20)
     store.append([(1, rec), (2, record(2))])
     got = store.values_from(1, 10)
-    assert got[0].obj is rec and bytes(got[1]) == record(2)  # a view of the object itself
+    assert got[0].obj is rec and bytes(got[1]) == record(2)  # no copies
     assert got[0].readonly and got[1].readonly  # the caller cannot write kept bytes
-    assert store._recent.held == len(rec) + BIG_OVERHEAD + len(record(2)) + ENTRY_OVERHEAD
+    assert store._recent.held == len(rec) + len(record(2)) + 2 * ENTRY_OVERHEAD
 
 
 def test_take_asks_beyond_or_before_what_is_kept():
@@ -220,16 +211,6 @@ def test_keep_recent_zero_stops_and_drops(store):
     assert values(store, 1, 10) == [record(1), record(2)]
 
 
-def test_kept_records_are_handed_out_as_one_view_not_copies(store):
-    # the uploader only reads them; a copy of a segment's worth held the GIL
-    store.keep_recent(1 << 20)
-    store.append([(1, record(1)), (2, record(2))])
-    got = store.values_from(1, 10)
-    assert [bytes(r) for r in got] == [record(1), record(2)]
-    assert all(isinstance(r, memoryview) and r.obj is store._recent._runs[0].buf
-               for r in got)  # views of the kept buffer itself
-
-
 @settings(max_examples=int(os.environ.get("ENGINE_RECENT_EXAMPLES", "60")), deadline=None)
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=12),
        st.integers(1, 8), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 6),
@@ -237,19 +218,18 @@ def test_kept_records_are_handed_out_as_one_view_not_copies(store):
                                    max_size=8),
        st.booleans(), st.integers(0, 3))
 def test_parity_with_the_plain_path(tmp_path_factory, batches, bound, asks, look, big_every):
-    """Any commits (small records copied into runs, big ones kept as they are), any
-    bound, any sequence of reads (and byte limits): the same answers as LMDB's.
-    ``look`` also inspects what is kept after each commit, which seals the runs and
-    so covers reads across several of them."""
+    """Any commits (of records of two sizes), any bound, any sequence of reads (and
+    byte limits): the same answers as LMDB's. ``look`` also inspects what is kept
+    after each commit."""
     def size(t: int) -> int:
-        return BIG_RECORD if big_every and t % big_every == 0 else 40
+        return 400 if big_every and t % big_every == 0 else 40
 
     def cost(t: int) -> int:
-        return size(t) + (BIG_OVERHEAD if size(t) >= BIG_RECORD else ENTRY_OVERHEAD)
+        return size(t) + ENTRY_OVERHEAD
 
     s = LogStore(str(tmp_path_factory.mktemp("log")), sync="none")
     try:
-        s.keep_recent(bound * cost(1) + (BIG_RECORD if big_every else 0))
+        s.keep_recent(bound * cost(1) + (400 if big_every else 0))
         tx = 0
         for n in batches:
             s.append([(t, record(t, size(t))) for t in range(tx + 1, tx + n + 1)])
