@@ -487,7 +487,8 @@ class LogStore:
         """Keep up to ``max_bytes`` of the newest committed records in memory for
         :meth:`values_from` (0: stop, and drop what is kept)."""
         with self._recent_lock:
-            self._recent = RecentRecords(max_bytes) if max_bytes > 0 else None
+            self._recent = (RecentRecords(max_bytes) if max_bytes > 0 and not self._closed
+                            else None)  # nothing is kept for a closed log
 
     def _remember(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
         """Writer only, after the commit of ``records``: copy them to the kept ones."""
@@ -811,8 +812,10 @@ class LogStore:
         With :meth:`keep_recent` on, records from ``from_tx`` on that are still kept in
         memory come from there, as read-only views of the committed records (the same
         bytes LMDB committed), and kept records before ``from_tx`` are dropped: the
-        caller has shipped them. Otherwise one short read transaction with the
-        iteration in C."""
+        caller has shipped them. The kept run may end before the newest commit (a
+        commit not yet remembered): the answer is then a prefix of LMDB's, and the
+        next call, from past it, reads LMDB. Otherwise one short read transaction
+        with the iteration in C."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         if self._recent is not None:

@@ -22,9 +22,19 @@ Invariants (the owner serialises every call: LogStore._recent_lock):
   steps leaves that marker, and the next call drops what is kept rather than map ids
   onto records that may be off by some;
 - a kept record is the committer's own object, which nobody writes again; it is
-  handed out as a read-only view of it;
-- ``held`` (the bytes kept plus ENTRY_OVERHEAD each) only grows in ``add`` and is
-  clamped in the same step that drops: at worst short, never negative.
+  handed out as a read-only view of it (writes through the view are refused);
+- ``held`` (the bytes kept plus ENTRY_OVERHEAD each) grows in ``add`` before the end
+  id is set (an interrupt between them leaves CHANGING, so what is kept is dropped
+  and the count reset) and is clamped in the same statement that drops: an
+  interrupt can leave it counting too much, never too little, never negative;
+- what is kept is always a run of consecutive txs the log holds, but it may end
+  before the newest commit (read between a commit and its ``add``, or after an
+  interrupt skipped an ``add``): a read then answers a prefix of what LMDB would,
+  and the next one, from past that prefix, is answered by LMDB.
+
+An interrupt on the few bytecodes where ``with lock:`` hands back (outside its
+exception table) would leave the owner's lock held; that is CPython's ``with``
+itself, the same for every lock in the engine, and not guarded against here.
 """
 
 from __future__ import annotations
@@ -87,8 +97,8 @@ class RecentRecords:
             batch = [rec for _, rec in records]
             recs.extend(batch)
             size = sum(map(len, batch)) + ENTRY_OVERHEAD * len(batch)
+        self.held += size  # before the end id: an interrupt between leaves CHANGING
         self.end = last + 1
-        self.held += size
         if self.held > self.max_bytes:
             while self.held > self.max_bytes and recs:
                 self.held = max(0, self.held - len(recs.popleft()) - ENTRY_OVERHEAD)

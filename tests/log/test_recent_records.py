@@ -1,6 +1,7 @@
 """LogStore.keep_recent: the newest committed records kept in memory for the backup
-uploader's bulk read (values_from). Whatever is kept, values_from answers exactly what
-LMDB holds (parity with the plain path), and only records whose commit returned are
+uploader's bulk read (values_from). With every commit remembered, values_from answers
+exactly what LMDB holds (parity with the plain path; a commit not yet remembered makes
+the answer a prefix of LMDB's, never other records), and only records whose commit returned are
 ever kept."""
 
 from __future__ import annotations
@@ -281,3 +282,33 @@ def test_a_negative_limit_is_refused_on_both_paths(store):
     with pytest.raises(ValueError, match="limit"):
         store.values_from(2, -1)  # the kept records' path
     assert values(store, 2, 0) == [] and values(store, 2, 1) == [record(2)]
+
+
+def test_a_commit_not_remembered_makes_a_prefix_and_lmdb_answers_the_rest(store, monkeypatch):
+    # e.g. an interrupt between the LMDB commit and _remember: nothing wrong is served
+    store.keep_recent(1 << 20)
+    store.append([(1, record(1)), (2, record(2))])
+    monkeypatch.setattr(store, "_remember", lambda records: None)
+    store.append([(3, record(3))])
+    monkeypatch.undo()
+    assert values(store, 1, 10) == [record(1), record(2)]  # a prefix of LMDB's answer
+    assert values(store, 3, 10) == [record(3)]  # from past it: LMDB
+    store.append([(4, record(4))])  # does not continue what is kept: keeping restarts
+    assert kept_ids(store) == [4]
+    assert values(store, 3, 10) == [record(3), record(4)]
+
+
+def test_an_add_cut_between_its_count_and_its_end_id_resets_the_count():
+    kept = RecentRecords(1 << 20)
+    kept.add([(1, record(1))])
+    kept.held += 10**6  # as if counted, then cut before the end id was set
+    kept.end = CHANGING
+    assert kept.take(1, 10) is None  # dropped, not trusted
+    assert kept.held == 0 and len(kept) == 0
+
+
+def test_nothing_is_kept_for_a_closed_log(tmp_path):
+    s = LogStore(str(tmp_path / "log"), sync="none")
+    s.close()
+    s.keep_recent(1 << 20)
+    assert s._recent is None
