@@ -852,6 +852,16 @@ int main(int argc, char **argv) {
             if (rc_tx == ENG_OK && tv.first_position != 0 &&
                 (fr != (int64_t)len + 4 || memcmp(fo + 4, copy, len) != 0))
                 die("seg frame refused or changed a valid record", it);
+            {   /* eng_seg_frame_v (one pointer per record): the very same verdict */
+                const uint8_t *ptr = copy;
+                uint64_t pos_v = rc_tx == ENG_OK ? tv.first_position - 1 : 0;
+                uint32_t bad_v = 7;
+                int64_t fv = eng_seg_frame_v(&ptr, &l32, 1, rc_tx == ENG_OK ? tv.tx_id : 1,
+                                             rc_tx == ENG_OK ? tv.epoch : 0, &pos_v, fo,
+                                             len + 4, &bad_v);
+                if (fv != fr || bad_v != bad || pos_v != pos)
+                    die("seg frame v and seg frame disagree on a record", it);
+            }
             free(fo);
         }
         free(copy);
