@@ -47,13 +47,21 @@ def reference(records: list[bytes], first_tx: int, epoch: int, position: int):  
 runs = st.lists(st.integers(1, 4), min_size=1, max_size=12)
 
 
+def _run(counts: list[int], first_tx: int, epoch: int, start: int = 0,
+         make=None) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """A valid run: one record per count (that many events), positions from start."""
+    make = make or _rec
+    recs, pos = [], start
+    for i, n in enumerate(counts):
+        recs.append(make(first_tx + i, epoch, pos + 1, n))
+        pos += n
+    return recs
+
+
 @given(counts=runs, first_tx=st.integers(1, 10**6), epoch=st.integers(0, 9),
        start=st.integers(0, 10**6))
 def test_valid_runs_frame_like_the_reference(counts, first_tx, epoch, start):
-    recs, pos = [], start
-    for i, n in enumerate(counts):
-        recs.append(_rec(first_tx + i, epoch, pos + 1, n))
-        pos += n
+    recs = _run(counts, first_tx, epoch, start)
     body, last = frame_records(recs, first_tx, epoch, start)
     assert (bytes(body), last) == reference(recs, first_tx, epoch, start)
     assert last == start + sum(counts)
@@ -61,10 +69,7 @@ def test_valid_runs_frame_like_the_reference(counts, first_tx, epoch, start):
 
 @given(counts=runs, data=st.data())
 def test_a_broken_run_names_the_same_record_as_the_reference(counts, data):
-    recs, pos = [], 0
-    for i, n in enumerate(counts):
-        recs.append(_rec(10 + i, 1, pos + 1, n))
-        pos += n
+    recs = _run(counts, 10, 1)
     victim = data.draw(st.integers(0, len(recs) - 1))
     how = data.draw(st.sampled_from(["flip", "cut", "tx", "epoch", "pos"]))
     n = counts[victim]
@@ -104,11 +109,7 @@ def _big(tx: int, epoch: int, pos: int, n: int) -> bytes:
 def test_views_frame_like_the_reference_on_both_paths(counts, big, pad):
     # the uploader hands views into the log's kept buffer (small records: joined) or
     # the kept records themselves (big ones: one pointer each, no join)
-    make = _big if big else _rec
-    recs, pos = [], 0
-    for i, n in enumerate(counts):
-        recs.append(make(5 + i, 3, pos + 1, n))
-        pos += n
+    recs = _run(counts, 5, 3, make=_big if big else _rec)
     buf = bytearray(b"x" * pad + b"".join(recs))
     view, views = memoryview(buf), []
     at = pad
@@ -122,10 +123,7 @@ def test_views_frame_like_the_reference_on_both_paths(counts, big, pad):
 
 @given(counts=runs, data=st.data())
 def test_the_pointer_path_names_the_same_bad_record_as_the_reference(counts, data):
-    recs, pos = [], 0
-    for i, n in enumerate(counts):
-        recs.append(_big(10 + i, 1, pos + 1, n))
-        pos += n
+    recs = _run(counts, 10, 1, make=_big)
     victim = data.draw(st.integers(0, len(recs) - 1))
     b = bytearray(recs[victim])
     if data.draw(st.booleans()):
