@@ -491,7 +491,8 @@ class LogStore:
                             else None)  # nothing is kept for a closed log
 
     def _remember(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
-        """Writer only, after the commit of ``records``: copy them to the kept ones."""
+        """Writer only, after the commit of ``records``: keep them (the objects
+        themselves, not copies) for values_from."""
         with self._recent_lock:
             if self._recent is not None:
                 self._recent.add(records)
@@ -827,14 +828,7 @@ class LogStore:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(max(from_tx, 1))):
                 return []
-            out: list[bytes | bytearray | memoryview] = []
-            total = 0
-            for v in islice(cur.iternext(keys=False, values=True), limit):
-                if out and total + len(v) > max_bytes:
-                    break
-                out.append(v)
-                total += len(v)
-            return out
+            return within(islice(cur.iternext(keys=False, values=True), limit), max_bytes)
 
     def close(self) -> None:
         # LMDB must not close under a live read transaction: wait for other threads'

@@ -40,7 +40,7 @@ itself, the same for every lock in the engine, and not guarded against here.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
 
 #: What one kept record costs beyond its bytes (its object, allocator rounding, the
@@ -124,9 +124,11 @@ class RecentRecords:
         return list(islice(recs, max(0, limit)))
 
 
-def within(records: list[Record], max_bytes: int) -> list[bytes | bytearray | memoryview]:
+def within(records: Iterable[Record], max_bytes: int) -> list[bytes | bytearray | memoryview]:
     """The first of ``records`` that fit ``max_bytes`` (the first one always), as
-    read-only views: the kept objects are the committer's, never to be written."""
+    read-only views (kept records are the committer's objects, never to be written).
+    The one byte-limit rule of ``LogStore.values_from``, for its LMDB path too: it
+    stops consuming ``records`` (a cursor there) at the first one that does not fit."""
     out: list[bytes | bytearray | memoryview] = []
     total = 0
     for rec in records:
