@@ -71,10 +71,11 @@ def encode_segment(db_id: str, records: Sequence[tuple[int, bytes]], *,
     first = peek_tx_header(records[0][1])
     body, last_pos = frame_records([r for _, r in records], records[0][0], first[1],
                                    first[3] - 1)
-    header, payload = encode_framed(db_id, epoch=first[1], first_tx=records[0][0],
-                         first_position=first[3], last_position=last_pos,
-                         first_ts_ns=first[2], last_ts_ns=peek_tx_header(records[-1][1])[2],
-                         count=len(records), raw=body, level=level)
+    header, payload = encode_framed(
+        db_id, epoch=first[1], first_tx=records[0][0], first_position=first[3],
+        last_position=last_pos, first_ts_ns=first[2],
+        last_ts_ns=peek_tx_header(records[-1][1])[2], count=len(records), raw=body,
+        level=level)
     return header, bytes(payload)
 
 
