@@ -48,7 +48,7 @@ from .files import fs
 from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
 from .native import peek_tx_header
-from .recent import RecentRecords, within
+from .recent import RecentRecords, fitting, within
 
 log = logging.getLogger(__name__)
 
@@ -277,10 +277,12 @@ class LogStore:
         # backup uploader, through values_from) so that it need not read them back
         # through LMDB: py-lmdb releases the GIL around every cursor step, and a
         # thousand steps a second handing the GIL back and forth cost a CPU-bound
-        # committer ~15% (README, "Log backup against Litestream"). Guarded by
-        # _recent_lock; appended only after their LMDB commit returned, so everything
-        # kept is in the log (engine/recent.py has the layout and its invariants).
-        # None while no service asked for it (keep_recent).
+        # committer ~15% (README, "Log backup against Litestream"). A one-producer,
+        # one-consumer queue (engine/recent.py has its invariants): commits add to it
+        # inside _write_lock, after their LMDB commit returned, so everything kept is
+        # in the log; readers (values_from) take from it under _recent_lock, which
+        # also guards swapping the object (keep_recent, close). None while no service
+        # asked for it.
         self._recent_lock = threading.Lock()
         self._recent: RecentRecords | None = None
         # Before LMDB maps the file: a truncated or garbled header would otherwise
@@ -480,8 +482,6 @@ class LogStore:
                 if not txn.put(_KEY.pack(tx_id), rec, append=True, overwrite=False):
                     raise CorruptLogError(f"tx {tx_id} already exists in the log")
         self._write(put, records)
-        if self._recent is not None:
-            self._remember(records)
 
     def keep_recent(self, max_bytes: int) -> None:
         """Keep up to ``max_bytes`` of the newest committed records in memory for
@@ -489,13 +489,6 @@ class LogStore:
         with self._recent_lock:
             self._recent = (RecentRecords(max_bytes) if max_bytes > 0 and not self._closed
                             else None)  # nothing is kept for a closed log
-
-    def _remember(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
-        """Writer only, after the commit of ``records``: keep them (the objects
-        themselves, not copies) for values_from."""
-        with self._recent_lock:
-            if self._recent is not None:
-                self._recent.add(records)
 
     def _check_writable(self) -> None:
         """Under _write_lock: refuse after close, or after a flush failed (sync)."""
@@ -509,14 +502,14 @@ class LogStore:
                records: Sequence[tuple[int, bytes | bytearray]] = ()) -> None:
         # One write transaction of this process at a time (commits and a service's meta
         # writes): the map can then grow inside a failed attempt with no other write
-        # transaction open, which LMDB requires (py-lmdb#379).
+        # transaction open, which LMDB requires (py-lmdb#379). ``records`` are the tx
+        # records ``body`` puts (for the free-space check, and kept for values_from).
         with self._write_lock:
             self._check_writable()
             for _attempt in range(32):
                 try:
                     with self._env.begin(write=True) as txn:
                         body(txn)
-                    return
                 except lmdb.MapFullError:
                     self._grow()
                 except lmdb.KeyExistsError as exc:
@@ -525,6 +518,11 @@ class LogStore:
                     need = sum(len(r) for _, r in records)  # for the free-space check
                     raise _translate(exc, "cannot write the log", log_dir=self.path,
                                      need=need) from exc
+                else:
+                    kept = self._recent  # committed: keep the records, in commit order
+                    if kept is not None and records:
+                        kept.add(records)  # (the objects themselves; no lock: recent.py)
+                    return
         raise StorageError("the log map could not be grown enough to hold the write")
 
     @property
@@ -805,25 +803,26 @@ class LogStore:
             size = min(size * 4, READ_CHUNK)
 
     def values_from(self, from_tx: int, limit: int, max_bytes: int = 1 << 62
-                    ) -> list[bytes | bytearray | memoryview]:
+                    ) -> list[bytes | bytearray]:
         """Records from the key ``from_tx`` on, in key order: at most ``limit`` and, past
         the first, at most ``max_bytes`` in all (the log-backup uploader's bulk read: it
         checks them itself, tx by tx, so a missing key shows as a break).
 
         With :meth:`keep_recent` on, records from ``from_tx`` on that are still kept in
-        memory come from there, as read-only views of the committed records (the same
-        bytes LMDB committed), and kept records before ``from_tx`` are dropped: the
-        caller has shipped them. The kept run may end before the newest commit (a
-        commit not yet remembered): the answer is then a prefix of LMDB's, and the
-        next call, from past it, reads LMDB. Otherwise one short read transaction
-        with the iteration in C."""
+        memory come from there: the committed record objects themselves (the same
+        bytes LMDB committed; the caller reads them and must never write them), and
+        kept records before ``from_tx`` are dropped: the caller has shipped them. The
+        kept run may stop short (a commit not kept: the bound was full, or an interrupt
+        came between its LMDB commit and keeping it): the answer is then a prefix of
+        LMDB's, and the next call, from past it, reads LMDB. Otherwise one short read
+        transaction with the iteration in C."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         if self._recent is not None:
             with self._recent_lock:
                 kept = None if self._recent is None else self._recent.take(from_tx, limit)
             if kept is not None:
-                return within(kept, max_bytes)  # out of the lock: a committer may wait
+                return fitting(kept, max_bytes)  # out of the lock
         with self._reading() as txn:
             cur = txn.cursor()
             if not cur.set_range(_KEY.pack(max(from_tx, 1))):

@@ -69,7 +69,7 @@ class ServicePort:
         self._log.keep_recent(max_bytes)
 
     def record_values(self, from_tx: int, limit: int, max_bytes: int = 1 << 62
-                      ) -> list[bytes | bytearray | memoryview]:
+                      ) -> list[bytes | bytearray]:
         """Raw records from ``from_tx`` on: at most ``limit`` and, past the first,
         ``max_bytes`` (bulk; the caller checks that they are contiguous, e.g.
         ``native.frame_records``; read them, never write them). With

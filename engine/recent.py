@@ -3,137 +3,169 @@
 While a log backup runs, its uploader ships what was just committed. Reading that
 back through LMDB costs a CPU-bound committer (py-lmdb releases the GIL around every
 cursor step), so the log keeps the records its commits wrote, and the uploader takes
-them from here. What a commit pays for that is the committer's hot path, measured in
-one process that toggles only the keeping (``/tmp``-style A/B of 32 alternating
-rounds of 10,000 single-event commits, twice, 2026-12-01):
+them from here. Both sides are costs to committers: the producer's steps run in every
+commit, and the consumer's run under the GIL that committers need. Measured in one
+process, alternating rounds of 20,000 single-event ``sync="none"`` commits with and
+without a backup running (``bench/backup_overhead_ab.py``; README, "Log backup"):
 
-- the records themselves in a deque, ids derived from one end id: 1.07x the time of
-  a commit that keeps nothing (what this module does);
-- ``(tx_id, record)`` pairs in a deque: 1.10-1.13x (a tracked tuple per commit kept
-  alive: the allocator and the cyclic collector);
-- each record copied onto the end of a few large buffers: 1.12-1.13x (the Python
-  around the copy costs more than the objects it saves);
-- the floor, a lock and one ``deque.append``: 1.04-1.05x.
+- the previous design took a lock around every add and derived ids from one end id
+  kept beside the records (~0.76 us per add in a tight loop on this VM, 0.45 us of
+  it the lock), and its consumer did a Python step per record (dropping, checking,
+  a read-only view each): with a backup running, py-spy counted the uploader in
+  ~10% of the samples that held the GIL, most of them in those per-record steps;
+- here the producer takes no lock (a count and one ``list.append``) and the consumer
+  works in a handful of C-level calls per read, whatever the number of records.
 
-Invariants (the owner serialises every call: LogStore._recent_lock):
+The layout is a single-producer, single-consumer queue that relies only on what one
+C-level call does atomically under the GIL (``list.append``, ``list.extend`` of a
+list, a slice copy, a slice deletion, binding an int attribute):
 
-- the kept records are txs ``end - len(records) .. end - 1``, oldest on the left;
-- ``end`` reads CHANGING while a commit's records go in: an interrupt between the two
-  steps leaves that marker, and the next call drops what is kept rather than map ids
-  onto records that may be off by some;
-- a kept record is the committer's own object, which nobody writes again; it is
-  handed out as a read-only view of it (writes through the view are refused);
-- ``held`` (the bytes kept plus ENTRY_OVERHEAD each) grows in ``add`` before the end
-  id is set (an interrupt between them leaves CHANGING, so what is kept is dropped
-  and the count reset) and is clamped in the same statement that drops: an
-  interrupt can leave it counting too much, never too little, never negative;
-- what is kept is always a run of consecutive txs the log holds, but it may end
-  before the newest commit (read between a commit and its ``add``, or after an
-  interrupt skipped an ``add``): a read then answers a prefix of what LMDB would,
-  and the next one, from past that prefix, is answered by LMDB.
-
-An interrupt on the few bytecodes where ``with lock:`` hands back (outside its
-exception table) would leave the owner's lock held; that is CPython's ``with``
-itself, the same for every lock in the engine, and not guarded against here.
+- the producer is the committer, inside ``LogStore._write_lock`` (so one thread at a
+  time, in commit order): ``add`` appends the records of a commit whose LMDB
+  transaction committed to ``_queue`` and counts their bytes in ``added``, which
+  only it writes;
+- the consumer is ``LogStore.values_from`` (serialised by ``LogStore._recent_lock``,
+  which the producer never takes): ``take`` moves what is queued onto ``_mine``
+  (its own, touched by no other thread), cuts what was shipped, and counts what it
+  let go in ``dropped``, which only it writes;
+- the bytes held are ``added - dropped``: each counter has one writer, so no update is
+  lost. ``add`` keeps nothing while keeping it would pass ``max_bytes`` (the
+  consumer is behind: it reads that stretch from LMDB). ``added`` grows before the
+  append, and ``dropped`` after the cut; records move off the queue by a copy, then
+  the deletion of what was copied, then the extension of ``_mine``: an interrupt
+  between any two steps can only lose records (a gap, below) or leave the count too
+  high (less is kept from then on), never duplicate a record or pass the bound;
+- a record's tx id is read from the record (``formats.TX_ID_OFFSET``; the committer
+  encodes the id it is stored under), never derived from a position: a commit that
+  was not added (an interrupt between its LMDB commit and ``add``, or a bound that
+  was full) is a gap in the ids, and ``take`` answers only the run of consecutive
+  ids from the one asked for. What it serves is then a prefix of what LMDB holds,
+  never other records, and the next read, from past that prefix, is answered by
+  LMDB;
+- the kept ids strictly increase (see ``take``), which is what lets ``take`` find
+  both of its cuts by bisection;
+- a kept record is the committer's own object (``bytes`` or the ``bytearray`` it
+  encoded into), which nobody writes again: ``take`` hands the objects themselves
+  out, and whoever reads them must never write them (a read-only view each cost the
+  uploader more GIL time than anything else it did per record).
 """
 
 from __future__ import annotations
 
-from collections import deque
+import struct
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from itertools import islice
+from itertools import accumulate
 
-#: What one kept record costs beyond its bytes (its object, allocator rounding, the
-#: deque slot; ~80 B, rounded up): the bound counts it.
+from .formats import TX_ID_OFFSET
+
+#: What one kept record costs beyond its bytes (its object, allocator rounding, its
+#: list slot; ~80 B, rounded up): the bound counts it.
 ENTRY_OVERHEAD = 100
-#: ``end`` while a commit's records are going in (see the module doc).
-CHANGING = -1
 
 Record = bytes | bytearray
 
+_U64 = struct.Struct("<Q")
+_ID_END = TX_ID_OFFSET + _U64.size
+
+
+def record_tx_id(rec: Record) -> int:
+    """The tx id a log record carries in its header (-1 if it is too short to)."""
+    return _U64.unpack_from(rec, TX_ID_OFFSET)[0] if len(rec) >= _ID_END else -1
+
 
 class RecentRecords:
-    """Up to ``max_bytes`` of the newest records (oldest dropped first). Not
-    thread-safe: the owner holds one lock around every call."""
+    """Up to ``max_bytes`` of committed records, oldest first, not yet shipped. One
+    producer (``add``) and one consumer (``take``, ``ids``) at a time; see the module
+    doc for why they need no common lock."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.held = 0
-        self.end = 0  # the tx id after the newest kept record (or CHANGING)
-        self._recs: deque[Record] = deque()
+        self.added = 0  # producer only: bytes (with ENTRY_OVERHEAD each) ever queued
+        self.dropped = 0  # consumer only: bytes (with ENTRY_OVERHEAD each) let go
+        self._queue: list[Record] = []  # producer appends, consumer cuts from the front
+        self._mine: list[Record] = []  # consumer only: off the queue, not yet shipped
 
-    def __len__(self) -> int:
-        return len(self._recs)
-
-    def ids(self) -> range:
-        """The tx ids kept (empty if none, or after an interrupted add)."""
-        if self.end == CHANGING:
-            return range(0)
-        return range(self.end - len(self._recs), self.end)
-
-    def clear(self) -> None:
-        self._recs.clear()
-        self.held = 0
+    @property
+    def held(self) -> int:
+        """Bytes kept, with ENTRY_OVERHEAD each (never less than what is kept)."""
+        return self.added - self.dropped
 
     def add(self, records: Sequence[tuple[int, Record]]) -> None:
-        """Keep the records of a commit that returned (``(tx_id, record)``, in order).
-        A batch that does not continue what is kept, or whose ids skip, starts over.
-        Every commit's path, kept to a few steps."""
-        if not records:
-            return
-        recs = self._recs
-        first = records[0][0]
-        last = records[-1][0]
-        if self.end != first or last - first + 1 != len(records):
-            self.clear()  # a gap (or an interrupted add): start again from here
-            if last - first + 1 != len(records):
-                return  # ids that skip: never guess which record is which tx
-        self.end = CHANGING
+        """Producer, inside the log's write lock, after the LMDB commit of ``records``
+        (``(tx_id, record)``, in order) returned: keep them, unless that would pass
+        the bound. Every commit's path, kept to a few steps."""
         if len(records) == 1:
             rec = records[0][1]
-            recs.append(rec)
             size = len(rec) + ENTRY_OVERHEAD
-        else:
-            batch = [rec for _, rec in records]
-            recs.extend(batch)
-            size = sum(map(len, batch)) + ENTRY_OVERHEAD * len(batch)
-        self.held += size  # before the end id: an interrupt between leaves CHANGING
-        self.end = last + 1
-        if self.held > self.max_bytes:
-            while self.held > self.max_bytes and recs:
-                self.held = max(0, self.held - len(recs.popleft()) - ENTRY_OVERHEAD)
-            if not recs:
-                self.held = 0
+            if self.added + size - self.dropped <= self.max_bytes:
+                self.added += size  # before the append: an interrupt overcounts only
+                self._queue.append(rec)
+            return
+        batch = [rec for _, rec in records]
+        size = sum(map(len, batch)) + ENTRY_OVERHEAD * len(batch)
+        if batch and self.added + size - self.dropped <= self.max_bytes:
+            self.added += size
+            self._queue.extend(batch)
+
+    def _drain(self) -> list[Record]:
+        """Consumer: move what the producer queued onto ``_mine``. The copy of the first
+        ``n`` and their deletion are one C call each; the producer only ever appends
+        at the end, so what it adds between them stays queued for the next drain."""
+        queue = self._queue
+        n = len(queue)
+        if n:
+            moved = queue[:n]
+            del queue[:n]  # (an interrupt here loses them: a gap, never a duplicate)
+            self._mine += moved
+        return self._mine
+
+    def ids(self) -> list[int]:
+        """Consumer: the tx ids of what is kept, oldest first, read from the records."""
+        return [record_tx_id(rec) for rec in self._drain()]
 
     def take(self, from_tx: int, limit: int) -> list[Record] | None:
-        """Up to ``limit`` records from ``from_tx`` on, or None if ``from_tx`` is not
-        kept. Kept records before ``from_tx`` are dropped (the caller has shipped
-        them). The caller applies any byte limit and makes views (out of the lock)."""
-        recs = self._recs
-        if self.end == CHANGING:
-            self.clear()
+        """Consumer: up to ``limit`` records of consecutive txs from ``from_tx`` on, or
+        None if ``from_tx`` is not the oldest kept once the records before it are
+        dropped (the caller has shipped them). The caller applies any byte limit.
+
+        The kept ids strictly increase (``add`` runs in commit order, and LMDB's
+        ``append=True`` refuses a key not above the last; the log never deletes
+        one), so both cuts are bisections on ids read from a few records, not a
+        Python step per record: what is shipped, and where the run from
+        ``from_tx`` first skips an id (a commit that was not added)."""
+        mine = self._drain()
+        shipped = bisect_left(mine, from_tx, key=record_tx_id)
+        if shipped:
+            size = sum(map(len, mine[:shipped])) + ENTRY_OVERHEAD * shipped
+            del mine[:shipped]
+            self.dropped += size  # after the cut: an interrupt leaves the count high
+        if not mine or record_tx_id(mine[0]) != from_tx:
             return None
-        first = self.end - len(recs)
-        for _ in range(min(max(0, from_tx - first), len(recs))):
-            self.held = max(0, self.held - len(recs.popleft()) - ENTRY_OVERHEAD)
-        if not recs:
-            self.held = 0
-            return None
-        if self.end - len(recs) != from_tx:
-            return None
-        return list(islice(recs, max(0, limit)))
+        n = min(max(0, limit), len(mine))
+        if n and record_tx_id(mine[n - 1]) != from_tx + n - 1:
+            # id - index never falls along the list and equals from_tx up to the gap
+            n = bisect_right(range(n), from_tx, key=lambda i: record_tx_id(mine[i]) - i)
+        return mine[:n]
 
 
-def within(records: Iterable[Record], max_bytes: int) -> list[bytes | bytearray | memoryview]:
-    """The first of ``records`` that fit ``max_bytes`` (the first one always), as
-    read-only views (kept records are the committer's objects, never to be written).
-    The one byte-limit rule of ``LogStore.values_from``, for its LMDB path too: it
-    stops consuming ``records`` (a cursor there) at the first one that does not fit."""
-    out: list[bytes | bytearray | memoryview] = []
+def fitting(records: list[Record], max_bytes: int) -> list[Record]:
+    """The first of ``records`` that fit ``max_bytes`` (the first one always): the
+    rule of ``within``, for records already in a list (the kept path), in C-level
+    loops rather than a Python step per record, and without views (the caller
+    reads the committer's objects and must never write them)."""
+    return records[:max(1, bisect_right(list(accumulate(map(len, records))), max_bytes))]
+
+
+def within(records: Iterable[Record], max_bytes: int) -> list[Record]:
+    """The first of ``records`` that fit ``max_bytes`` (the first one always): the one
+    byte-limit rule of ``LogStore.values_from``. For its LMDB path: it stops consuming
+    ``records`` (a cursor there) at the first one that does not fit."""
+    out: list[Record] = []
     total = 0
     for rec in records:
         if out and total + len(rec) > max_bytes:
             break
-        out.append(memoryview(rec).toreadonly())
+        out.append(rec)
         total += len(rec)
     return out

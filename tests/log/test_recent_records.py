@@ -1,12 +1,16 @@
 """LogStore.keep_recent: the newest committed records kept in memory for the backup
-uploader's bulk read (values_from). With every commit remembered, values_from answers
-exactly what LMDB holds (parity with the plain path; a commit not yet remembered makes
-the answer a prefix of LMDB's, never other records), and only records whose commit returned are
-ever kept."""
+uploader's bulk read (values_from). With every commit kept, values_from answers
+exactly what LMDB holds (parity with the plain path); a commit not kept (the bound was
+full, or an interrupt) makes the answer a prefix of LMDB's, never other records; and
+only records whose commit returned are ever kept. The committer and the reader share
+no lock (engine/recent.py): a two-thread stress test checks that too."""
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,32 +21,29 @@ import engine
 from engine import formats, layout
 from engine.errors import CorruptLogError
 from engine.log import LogStore
-from engine.native import peek_tx_header
-from engine.recent import CHANGING, ENTRY_OVERHEAD, RecentRecords, within
+from engine.recent import ENTRY_OVERHEAD, RecentRecords, fitting, record_tx_id, within
 
 
 def record(tx: int, size: int = 40) -> bytes:
-    return tx.to_bytes(8, "big") * (size // 8)
+    """A stand-in for a log record: the magic, the tx id where a record's header
+    holds it (all the kept path reads), and filler that names the tx too."""
+    head = formats.TX_MAGIC + bytes(formats.TX_ID_OFFSET - 4) + tx.to_bytes(8, "little")
+    return head + (tx.to_bytes(8, "big") * size)[: max(0, size - len(head))]
 
 
 def kept_ids(s: LogStore) -> list[int]:
-    """The tx ids of the kept records, read from the records themselves, after
-    checking that the ids the store maps them to (from _recent_end) are the same."""
+    """The tx ids of the kept records (read from the records), checked to increase."""
     kept = s._recent
     assert kept is not None
-    mapped = list(kept.ids())
-    got = take(kept, mapped[0], len(mapped), 1 << 62) if mapped else None
-    recs = [bytes(r) for r in got] if got is not None else []
-    from_content = [peek_tx_header(r)[0] if r[:4] == formats.TX_MAGIC
-                    else int.from_bytes(r[:8], "big") for r in recs]
-    assert from_content == mapped
-    return from_content
+    ids = kept.ids()
+    assert ids == sorted(set(ids))
+    return ids
 
 
 def take(kept: RecentRecords, from_tx: int, limit: int, max_bytes: int
          ) -> list[bytes | bytearray | memoryview] | None:
     got = kept.take(from_tx, limit)
-    return None if got is None else within(got, max_bytes)
+    return None if got is None else fitting(got, max_bytes)
 
 
 def values(s: LogStore, from_tx: int, limit: int, max_bytes: int = 1 << 62) -> list[bytes]:
@@ -100,52 +101,65 @@ def test_records_before_the_asked_tx_are_dropped(store):
     assert values(store, 1, 10) == [record(t) for t in range(1, 6)]  # LMDB still has them
 
 
-def test_the_byte_bound_drops_the_oldest_and_lmdb_serves_them(store, monkeypatch):
+def test_a_full_bound_keeps_nothing_more_and_lmdb_serves_the_rest(store, monkeypatch):
     size = len(record(1)) + ENTRY_OVERHEAD
     store.keep_recent(3 * size)
-    store.append([(t, record(t)) for t in range(1, 6)])
-    assert kept_ids(store) == [3, 4, 5]
+    for t in range(1, 6):
+        store.append([(t, record(t))])
+    assert kept_ids(store) == [1, 2, 3]  # the oldest unshipped; 4 and 5 did not fit
     reads = count_read_txns(store, monkeypatch)
-    assert values(store, 1, 10) == [record(t) for t in range(1, 6)]
-    assert reads == [1]
+    assert values(store, 1, 10) == [record(t) for t in range(1, 4)]  # a prefix ...
+    assert reads == []
+    assert values(store, 4, 10) == [record(4), record(5)]  # ... and LMDB the rest
+    assert reads == [1] and kept_ids(store) == [] and store._recent.held == 0
+    store.append([(6, record(6))])  # room again: keeping goes on
+    assert values(store, 6, 10) == [record(6)] and reads == [1]
 
 
-def test_a_run_that_does_not_continue_the_kept_one_starts_it_again(store):
+def test_a_commit_not_kept_is_a_gap_served_by_lmdb(store, monkeypatch):
     store.keep_recent(1 << 20)
     store.append([(1, record(1))])
-    store._recent.clear()  # as if remembering tx 2 had been cut short by an interrupt
+    kept = store._recent
+    monkeypatch.setattr(kept, "add", lambda records: None)  # as if an interrupt cut it
     store.append([(2, record(2))])
-    store.append([(4, record(4))])  # a gap in what is kept (not in the log's keys)
-    assert kept_ids(store) == [4]
-    assert values(store, 1, 10) == [record(1), record(2), record(4)]  # from LMDB
-
-
-def test_an_interrupted_add_is_dropped_not_misread(store, monkeypatch):
-    # An interrupt between a commit's records going in and the end id being set
-    # leaves the marker: no id is mapped onto those records, LMDB answers instead.
-    store.keep_recent(1 << 20)
-    store.append([(1, record(1)), (2, record(2))])
-    store._recent._recs.append(record(3))  # as if cut short: the record is in, the id not
-    store._recent.end = CHANGING
-    assert list(store._recent.ids()) == []
+    monkeypatch.undo()
+    store.append([(3, record(3))])
+    store.append([(4, record(4))])
+    assert kept_ids(store) == [1, 3, 4]  # ids come from the records: no shift
     reads = count_read_txns(store, monkeypatch)
-    assert values(store, 2, 10) == [record(2)]  # LMDB holds 1 and 2 only
-    assert reads == [1] and len(store._recent) == 0
-    store.append([(3, record(3))])  # and keeping starts again from the next commit
-    assert kept_ids(store) == [3]
-    assert values(store, 3, 10) == [record(3)] and reads == [1]
+    assert values(store, 1, 10) == [record(1)]  # up to the gap
+    assert values(store, 2, 10) == [record(t) for t in range(2, 5)]  # from LMDB
+    assert reads == [1]
+    assert values(store, 3, 10) == [record(3), record(4)] and reads == [1]
 
 
-def test_the_bound_counts_bytes_and_overhead_and_keeps_the_newest():
+def test_an_add_cut_between_its_count_and_its_append_only_overcounts():
+    # The count grows first: an interrupt before the append leaves it too high (less
+    # is kept from then on), never too low (the bound would be passed).
+    size = len(record(1)) + ENTRY_OVERHEAD
+    kept = RecentRecords(3 * size)
+    kept.add([(1, record(1))])
+    kept.added += size  # tx 2 counted, then cut before its append
+    kept.add([(3, record(3))])
+    kept.add([(4, record(4))])  # no room: the phantom holds a slot
+    assert kept.ids() == [1, 3] and kept.held == 3 * size
+    assert take(kept, 1, 10, 1 << 62) is not None  # tx 1 served, then the gap
+    assert take(kept, 3, 10, 1 << 62) is not None and kept.held == 2 * size  # 1 let go
+
+
+def test_the_bound_counts_bytes_and_overhead_and_keeps_the_oldest():
     size = 1000
     kept = RecentRecords(5 * (size + ENTRY_OVERHEAD))
     for t in range(1, 9):
         kept.add([(t, record(t, size))])
-    assert list(kept.ids()) == [4, 5, 6, 7, 8]
+    assert kept.ids() == [1, 2, 3, 4, 5]
     assert kept.held == 5 * (size + ENTRY_OVERHEAD)
-    kept.add([(t, record(t, size)) for t in range(9, 12)])  # a batch: same rule
-    assert list(kept.ids()) == [7, 8, 9, 10, 11]
-    got = take(kept, 7, 100, 2 * size)  # at most 2 records' bytes past the first
+    assert take(kept, 4, 100, 1 << 62) is not None  # 1-3 shipped: room for three
+    kept.add([(t, record(t, size)) for t in range(9, 13)])  # a batch fits whole or not
+    assert kept.ids() == [4, 5]
+    kept.add([(t, record(t, size)) for t in range(9, 12)])
+    assert kept.ids() == [4, 5, 9, 10, 11]
+    got = take(kept, 4, 100, 2 * size)  # at most 2 records' bytes past the first
     assert got is not None and [len(r) for r in got] == [size, size]
 
 
@@ -156,34 +170,54 @@ def test_a_record_bigger_than_the_byte_limit_still_comes_alone():
     assert got is not None and [bytes(r) for r in got] == [record(1, 800)]
 
 
-def test_a_kept_record_is_the_committed_object_handed_out_read_only(store):
+def test_a_kept_record_is_the_committed_object_itself(store):
     rec = bytearray(record(1, 4096))
+    two = record(2)
     store.keep_recent(1 << 20)
-    store.append([(1, rec), (2, record(2))])
+    store.append([(1, rec), (2, two)])
     got = store.values_from(1, 10)
-    assert got[0].obj is rec and bytes(got[1]) == record(2)  # no copies
-    assert got[0].readonly and got[1].readonly  # the caller cannot write kept bytes
-    assert store._recent.held == len(rec) + len(record(2)) + 2 * ENTRY_OVERHEAD
+    assert got[0] is rec and got[1] is two  # no copies, no views
+    assert store._recent.held == len(rec) + len(two) + 2 * ENTRY_OVERHEAD
+
+
+@given(st.lists(st.integers(0, 300), max_size=12), st.integers(0, 2000))
+def test_the_kept_paths_byte_limit_is_the_lmdb_paths(sizes, max_bytes):
+    recs = [bytes(n) for n in sizes]
+    assert fitting(recs, max_bytes) == within(iter(recs), max_bytes)
 
 
 def test_take_asks_beyond_or_before_what_is_kept():
     kept = RecentRecords(1 << 20)
     kept.add([(t, record(t)) for t in (4, 5, 6)])
     assert take(kept, 3, 10, 1 << 62) is None  # before the kept run: LMDB answers
-    assert list(kept.ids()) == [4, 5, 6]  # and asking before dropped nothing
+    assert kept.ids() == [4, 5, 6]  # and asking before dropped nothing
     got = take(kept, 5, 1, 1 << 62)
     assert got is not None and [bytes(r) for r in got] == [record(5)]
-    assert list(kept.ids()) == [5, 6]
+    assert kept.ids() == [5, 6]
     assert take(kept, 7, 10, 1 << 62) is None  # nothing committed past it ...
-    assert list(kept.ids()) == [] and kept.held == 0  # ... and all before it shipped
+    assert kept.ids() == [] and kept.held == 0  # ... and all before it shipped
 
 
-def test_a_non_consecutive_batch_is_not_kept(store):
+@pytest.mark.parametrize("gap_at", range(1, 9))
+def test_a_run_is_served_up_to_its_first_gap_wherever_it_is(gap_at):
+    # The run's ends are read first, a gap found by bisection: every position of it
+    kept = RecentRecords(1 << 20)
+    ids = [t for t in range(1, 11) if t != gap_at + 1]
+    for t in ids:
+        kept.add([(t, record(t))])
+    got = kept.take(1, 10)
+    assert got is not None and [record_tx_id(r) for r in got] == list(range(1, gap_at + 1))
+    assert kept.take(1, 0) == []
+
+
+def test_a_batch_whose_keys_skip_is_served_up_to_the_skip(store):
     store.keep_recent(1 << 20)
     store.append([(1, record(1))])
-    store.append([(2, record(2)), (5, record(5))])  # keys may skip; ids must not be guessed
-    assert kept_ids(store) == []
-    assert values(store, 2, 10) == [record(2), record(5)]
+    store.append([(2, record(2)), (5, record(5))])  # keys may skip; ids are never guessed
+    assert kept_ids(store) == [1, 2, 5]
+    assert values(store, 2, 10) == [record(2)]  # a prefix of LMDB's answer
+    assert values(store, 3, 10) == [record(5)]  # from LMDB (3 is not kept)
+    assert values(store, 5, 10) == [record(5)]
 
 
 def test_a_refused_append_keeps_nothing(store):
@@ -220,8 +254,9 @@ def test_keep_recent_zero_stops_and_drops(store):
        st.booleans(), st.integers(0, 3))
 def test_parity_with_the_plain_path(tmp_path_factory, batches, bound, asks, look, big_every):
     """Any commits (of records of two sizes), any bound, any sequence of reads (and
-    byte limits): the same answers as LMDB's. ``look`` also inspects what is kept
-    after each commit."""
+    byte limits): a prefix of LMDB's answer, never empty where LMDB's is not, and all
+    of it while the bound never turned a commit away. ``look`` also inspects what is
+    kept after each commit."""
     def size(t: int) -> int:
         return 400 if big_every and t % big_every == 0 else 40
 
@@ -232,16 +267,67 @@ def test_parity_with_the_plain_path(tmp_path_factory, batches, bound, asks, look
     try:
         s.keep_recent(bound * cost(1) + (400 if big_every else 0))
         tx = 0
+        offered = 0  # bytes (with overhead) of every commit, kept or not
         for n in batches:
             s.append([(t, record(t, size(t))) for t in range(tx + 1, tx + n + 1)])
+            offered += sum(cost(t) for t in range(tx + 1, tx + n + 1))
             tx += n
             for from_tx, limit, max_bytes in asks:
                 got = values(s, from_tx, limit, max_bytes)
-                assert got == lmdb_values(s, from_tx, limit, max_bytes)
+                plain = lmdb_values(s, from_tx, limit, max_bytes)
+                assert got == plain[:len(got)]
+                assert bool(got) == bool(plain)
+                if s._recent.added == offered:  # nothing turned away: all of it
+                    assert got == plain
             if look:
                 kept = kept_ids(s)
-                assert kept == list(range(kept[0], kept[0] + len(kept))) if kept else True
                 assert s._recent.held == sum(map(cost, kept)) <= s._recent.max_bytes
+    finally:
+        s.close()
+
+
+def test_a_committer_and_a_reader_in_two_threads_never_see_wrong_records(tmp_path):
+    """The committer adds with no lock while the reader takes: with the interpreter
+    switching threads as often as it can, every answer is the records of txs
+    from_tx.. in order, the reader reaches the last commit, and the count of bytes
+    held matches what is kept at the end."""
+    commits = int(os.environ.get("ENGINE_RECENT_COMMITS", "20000"))
+    s = LogStore(str(tmp_path / "log"), sync="none")
+    cost = len(record(1)) + ENTRY_OVERHEAD
+    s.keep_recent(6 * cost)  # small: the bound turns commits away, gaps happen
+    errors: list[BaseException] = []
+
+    def commit() -> None:
+        try:
+            for t in range(1, commits + 1, 2):  # one- and two-record commits
+                s.append([(t, record(t)), (t + 1, record(t + 1))] if t % 4 == 1
+                         else [(t, record(t))])
+                if t % 4 != 1:
+                    s.append([(t + 1, record(t + 1))])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    writer = threading.Thread(target=commit)
+    try:
+        writer.start()
+        nxt = 1
+        while nxt <= commits:
+            got = values(s, nxt, 3, 1 << 62)
+            if not got:
+                if not writer.is_alive():
+                    break  # the writer failed (reported below) or this reader fell short
+                time.sleep(0.0005)  # let the writer run ahead: the bound fills, gaps form
+            assert got == [record(t) for t in range(nxt, nxt + len(got))]
+            nxt += len(got)
+    finally:
+        sys.setswitchinterval(old)
+        writer.join()
+    try:
+        assert not errors and nxt == commits + 1
+        assert values(s, nxt, 10) == []
+        assert s._recent.held == cost * len(kept_ids(s))
     finally:
         s.close()
 
@@ -282,29 +368,6 @@ def test_a_negative_limit_is_refused_on_both_paths(store):
     with pytest.raises(ValueError, match="limit"):
         store.values_from(2, -1)  # the kept records' path
     assert values(store, 2, 0) == [] and values(store, 2, 1) == [record(2)]
-
-
-def test_a_commit_not_remembered_makes_a_prefix_and_lmdb_answers_the_rest(store, monkeypatch):
-    # e.g. an interrupt between the LMDB commit and _remember: nothing wrong is served
-    store.keep_recent(1 << 20)
-    store.append([(1, record(1)), (2, record(2))])
-    monkeypatch.setattr(store, "_remember", lambda records: None)
-    store.append([(3, record(3))])
-    monkeypatch.undo()
-    assert values(store, 1, 10) == [record(1), record(2)]  # a prefix of LMDB's answer
-    assert values(store, 3, 10) == [record(3)]  # from past it: LMDB
-    store.append([(4, record(4))])  # does not continue what is kept: keeping restarts
-    assert kept_ids(store) == [4]
-    assert values(store, 3, 10) == [record(3), record(4)]
-
-
-def test_an_add_cut_between_its_count_and_its_end_id_resets_the_count():
-    kept = RecentRecords(1 << 20)
-    kept.add([(1, record(1))])
-    kept.held += 10**6  # as if counted, then cut before the end id was set
-    kept.end = CHANGING
-    assert kept.take(1, 10) is None  # dropped, not trusted
-    assert kept.held == 0 and len(kept) == 0
 
 
 def test_nothing_is_kept_for_a_closed_log(tmp_path):
