@@ -13,8 +13,11 @@ without a backup running (``bench/backup_overhead_ab.py``; README, "Log backup")
   it the lock), and its consumer did a Python step per record (dropping, checking,
   a read-only view each): with a backup running, py-spy counted the uploader in
   ~10% of the samples that held the GIL, most of them in those per-record steps;
-- here the producer takes no lock (a count and one ``list.append``) and the consumer
-  works in a handful of C-level calls per read, whatever the number of records.
+- here the producer takes no lock (a count and one ``list.append``: ~0.8 us in place,
+  against 1.5-2.7 us) and the consumer works in a handful of C-level calls per read,
+  whatever the number of records: the uploader in 15 of 1,029 GIL-holding samples,
+  and committers at 0.92-0.97x with a backup running (paired medians of six A/B
+  runs; 0.89x before, same day).
 
 The layout is a single-producer, single-consumer queue that relies only on what one
 C-level call does atomically under the GIL (``list.append``, ``list.extend`` of a
