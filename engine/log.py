@@ -273,7 +273,7 @@ class LogStore:
         # Guarded by _write_lock: the error of a failed flush (sync); every later write
         # and flush raises it (the pages it covered may be gone).
         self._sync_failed: StorageError | None = None
-        # The newest committed records, for the one log service that ships them (the
+        # Committed records not yet shipped, for the one log service that ships them (the
         # backup uploader, through values_from) so that it need not read them back
         # through LMDB: py-lmdb releases the GIL around every cursor step, and a
         # thousand steps a second handing the GIL back and forth cost a CPU-bound
@@ -484,7 +484,7 @@ class LogStore:
         self._write(put, records)
 
     def keep_recent(self, max_bytes: int) -> None:
-        """Keep up to ``max_bytes`` of the newest committed records in memory for
+        """Keep up to ``max_bytes`` of committed records not yet shipped in memory for
         :meth:`values_from` (0: stop, and drop what is kept)."""
         with self._recent_lock:
             self._recent = (RecentRecords(max_bytes) if max_bytes > 0 and not self._closed

@@ -63,7 +63,7 @@ class ServicePort:
         self._log.sync()
 
     def keep_recent_records(self, max_bytes: int) -> None:
-        """Have the log keep up to ``max_bytes`` of its newest committed records in
+        """Have the log keep up to ``max_bytes`` of its committed, unshipped records in
         memory for :meth:`record_values` (0: stop). For the one service that ships the
         log; it bounds what that service costs committers (LogStore.keep_recent)."""
         self._log.keep_recent(max_bytes)

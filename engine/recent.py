@@ -1,4 +1,4 @@
-"""The newest committed log records, kept in memory (LogStore.keep_recent).
+"""Committed log records not yet shipped, kept in memory (LogStore.keep_recent).
 
 While a log backup runs, its uploader ships what was just committed. Reading that
 back through LMDB costs a CPU-bound committer (py-lmdb releases the GIL around every
@@ -39,7 +39,8 @@ list, a slice copy, a slice deletion, binding an int attribute):
   between any two steps can only lose records (a gap, below) or leave the count too
   high (less is kept from then on), never duplicate a record or pass the bound;
 - a record's tx id is read from the record (``formats.TX_ID_OFFSET``; the committer
-  encodes the id it is stored under), never derived from a position: a commit that
+  encodes the id it is stored under, and ``add`` keeps nothing whose header says
+  otherwise), never derived from a position: a commit that
   was not added (an interrupt between its LMDB commit and ``add``, or a bound that
   was full) is a gap in the ids, and ``take`` answers only the run of consecutive
   ids from the one asked for. What it serves is then a prefix of what LMDB holds,
@@ -97,17 +98,22 @@ class RecentRecords:
     def add(self, records: Sequence[tuple[int, Record]]) -> None:
         """Producer, inside the log's write lock, after the LMDB commit of ``records``
         (``(tx_id, record)``, in order) returned: keep them, unless that would pass
-        the bound. Every commit's path, kept to a few steps."""
+        the bound, or a record's header does not carry the key it was stored under
+        (the committer's never do; anything else must not be served under an id it
+        does not have, nor break the order the reader bisects). Every commit's
+        path, kept to a few steps."""
         if len(records) == 1:
-            rec = records[0][1]
+            tx_id, rec = records[0]
             size = len(rec) + ENTRY_OVERHEAD
-            if self.added + size - self.dropped <= self.max_bytes:
+            if (self.added + size - self.dropped <= self.max_bytes
+                    and record_tx_id(rec) == tx_id):  # the id take() will read: the key's
                 self.added += size  # before the append: an interrupt overcounts only
                 self._queue.append(rec)
             return
         batch = [rec for _, rec in records]
         size = sum(map(len, batch)) + ENTRY_OVERHEAD * len(batch)
-        if batch and self.added + size - self.dropped <= self.max_bytes:
+        if (batch and self.added + size - self.dropped <= self.max_bytes
+                and list(map(record_tx_id, batch)) == [t for t, _ in records]):
             self.added += size
             self._queue.extend(batch)
 

@@ -60,14 +60,16 @@ interval) and ``sync="none"``; Litestream replicates an SQLite WAL database
     target that every resume does). ``ops_per_s`` = events shipped per second; the
     ratio shipped/appended (from the median seconds) must be >= 1 (it keeps up).
 ``backup_overhead`` (engine)
-    Committer throughput with the backup on against off, same run, the six databases
-    in one rotation: txs of ``batch_events`` events with ``sync="none"``
-    (events/s), one-event commits with ``sync="none"`` and with ``sync="commit"``
-    (commits/s). After each timed block of a backed-up database its backlog is
-    flushed (untimed, reported: what was left and how long it took) so no shipping
-    spills into the next system's block. Reported per variant: the on/off ratio of
-    the median rates and the median of the per-round (adjacent) ratios. Target:
-    on/off >= 0.95 ("never slows committers beyond a few percent").
+    Committer throughput with the backup on against off, same run, six databases:
+    txs of ``batch_events`` events with ``sync="none"`` (events/s), one-event
+    commits with ``sync="none"`` and with ``sync="commit"`` (commits/s). Each round
+    runs each variant's off and on blocks back to back (which one first alternates
+    by round; the variants' order rotates). After each timed block of a backed-up
+    database its backlog is flushed (untimed, reported: what was left and how long
+    it took) so no shipping spills into the next block. Reported per variant: the
+    median of the per-round (adjacent) on/off ratios, and the ratio of the median
+    rates. Target: the paired median >= 0.95 ("never slows committers beyond a few
+    percent").
 """
 
 from __future__ import annotations
@@ -592,14 +594,21 @@ def backup_overhead(systems: list[str], sizes: Sizes, root: Path) -> dict[str, A
                     append(names[i % ns], "deposited", payloads[i % np])
             counters[key] = c + n
 
-        for order in rotations(list(dbs), sizes.overhead_rounds):
-            for key in order:
-                per_round[key].append(timed(partial(run, key)))
-                if key.endswith("/on"):  # untimed: ship the backlog before the next block
-                    left[key].append(dbs[key].backup.status().lag_txs)
-                    t0 = time.perf_counter()
-                    dbs[key].backup.flush(timeout=600)
-                    drain[key].append(time.perf_counter() - t0)
+        # Each round runs every variant's off and on blocks back to back (which goes
+        # first alternates by round), so each pair shares the machine's state of the
+        # moment: on this 2-core VM the same loop runs 20-37k commits/s from one
+        # block to the next, drift that the ratio of medians over few rounds did not
+        # cancel (0.79-0.90x single events where the paired A/B script measured
+        # 0.92-0.97x). The target is on the median of those adjacent pairs.
+        for r in range(sizes.overhead_rounds):
+            for v, _sync, _e, _u in _VARIANTS[r % 3:] + _VARIANTS[:r % 3]:
+                for key in ((f"{v}/off", f"{v}/on") if r % 2 == 0 else (f"{v}/on", f"{v}/off")):
+                    per_round[key].append(timed(partial(run, key)))
+                    if key.endswith("/on"):  # untimed: ship the backlog before the next block
+                        left[key].append(dbs[key].backup.status().lag_txs)
+                        t0 = time.perf_counter()
+                        dbs[key].backup.flush(timeout=600)
+                        drain[key].append(time.perf_counter() - t0)
     finally:
         for db in dbs.values():
             db.close()
@@ -615,6 +624,7 @@ def backup_overhead(systems: list[str], sizes: Sizes, root: Path) -> dict[str, A
             "off_ops_per_s": off_rate,
             "on_ops_per_s": on_rate,
             "ratio_on_off": on_rate / off_rate,
+            # off and on seconds of one round ran back to back: their ratio is the on/off rate
             "ratio_on_off_paired": statistics.median(a / b for a, b in zip(off, on, strict=True)),
             "ratio_on_off_best": min(off) / min(on),
             "ops_per_round": ops,
@@ -629,14 +639,14 @@ def backup_overhead(systems: list[str], sizes: Sizes, root: Path) -> dict[str, A
         "rounds": sizes.overhead_rounds,
         "unit": "",
         "variants": variants,
-        "summary": "backup on/off (median rates; paired): "
+        "summary": "backup on/off (paired: median of adjacent rounds; ratio of medians): "
         + ", ".join(
-            f"{v} {r['ratio_on_off']:.3f}x ({r['ratio_on_off_paired']:.3f}x)"
+            f"{v} {r['ratio_on_off_paired']:.3f}x ({r['ratio_on_off']:.3f}x)"
             for v, r in variants.items()
         ),
         "targets": {
             f"overhead_{v}": _target(
-                r["ratio_on_off"],
+                r["ratio_on_off_paired"],
                 OVERHEAD_TARGET,
                 f"{v}: throughput with backup >= {OVERHEAD_TARGET}x without",
                 at_most=False,

@@ -47,8 +47,8 @@ FULL = Sizes(
     stream_tx_events=100, stream_reads=300, reopen_streams=300_000, reopen_tail_txs=300,
     reopen_rounds=5, lag_seconds=15, lag_rounds=2, restore_events=100_000,
     restore_tx_events=1000, restore_rounds=5, flush_calls=200, ship_txs=200, ship_rounds=5,
-    overhead_batch_txs=800, overhead_single_commits=40_000, overhead_durable_commits=3000,
-    overhead_rounds=5,
+    overhead_batch_txs=300, overhead_single_commits=15_000, overhead_durable_commits=1000,
+    overhead_rounds=14,
 )  # fmt: skip
 QUICK = Sizes(
     rounds=7, batch_events=1000, batch_streams=10_000, batch_txs=30, durable_commits=300,
@@ -56,8 +56,8 @@ QUICK = Sizes(
     stream_tx_events=100, stream_reads=100, reopen_streams=100_000, reopen_tail_txs=100,
     reopen_rounds=3, lag_seconds=8, lag_rounds=2, restore_events=100_000,
     restore_tx_events=1000, restore_rounds=3, flush_calls=200, ship_txs=100, ship_rounds=3,
-    overhead_batch_txs=600, overhead_single_commits=30_000, overhead_durable_commits=2000,
-    overhead_rounds=4,
+    overhead_batch_txs=300, overhead_single_commits=15_000, overhead_durable_commits=1000,
+    overhead_rounds=8,
 )  # fmt: skip
 TINY = Sizes(
     rounds=2, batch_events=50, batch_streams=100, batch_txs=2, durable_commits=3,
