@@ -39,7 +39,9 @@ VmHWM peak, both from /proc/self/status) never counts in another's:
    commit timestamps: the longest gap between two consecutive commits overlapping the
    snapshot (target <= 5 ms), its commit rate during the snapshot against its rate
    in an equal time just before it (target >= 0.8), and RSS after that first
-   snapshot against RSS right after open (target <= 1.3x; VmHWM reported beside it).
+   snapshot against RSS right after open (target <= 1.3x; VmHWM reported beside it;
+   that includes what the writer itself added since open, so RSS just before the
+   snapshot and the snapshot's own ratio, after / just before, are reported too).
    The longest gap in the window before is the noise floor (GC, other jobs, the
    GIL's 5 ms switch interval).
 
@@ -103,14 +105,17 @@ def stream_name(i: int) -> str:
 
 
 def memory() -> dict[str, float]:
-    """This process's resident memory now and its peak, in MiB (/proc/self/status)."""
+    """This process's resident memory now and its peak, in MiB (/proc/self/status),
+    and the anonymous part of it (RssAnon: the heap; the rest is mostly the log's
+    mapped file pages, which grow with the log as a writer appends)."""
     out: dict[str, float] = {}
     with open("/proc/self/status") as f:
         for line in f:
             key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key.lower()[2:] + "_mib"] = round(int(rest.split()[0]) / 1024, 1)
-    return out  # {"rss_mib": ..., "hwm_mib": ...}
+            if key in ("VmRSS", "VmHWM", "RssAnon"):
+                name = "anon" if key == "RssAnon" else key.lower()[2:]
+                out[name + "_mib"] = round(int(rest.split()[0]) / 1024, 1)
+    return out  # {"rss_mib": ..., "hwm_mib": ..., "anon_mib": ...}
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -294,6 +299,7 @@ def phase_stall(db_path: str, n: int, before_s: float) -> Result:
     warm_end = time.perf_counter() + 0.5
     time.sleep(0.5 + before_s)
     s = threading.Thread(target=snapshotter, name="scale-snapshot")
+    out["before_snapshot"] = memory()  # the writer's own growth since open is before this
     s0 = time.perf_counter()
     s.start()
     s.join()
@@ -333,6 +339,10 @@ def phase_stall(db_path: str, n: int, before_s: float) -> Result:
                                     if b - a > STALL_TARGET_MS / 1e3),
         "memory_ratio": out["after_snapshot"]["rss_mib"] / out["after_open"]["rss_mib"],
         "hwm_ratio": out["after_snapshot"]["hwm_mib"] / out["after_open"]["rss_mib"],
+        "snapshot_memory_ratio": (out["after_snapshot"]["rss_mib"]
+                                  / out["before_snapshot"]["rss_mib"]),
+        "anon_memory_ratio": (out["after_snapshot"]["anon_mib"]
+                              / out["after_open"]["anon_mib"]),
         "switch_interval_ms": sys.getswitchinterval() * 1e3,
     })
     return out
@@ -406,9 +416,15 @@ ROWS: list[Row] = [
     ("stall: commits/s during", ("stall", "rate_during"), "{:,.0f}", ""),
     ("stall: throughput ratio", ("stall", "throughput_ratio"), "{:.2f}", ">= 0.8"),
     ("stall: RSS after open, MiB", ("stall", "after_open", "rss_mib"), "{:.0f}", ""),
+    ("stall: RSS just before snap, MiB", ("stall", "before_snapshot", "rss_mib"), "{:.0f}",
+     ""),
     ("stall: RSS after snap, MiB", ("stall", "after_snapshot", "rss_mib"), "{:.0f}", ""),
     ("stall: VmHWM, MiB", ("stall", "after_snapshot", "hwm_mib"), "{:.0f}", ""),
     ("stall: memory ratio (RSS)", ("stall", "memory_ratio"), "{:.2f}", "<= 1.3x"),
+    ("stall:   snapshot's own (after / before)", ("stall", "snapshot_memory_ratio"), "{:.2f}",
+     ""),
+    ("stall:   RssAnon after snap / after open", ("stall", "anon_memory_ratio"), "{:.2f}",
+     ""),
     ("stall: peak ratio (HWM)", ("stall", "hwm_ratio"), "{:.2f}", ""),
     ("reopen: engine open+close s", ("reopen", "engine_open_close_s"), "{:.3f}", ""),
     ("reopen: pickle+scan s", ("reopen", "alt_s"), "{:.3f}", ""),

@@ -669,6 +669,27 @@ int64_t eng_seg_seal(const uint8_t *head, size_t head_len, const uint8_t *body,
     return (int64_t)(end + ENG_SEG_FOOTER_SIZE);
 }
 
+int64_t eng_seal_parts(const uint8_t *const *parts, const size_t *lens, size_t n,
+                       uint8_t *out, size_t out_cap) {
+    size_t i, end = 0;
+
+    if (parts == NULL || lens == NULL || out == NULL || n == 0) return ENG_E_ARG;
+    for (i = 0; i < n; i++) {
+        if (parts[i] == NULL && lens[i] != 0) return ENG_E_ARG;
+        if (lens[i] > SIZE_MAX - end) return ENG_E_ARG;
+        end += lens[i];
+    }
+    if (end > SIZE_MAX - ENG_SEG_FOOTER_SIZE || out_cap < end + ENG_SEG_FOOTER_SIZE)
+        return ENG_E_ARG;
+    for (end = 0, i = 0; i < n; i++) {
+        if (lens[i]) memcpy(out + end, parts[i], lens[i]);
+        end += lens[i];
+    }
+    st64(out + end, eng_xxh64(out, end, 0));
+    memcpy(out + end + 8, ENG_SEG_END_MAGIC, 8);
+    return (int64_t)(end + ENG_SEG_FOOTER_SIZE);
+}
+
 /* ---------------------------- Snapshot block ---------------------------- */
 
 /* Column offsets of a block; end is where the trailer starts. */

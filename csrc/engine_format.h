@@ -183,6 +183,14 @@ int64_t eng_seg_frame_v(const uint8_t *const *recs, const uint32_t *lens, uint32
 int64_t eng_seg_seal(const uint8_t *head, size_t head_len, const uint8_t *body,
                      size_t body_len, uint8_t *out, size_t out_cap);
 
+/* The same footer after n parts, copied one after the other into out[0..out_cap):
+ * a whole snapshot file (its header, then the compressed chunks of its body; the
+ * file's footer has the segment's layout, FORMAT.md section 4) without joining the
+ * chunks first. Returns the bytes written (the parts' total + 16), or ENG_E_ARG (n
+ * == 0, a NULL pointer with a non-zero length, out too small, a size overflow). */
+int64_t eng_seal_parts(const uint8_t *const *parts, const size_t *lens, size_t n,
+                       uint8_t *out, size_t out_cap);
+
 /* -------------------------------------------------------- snapshot block
  * The decompressed snapshot body is a sequence of blocks, each:
  *

@@ -192,3 +192,73 @@ int64_t eng_index_find(const eng_slot *slots, uint64_t cap, const uint8_t *name,
     i = probe(slots, cap, name_hash(name, len), name, len);
     return slots[i].hash == 0 ? -1 : (int64_t)i;
 }
+
+/* ---------------------------------------------- snapshots from the index */
+
+int64_t eng_index_mark(const eng_slot *slots, uint64_t cap, const uint8_t *names,
+                       size_t len, uint8_t *bits) {
+    size_t off = 0;
+    int64_t marked = 0;
+    if (slots == NULL || cap < 4 || (cap & (cap - 1)) != 0 || bits == NULL ||
+        (names == NULL && len != 0))
+        return ENG_E_ARG;
+    while (off < len) {
+        const uint8_t *name = names + off;
+        const uint8_t *end = memchr(name, 0, len - off);
+        size_t nlen;
+        int64_t i;
+        if (end == NULL) return ENG_E_ARG;  /* the last name is not ended */
+        nlen = (size_t)(end - name);
+        off += nlen + 1;
+        if (nlen > UINT32_MAX) return ENG_E_ARG;
+        i = eng_index_find(slots, cap, name, (uint32_t)nlen);
+        if (i < 0) continue;  /* a name new since open: not in the table */
+        if (!(bits[(uint64_t)i / 8] & (1u << ((uint64_t)i % 8)))) {
+            bits[(uint64_t)i / 8] |= (uint8_t)(1u << ((uint64_t)i % 8));
+            marked++;
+        }
+    }
+    return marked;
+}
+
+int eng_index_columns(const eng_slot *slots, uint64_t cap, const uint8_t *bits,
+                      uint64_t *pos, uint32_t max_entries, uint64_t target_bytes,
+                      uint64_t *versions, uint64_t *last_tx, uint32_t *value_lens,
+                      uint32_t *none_idx, uint8_t *names, size_t names_cap,
+                      uint8_t *values, size_t values_cap, eng_columns *out) {
+    uint64_t i;
+    size_t nbytes = 0, vbytes = 0;
+    uint32_t n = 0, m = 0;
+    if (slots == NULL || cap < 4 || (cap & (cap - 1)) != 0 || pos == NULL || out == NULL ||
+        *pos > cap || max_entries == 0 || versions == NULL || last_tx == NULL ||
+        value_lens == NULL || none_idx == NULL || names == NULL || values == NULL ||
+        names_cap > UINT32_MAX || values_cap > UINT32_MAX)
+        return ENG_E_ARG;
+    for (i = *pos; i < cap && n < max_entries; i++) {
+        const eng_slot *s = &slots[i];
+        int none = s->value_len == ENG_VALUE_NONE;
+        size_t vlen = none ? 0 : s->value_len;
+        if (s->hash == 0 || (bits != NULL && (bits[i / 8] & (1u << (i % 8))))) continue;
+        if ((size_t)s->name_len + 1 > names_cap - nbytes || vlen > values_cap - vbytes) {
+            if (n == 0) return ENG_E_ARG;  /* not even one: the caller's buffers are short */
+            break;                         /* the block ends here; slot i comes next */
+        }
+        memcpy(names + nbytes, s->name, s->name_len);
+        names[nbytes + s->name_len] = 0;
+        nbytes += (size_t)s->name_len + 1;
+        if (vlen) memcpy(values + vbytes, s->value, vlen);
+        vbytes += vlen;
+        versions[n] = s->version;
+        last_tx[n] = s->last_tx;
+        value_lens[n] = (uint32_t)vlen;
+        if (none) none_idx[m++] = n;
+        n++;
+        if (vbytes >= target_bytes) { i++; break; }
+    }
+    *pos = i;
+    out->n = n;
+    out->none_count = m;
+    out->names_len = (uint32_t)nbytes;
+    out->values_len = (uint32_t)vbytes;
+    return ENG_OK;
+}

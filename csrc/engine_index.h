@@ -58,4 +58,40 @@ int eng_index_rehash(const eng_slot *old_slots, uint64_t old_cap, eng_slot *new_
 int64_t eng_index_find(const eng_slot *slots, uint64_t cap,
                        const uint8_t *name, uint32_t len);
 
+/* ------------------------------------------------ snapshots from the index
+ * A snapshot of a state whose base is this table (an indexed open) is written
+ * from the table itself, without a Python object per entry: the entries that
+ * changed since open (a dict on the Python side) are marked in a bitmap, and the
+ * unmarked ones are cut into snapshot blocks by eng_index_columns. The table is
+ * only read, so this may run (with the GIL released) beside readers. */
+
+/* Sets bit i (bits[i / 8] & (1 << i % 8)) of bits, which holds cap bits, for the
+ * slot i of every name of names[0..len): names one after the other, each ended
+ * by a NUL. A name the table lacks is skipped. Returns how many bits it set that
+ * were clear (so a repeated name counts once), or ENG_E_ARG (bad arguments, or
+ * the last name is not ended by a NUL within len). */
+int64_t eng_index_mark(const eng_slot *slots, uint64_t cap, const uint8_t *names,
+                       size_t len, uint8_t *bits);
+
+/* Sizes of the columns eng_index_columns wrote (the arguments of eng_block_encode). */
+typedef struct {
+    uint32_t n;             /* entries */
+    uint32_t none_count;    /* of which None: their indexes in none_idx */
+    uint32_t names_len;     /* bytes of names: each name and its NUL */
+    uint32_t values_len;    /* bytes of values: the non-None values, in order */
+} eng_columns;
+
+/* The columns of the next snapshot block: the used, unmarked slots from *pos on
+ * (bits may be NULL: none marked), in slot order, until max_entries entries (at
+ * most the capacity of versions, last_tx, value_lens and none_idx), or the
+ * values reach target_bytes (that entry included), or the next entry would not
+ * fit names_cap or values_cap. *pos is advanced past the slots taken; out->n == 0
+ * with *pos == cap means there are none left. Returns ENG_OK, or ENG_E_ARG (bad
+ * arguments, or not even one entry fits the buffers: give larger ones). */
+int eng_index_columns(const eng_slot *slots, uint64_t cap, const uint8_t *bits,
+                      uint64_t *pos, uint32_t max_entries, uint64_t target_bytes,
+                      uint64_t *versions, uint64_t *last_tx, uint32_t *value_lens,
+                      uint32_t *none_idx, uint8_t *names, size_t names_cap,
+                      uint8_t *values, size_t values_cap, eng_columns *out);
+
 #endif /* ENGINE_INDEX_H */

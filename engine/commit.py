@@ -79,7 +79,7 @@ from typing import Protocol
 from .errors import DatabaseClosedError, ReentrantCallError, StorageError
 from .native import encode_tracking, encode_tx
 from .notify import CommitPoint, CommitSignal
-from .state import State, StateEntry
+from .state import Captured, State, StateEntry
 
 _perf_counter = time.perf_counter
 _get_ident = threading.get_ident
@@ -560,11 +560,14 @@ class CommitPipeline:
         self.last_position = pos
 
     # ----------------------------------------------------------------- state
-    def capture(self) -> tuple[dict[str, StateEntry], int, int]:
-        """A private copy of the whole state with the position it reflects (for a snapshot)."""
-        self.state.materialize(self.state_lock)  # once, after an indexed open
+    def capture(self) -> Captured:
+        """The whole state as of one committed tx, for a snapshot: a private copy of the
+        entries dict, the read-only C index under it (after an indexed open, or None),
+        the tx and its last position. The index is not folded into a dict
+        (write_snapshot encodes it in C), so the copy is of what changed since open."""
         with self.state_lock:  # the only moment writers wait
-            captured = self.state.entries.copy(), self.last_tx, self.last_position
+            captured = (self.state.entries.copy(), self.state.base, self.last_tx,
+                        self.last_position)
         if self._log.sync_mode == "data":
             # The captured tx's meta page may not be flushed yet (sync="data"): flush it
             # before a snapshot of it is published, or a power cut could leave the

@@ -60,7 +60,8 @@ class FileSystem:
         return env
 
     # ------------------------------------------------------------ compounds
-    def write_atomic(self, final: str, tmp: str, chunks: Iterable[bytes | bytearray]) -> None:
+    def write_atomic(self, final: str, tmp: str,
+                     chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         """Make ``final`` hold ``chunks`` durably or not at all.
 
         temp file, write, fsync, rename, fsync the directory. On failure the temp file

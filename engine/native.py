@@ -15,7 +15,7 @@ import mmap
 import struct
 import sys
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from itertools import accumulate
 from typing import Any, NamedTuple
 
@@ -391,6 +391,23 @@ def seal_segment(head: bytes, body: bytes | bytearray | memoryview) -> memoryvie
     return memoryview(ffi.buffer(out))
 
 
+def seal_parts(parts: Sequence[bytes | bytearray | memoryview]) -> memoryview:
+    """``parts`` one after the other, then the footer (XXH64 of all of them, the end
+    magic): a whole snapshot file from its header and its body's compressed chunks,
+    assembled in C in one buffer with the GIL released (eng_seal_parts), where
+    joining them in Python would copy the file twice, holding the GIL."""
+    n = len(parts)
+    lens = array("Q" if ffi.sizeof("size_t") == 8 else "I", map(len, parts))
+    size = sum(lens) + formats.SEG_FOOTER_SIZE
+    out = _unzeroed("uint8_t[]", size)
+    bufs = [ffi.from_buffer(p) for p in parts]  # each keeps its part pinned for the call
+    rc = lib.eng_seal_parts(ffi.new("uint8_t *[]", bufs), ffi.from_buffer("size_t[]", lens),
+                            n, out, size)
+    if rc != size:
+        raise EngineError(f"sealing {n} parts failed ({_code_message(int(rc))})")
+    return memoryview(ffi.buffer(out))
+
+
 def _decodes(rec: bytes | bytearray | memoryview) -> bool:
     view = ffi.new("eng_tx_view *")
     return bool(lib.eng_tx_decode(ffi.from_buffer(rec), len(rec), view) == 0)
@@ -579,6 +596,76 @@ class StateIndex:
         n = s.value_len
         value = None if n == lib.ENG_VALUE_NONE else ffi.buffer(s.value, n)[:]
         return int(s.version), value, int(s.last_tx)
+
+
+    # ------------------------------------------------ snapshots from the index
+    def mark(self, names: Collection[str]) -> tuple[bytearray, int]:
+        """A bitmap (one bit per slot) marking the slots of ``names`` (those the index
+        holds; others are skipped), and how many distinct slots it marked: the
+        entries a snapshot takes from elsewhere (what changed since open). One C call
+        for all of them, with the GIL released."""
+        bits = bytearray((self._cap + 7) // 8)
+        # surrogatepass: a name that is not valid UTF-8 cannot be in the index (its
+        # names come from validated files), so its bytes simply never match
+        joined = "\0".join(names)
+        if joined.count("\0") != max(0, len(names) - 1):  # names never hold one
+            raise ValueError("a name to mark contains a NUL character")
+        if not joined:  # no names (or only the empty one, which is never a stream's)
+            return bits, 0
+        buf = (joined + "\0").encode("utf-8", "surrogatepass")
+        got = lib.eng_index_mark(self._slots, self._cap, buf, len(buf), ffi.from_buffer(bits))
+        if got < 0:  # pragma: no cover - the buffer is built ended above
+            raise EngineError(f"state index refused the names to mark: {_code_message(int(got))}")
+        return bits, int(got)
+
+    def blocks(self, bits: bytearray | None = None) -> Iterator[memoryview]:
+        """The index's entries, except those marked in ``bits``, as encoded snapshot
+        blocks (the cut ``snapshot.write_snapshot`` makes of a dict: at most
+        BLOCK_MAX_ENTRIES entries, values cut once past BLOCK_TARGET_BYTES), each
+        gathered and encoded in C with the GIL released. The index must stay alive
+        and unchanged meanwhile (it is read-only after open). Each block is a view of
+        one buffer reused for the next: consume it before asking for the next (a
+        buffer per block left the process holding their memory after the snapshot)."""
+        most = formats.BLOCK_MAX_ENTRIES
+        versions = _unzeroed("uint64_t[]", most)
+        last_tx = _unzeroed("uint64_t[]", most)
+        lens = _unzeroed("uint32_t[]", most)
+        none_idx = _unzeroed("uint32_t[]", most)
+        names_cap = most * 64  # >= MAX_NAME_BYTES + 1: any one name fits
+        values_cap = formats.BLOCK_TARGET_BYTES + (1 << 16)  # grown once for a big value
+        grown = False
+        names = _unzeroed("uint8_t[]", names_cap)
+        values = _unzeroed("uint8_t[]", values_cap)
+        out = _unzeroed("uint8_t[]", 1)
+        cbits = ffi.NULL if bits is None else ffi.from_buffer(bits)
+        pos = ffi.new("uint64_t *", 0)
+        cols = ffi.new("eng_columns *")
+        while True:
+            rc = lib.eng_index_columns(self._slots, self._cap, cbits, pos, most,
+                                       formats.BLOCK_TARGET_BYTES, versions, last_tx, lens,
+                                       none_idx, names, names_cap, values, values_cap, cols)
+            if rc == lib.ENG_E_ARG and not grown:
+                # one value did not fit: room for a block's worth plus the largest one
+                grown = True
+                values_cap = formats.BLOCK_TARGET_BYTES + formats.MAX_EVENT_BYTES
+                values = _unzeroed("uint8_t[]", values_cap)
+                continue
+            if rc != 0:
+                raise EngineError(f"state index could not be cut into snapshot blocks: "
+                                  f"{_code_message(int(rc))}")
+            n = cols.n
+            if n == 0:
+                return  # every slot visited
+            size = lib.eng_block_encoded_size(n, cols.none_count, cols.names_len,
+                                              cols.values_len)
+            if len(out) < size:
+                out = _unzeroed("uint8_t[]", size)
+            got = lib.eng_block_encode(n, versions, last_tx, lens, cols.none_count, none_idx,
+                                       names, cols.names_len, values, cols.values_len, out,
+                                       size)
+            if got != size:  # pragma: no cover - the columns come from the index
+                raise EngineError(f"C encoder refused an index block: {_code_message(int(got))}")
+            yield memoryview(ffi.buffer(out, size))
 
 
 def _slot_table(cap: int) -> Any:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 
 import zstandard
 
@@ -26,7 +26,7 @@ from . import formats, layout
 from .errors import CorruptSnapshotError, StorageError, storage_error
 from .files import fs
 from .model import EpochRecord, Position, SnapshotInfo
-from .native import decode_blocks, encode_block, scan_blocks, xxh64
+from .native import StateIndex, decode_blocks, encode_block, scan_blocks, seal_parts, xxh64
 
 _HEADER = formats.SNAP_HEADER
 _U64 = formats.U64_LE
@@ -95,13 +95,22 @@ def list_snapshots(snap_dir: str) -> list[tuple[Position, str]]:
     return found
 
 
+#: A dict is cut into blocks of at most this many entries (the format allows up to
+#: BLOCK_MAX_ENTRIES; the C index's blocks use that). Each block's Python work holds
+#: the GIL, and the compressor releases it between blocks: at 2048 entries that is
+#: ~1-2 ms at a time on this project's VM, so a committing thread waits about that
+#: long behind a snapshot, where 16384 held it ~9 ms (more than the 5 ms switch
+#: interval after which the committer would force the GIL back).
+DICT_BLOCK_ENTRIES = 2048
+
+
 def _blocks_of(state: dict[str, StateEntry]) -> Iterator[list[tuple[str, StateEntry]]]:
-    """Cut the state into blocks of at most BLOCK_MAX_ENTRIES entries whose values
+    """Cut the state into blocks of at most DICT_BLOCK_ENTRIES entries whose values
     pass BLOCK_TARGET_BYTES by at most one value (so a block's u32 lengths never
     overflow: one value is at most MAX_EVENT_BYTES)."""
     items = iter(state.items())
     while True:
-        part = list(islice(items, formats.BLOCK_MAX_ENTRIES))
+        part = list(islice(items, DICT_BLOCK_ENTRIES))
         if not part:
             return
         start = 0
@@ -115,6 +124,14 @@ def _blocks_of(state: dict[str, StateEntry]) -> Iterator[list[tuple[str, StateEn
             yield part[start:]
 
 
+def _encoded_blocks(state: dict[str, StateEntry]) -> Iterator[bytes]:
+    """``state`` as encoded snapshot blocks (the cut of :func:`_blocks_of`)."""
+    for part in _blocks_of(state):
+        names = [k for k, _ in part]
+        versions, values, last_tx = zip(*(v for _, v in part), strict=True)
+        yield encode_block(names, versions, last_tx, values)
+
+
 def write_snapshot(
     snap_dir: str,
     *,
@@ -126,8 +143,16 @@ def write_snapshot(
     state: dict[str, StateEntry],
     tx_checksum: int | None,
     level: int = 3,
+    base: StateIndex | None = None,
 ) -> SnapshotInfo:
     """Write ``state`` (a private copy the caller will not mutate) as a snapshot.
+
+    With ``base`` (the C index of an indexed open, read-only), the snapshot holds
+    ``base``'s entries except those ``state`` has, plus ``state``: the state of a
+    database whose changes since open are ``state``. The index's entries are cut
+    into blocks and encoded in C (no Python object per entry, the GIL released), so
+    such a snapshot neither folds the index into a dict first nor holds the GIL for
+    long (``StateIndex.blocks``).
 
     ``tx_checksum`` is the xxh64 of the log record of ``tx_id`` (the record's trailing
     8 bytes; see :func:`record_checksum`), or None when the writer does not know it (tx
@@ -148,30 +173,36 @@ def write_snapshot(
     chunks: list[bytes] = []
     raw_len = 0
     blocks = 0
-    for part in _blocks_of(state):
-        names = [k for k, _ in part]
-        versions, values, last_tx = zip(*(v for _, v in part), strict=True)
-        blk = encode_block(names, versions, last_tx, values)
+    streams = len(state)
+    encoded: Iterator[bytes | memoryview] = _encoded_blocks(state)
+    if base is not None:
+        shadowed, overridden = base.mark(state)  # entries of base that state replaces
+        streams += len(base) - overridden
+        encoded = chain(base.blocks(shadowed), encoded)
+    for blk in encoded:
         raw_len += len(blk)
         blocks += 1
         chunks.append(comp.compress(blk))
     chunks.append(comp.flush())
-    body = b"".join(chunks)
+    body_len = sum(map(len, chunks))
     history_json = json.dumps([h.to_json() for h in history]).encode()
     header_len = _HEADER.size + len(history_json) + 8
     flags = 0 if tx_checksum is None else formats.SNAP_FLAG_TX_CHECKSUM
     head = _HEADER.pack(
         formats.SNAP_MAGIC, formats.SNAP_VERSION, flags, header_len, db_id.encode("ascii"), 0,
-        epoch, tx_id, last_position, len(state), blocks, raw_len, len(body), time.time_ns(),
+        epoch, tx_id, last_position, streams, blocks, raw_len, body_len, time.time_ns(),
         len(history_json), 0, tx_checksum or 0,
     ) + history_json  # fmt: skip
     head += _U64.pack(xxh64(head))
-    payload = head + body
-    payload += _U64.pack(xxh64(payload)) + formats.SNAP_END_MAGIC
+    # header, body chunks and footer in one buffer, in C: joining the chunks and then
+    # the header in Python copied the whole file twice while holding the GIL (a
+    # committer's stall of several ms each at 1M streams)
+    payload = seal_parts([head, *chunks])
+    del chunks
 
     final = os.path.join(snap_dir, layout.snapshot_name(epoch, tx_id))
     files.write_atomic(final, layout.snapshot_tmp(final), [payload])  # StorageError on failure
-    return SnapshotInfo(path=final, epoch=epoch, tx_id=tx_id, streams=len(state),
+    return SnapshotInfo(path=final, epoch=epoch, tx_id=tx_id, streams=streams,
                         bytes=len(payload))
 
 

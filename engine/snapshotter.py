@@ -17,11 +17,11 @@ from collections.abc import Callable
 from .model import EpochRecord, SnapshotInfo
 from .notify import CommitSignal
 from .snapshot import prune, write_snapshot
-from .state import StateEntry
+from .state import Captured
 
 log = logging.getLogger("engine")
 
-Capture = Callable[[], tuple[dict[str, StateEntry], int, int]]
+Capture = Callable[[], Captured]
 # tx_id -> the xxh64 of its log record (None if the log cannot tell): the lineage proof
 # each snapshot records (engine.lineage).
 Lineage = Callable[[int], int | None]
@@ -39,7 +39,7 @@ class Snapshotter:
         self._db_id = db_id
         self._epoch = epoch
         self._history = history
-        self._capture = capture  # (private state copy, tx_id, last position)
+        self._capture = capture  # (entries copy, C index under it, tx_id, last position)
         self._lineage = lineage
         self._keep = keep
         self._signal = signal
@@ -74,11 +74,12 @@ class Snapshotter:
         with self._lock:
             t0 = time.perf_counter()
             try:
-                entries, tx_id, pos = self._capture()
+                entries, base, tx_id, pos = self._capture()
                 # the record of tx_id is in the log: the state is merged only after it
                 info = write_snapshot(self._dir, db_id=self._db_id, epoch=self._epoch,
                                       tx_id=tx_id, last_position=pos, history=self._history,
-                                      state=entries, tx_checksum=self._lineage(tx_id))
+                                      state=entries, tx_checksum=self._lineage(tx_id),
+                                      base=base)
             except BaseException:
                 self.failures += 1
                 raise

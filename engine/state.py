@@ -20,6 +20,9 @@ from .model import Event, Reducer
 from .native import StateIndex, TxColumns
 
 StateEntry = tuple[int, bytes | None, int]  # (version, value, last_tx)
+# What a snapshot is written from (CommitPipeline.capture): a private copy of the
+# entries dict, the read-only C index under it (or None), the tx and its position.
+Captured = tuple[dict[str, StateEntry], StateIndex | None, int, int]
 
 # Tracking entries (docs/FORMAT.md section 2, "Tracking") live in the state beside the
 # streams, under this prefix and with the position as their version and a None value,
@@ -56,7 +59,9 @@ class State:
     Two layers: ``entries``, a dict, and ``base``, an optional read-only C index of
     the state as loaded at open (:class:`engine.native.StateIndex`). Every change
     goes to ``entries``, which therefore shadows ``base``. :meth:`materialize`
-    folds ``base`` into a dict and drops it (before the first snapshot, say).
+    folds ``base`` into a dict and drops it (``db.streams()`` does, to list every
+    name). Snapshots do not: they are written from ``base`` (cut and encoded in C)
+    and a copy of ``entries`` (``snapshot.write_snapshot``'s ``base``).
     """
 
     def __init__(self, entries: dict[str, StateEntry] | None = None,

@@ -446,6 +446,45 @@ static void test_seg_seal(void) {
              "seg seal: footer overflow");
 }
 
+static void test_seal_parts(void) {
+    uint8_t a[3] = {1, 2, 3}, b[4] = {4, 5, 6, 7}, out[40], want[7];
+    const uint8_t *parts[4] = {a, NULL, b, a};
+    size_t lens[4] = {3, 0, 4, 0};
+    int64_t r;
+
+    memcpy(want, a, 3);
+    memcpy(want + 3, b, 4);
+    memset(out, 0xA5, sizeof out);
+    r = eng_seal_parts(parts, lens, 4, out, 23);
+    CHECK_RC(r, 23, "seal parts: bytes written (exact fit, empty and NULL empty parts)");
+    CHECK(memcmp(out, want, 7) == 0, "seal parts: the parts in order");
+    CHECK(get64(out + 7) == eng_xxh64(want, 7, 0), "seal parts: footer checksum");
+    CHECK(memcmp(out + 15, ENG_SEG_END_MAGIC, 8) == 0, "seal parts: end magic");
+    CHECK(out[23] == 0xA5, "seal parts: wrote past its size");
+    {   /* the same bytes as eng_seg_seal of head a and body b */
+        uint8_t seg[40];
+        CHECK(eng_seg_seal(a, 3, b, 4, seg, sizeof seg) == 23 && memcmp(seg, out, 23) == 0,
+              "seal parts equals seg seal for two parts");
+    }
+    CHECK_RC(eng_seal_parts(parts, lens, 4, out, 22), ENG_E_ARG, "seal parts: out one short");
+    CHECK_RC(eng_seal_parts(parts, lens, 0, out, sizeof out), ENG_E_ARG, "seal parts: n 0");
+    CHECK_RC(eng_seal_parts(NULL, lens, 4, out, sizeof out), ENG_E_ARG, "seal parts: NULL parts");
+    CHECK_RC(eng_seal_parts(parts, NULL, 4, out, sizeof out), ENG_E_ARG, "seal parts: NULL lens");
+    CHECK_RC(eng_seal_parts(parts, lens, 4, NULL, sizeof out), ENG_E_ARG, "seal parts: NULL out");
+    lens[1] = 2;
+    CHECK_RC(eng_seal_parts(parts, lens, 4, out, sizeof out), ENG_E_ARG,
+             "seal parts: NULL part with a length");
+    lens[1] = SIZE_MAX;
+    parts[1] = b;
+    CHECK_RC(eng_seal_parts(parts, lens, 4, out, sizeof out), ENG_E_ARG,
+             "seal parts: size overflow");
+    lens[1] = SIZE_MAX - 10;
+    lens[2] = 0;
+    lens[0] = 0;
+    CHECK_RC(eng_seal_parts(parts, lens, 4, out, sizeof out), ENG_E_ARG,
+             "seal parts: footer overflow");
+}
+
 static void test_tx_encode_args(void) {
     uint8_t buf[512];
     size_t len = tx_sample(buf, sizeof buf);
@@ -2035,12 +2074,130 @@ static void test_tx_tracking(void) {
     }
 }
 
+/* Snapshots from the index: eng_index_mark and eng_index_columns over the sample
+ * block's four entries (k1 "hi", key2 None, k3 None, z "abc"). */
+typedef struct {
+    uint64_t versions[8], last_tx[8];
+    uint32_t lens[8], none_idx[8];
+    uint8_t names[64], values[64];
+    eng_columns c;
+} ix_cols;
+
+/* Gathers from *pos with the given limits and round-trips the columns through
+ * eng_block_encode/eng_block_decode; returns eng_index_columns's rc. */
+static int ix_gather(const eng_slot *slots, uint64_t cap, const uint8_t *bits, uint64_t *pos,
+                     uint32_t most, uint64_t target, size_t ncap, size_t vcap, ix_cols *o) {
+    int rc;
+    memset(o, 0xAB, sizeof *o);
+    rc = eng_index_columns(slots, cap, bits, pos, most, target, o->versions, o->last_tx,
+                           o->lens, o->none_idx, o->names, ncap, o->values, vcap, &o->c);
+    if (rc == ENG_OK && o->c.n > 0) {
+        uint8_t out[512];
+        eng_block_view v;
+        int64_t w = eng_block_encode(o->c.n, o->versions, o->last_tx, o->lens, o->c.none_count,
+                                     o->none_idx, o->names, o->c.names_len, o->values,
+                                     o->c.values_len, out, sizeof out);
+        CHECK(w > 0 && bk_decode_copy(out, (size_t)w, &v) == ENG_OK && v.entry_count == o->c.n,
+              "gathered columns encode to a valid block (rc %lld)", (long long)w);
+    }
+    return rc;
+}
+
+static void test_index_snapshot(void) {
+    uint8_t blk[512], bits[2] = {0, 0}, all[2] = {0xFF, 0xFF};
+    size_t lk = bk_sample(blk, sizeof blk);
+    eng_slot slots[16];
+    uint64_t count = 0, pos = 0;
+    uint32_t seen = 0, total = 0, rounds = 0;
+    ix_cols o;
+
+    memset(slots, 0, sizeof slots);
+    CHECK_RC(eng_index_put_body(slots, 16, &count, blk, lk), ENG_OK, "snapshot: put_body");
+
+    /* everything, in one block: 4 entries, 2 None, names with their NULs */
+    CHECK_RC(ix_gather(slots, 16, NULL, &pos, 8, 1 << 20, 64, 64, &o), ENG_OK, "gather all");
+    CHECK(o.c.n == 4 && o.c.none_count == 2 && o.c.names_len == 13 && o.c.values_len == 5,
+          "gather all: n %u none %u names %u values %u", o.c.n, o.c.none_count,
+          o.c.names_len, o.c.values_len);
+    CHECK(pos == 16, "gather all: pos at the end (%llu)", (unsigned long long)pos);
+    CHECK_RC(ix_gather(slots, 16, NULL, &pos, 8, 1 << 20, 64, 64, &o), ENG_OK, "gather at end");
+    CHECK(o.c.n == 0, "nothing left once pos == cap");
+
+    /* marking: key2 and z; a repeat and an absent name count nothing */
+    CHECK(eng_index_mark(slots, 16, (const uint8_t *)"key2\0nope\0z\0key2", 17, bits) == 2,
+          "mark two distinct indexed names");
+    CHECK(eng_index_mark(slots, 16, (const uint8_t *)"z\0", 2, bits) == 0, "mark again: 0");
+    CHECK(eng_index_mark(slots, 16, (const uint8_t *)"k1", 2, bits) == ENG_E_ARG,
+          "mark: a name not ended by a NUL");
+    CHECK(eng_index_mark(slots, 16, NULL, 0, bits) == 0, "mark nothing");
+    CHECK(eng_index_mark(slots, 16, NULL, 3, bits) == ENG_E_ARG, "mark NULL names, len 3");
+    CHECK(eng_index_mark(slots, 16, (const uint8_t *)"z\0", 2, NULL) == ENG_E_ARG,
+          "mark NULL bits");
+    CHECK(eng_index_mark(slots, 12, (const uint8_t *)"z\0", 2, bits) == ENG_E_ARG,
+          "mark cap 12");
+    pos = 0;
+    CHECK_RC(ix_gather(slots, 16, bits, &pos, 8, 1 << 20, 64, 64, &o), ENG_OK, "gather unmarked");
+    CHECK(o.c.n == 2 && o.c.none_count == 1 && o.c.values_len == 2 &&
+          eng_index_find(slots, 16, o.names, 2) >= 0,
+          "gather unmarked: k1 and k3 (n %u)", o.c.n);
+    pos = 0;
+    CHECK_RC(ix_gather(slots, 16, all, &pos, 8, 1 << 20, 64, 64, &o), ENG_OK, "all marked");
+    CHECK(o.c.n == 0 && pos == 16, "all marked: nothing");
+
+    /* cuts: by entries, by target bytes, by buffer room; every entry exactly once */
+    for (pos = 0, rounds = 0; rounds < 10; rounds++) {
+        CHECK_RC(ix_gather(slots, 16, NULL, &pos, 1, 1 << 20, 64, 64, &o), ENG_OK, "one each");
+        if (o.c.n == 0) break;
+        total += o.c.n;
+        seen += o.c.names_len;
+    }
+    CHECK(total == 4 && seen == 13 && rounds == 4, "max_entries 1: 4 blocks of 1");
+    for (pos = 0, total = 0, rounds = 0; rounds < 10; rounds++) {
+        CHECK_RC(ix_gather(slots, 16, NULL, &pos, 8, 1, 64, 64, &o), ENG_OK, "target 1");
+        if (o.c.n == 0) break;
+        total += o.c.n;
+        CHECK(o.c.values_len >= 1 || pos == 16, "target 1: a block ends at its first value");
+    }
+    /* each of the two valued entries ends a block; the None entries after the last one
+     * in slot order (if any) make a third */
+    CHECK(total == 4 && rounds >= 2 && rounds <= 3,
+          "target 1: two valued entries end two blocks (%u)", rounds);
+    for (pos = 0, total = 0, rounds = 0; rounds < 10; rounds++) {
+        CHECK_RC(ix_gather(slots, 16, NULL, &pos, 8, 1 << 20, 64, 3, &o), ENG_OK, "values 3");
+        if (o.c.n == 0) break;
+        total += o.c.n;
+        CHECK(o.c.values_len <= 3, "values_cap 3 respected (%u)", o.c.values_len);
+    }
+    CHECK(total == 4 && rounds == 2, "values_cap 3: \"hi\" and \"abc\" in two blocks (%u)",
+          rounds);
+    pos = 0;
+    CHECK_RC(ix_gather(slots, 16, NULL, &pos, 8, 1 << 20, 2, 64, &o), ENG_E_ARG,
+             "names_cap 2: not even one name fits");
+    CHECK(pos == 0, "a refused gather leaves pos");
+
+    /* arguments */
+    pos = 0;
+    CHECK_RC(ix_gather(NULL, 16, NULL, &pos, 8, 1, 64, 64, &o), ENG_E_ARG, "columns NULL slots");
+    CHECK_RC(ix_gather(slots, 12, NULL, &pos, 8, 1, 64, 64, &o), ENG_E_ARG, "columns cap 12");
+    CHECK_RC(ix_gather(slots, 16, NULL, &pos, 0, 1, 64, 64, &o), ENG_E_ARG, "columns most 0");
+    pos = 17;
+    CHECK_RC(ix_gather(slots, 16, NULL, &pos, 8, 1, 64, 64, &o), ENG_E_ARG, "columns pos > cap");
+    CHECK_RC(eng_index_columns(slots, 16, NULL, NULL, 8, 1, o.versions, o.last_tx, o.lens,
+                               o.none_idx, o.names, 64, o.values, 64, &o.c), ENG_E_ARG,
+             "columns NULL pos");
+    pos = 0;
+    CHECK_RC(eng_index_columns(slots, 16, NULL, &pos, 8, 1, o.versions, o.last_tx, o.lens,
+                               o.none_idx, o.names, 64, NULL, 64, &o.c), ENG_E_ARG,
+             "columns NULL values");
+}
+
 int main(void) {
     test_xxh64();
     test_tx_roundtrip();
     test_tx_encode_args();
     test_seg_frame();
     test_seg_seal();
+    test_seal_parts();
     test_tx_errors();
     test_tx_find_stream();
     test_tx_truncation();
@@ -2055,6 +2212,7 @@ int main(void) {
     test_index_args();
     test_index_forged();
     test_index_corrupt();
+    test_index_snapshot();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail == 0 ? 0 : 1;
 }

@@ -12,12 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import formats
-from engine.errors import CorruptLogError
+from engine.errors import CorruptLogError, EngineError
 from engine.native import (
     FrameError,
     decode_tx,
     encode_tx,
     frame_records,
+    seal_parts,
     seal_segment,
 )
 
@@ -144,3 +145,18 @@ def test_seal_segment_matches_the_python_reference(head, body):
     want += struct.pack("<Q", xxhash.xxh64_intdigest(want)) + formats.SEG_END_MAGIC
     assert bytes(seal_segment(head, body)) == want
     assert bytes(seal_segment(head, memoryview(bytearray(body)))) == want
+
+
+@given(parts=st.lists(st.binary(max_size=300), min_size=1, max_size=6))
+def test_seal_parts_matches_the_python_reference(parts):
+    # a snapshot file: its header and body chunks, then the segment's footer layout
+    want = b"".join(parts)
+    want += struct.pack("<Q", xxhash.xxh64_intdigest(want)) + formats.SNAP_END_MAGIC
+    assert bytes(seal_parts(parts)) == want
+    assert bytes(seal_parts([memoryview(bytearray(p)) for p in parts])) == want
+    assert bytes(seal_parts(parts[:1] * 2)) == bytes(seal_segment(parts[0], parts[0]))
+
+
+def test_seal_parts_needs_a_part():
+    with pytest.raises(EngineError, match="sealing 0 parts"):
+        seal_parts([])

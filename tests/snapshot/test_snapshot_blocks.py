@@ -17,7 +17,7 @@ import engine
 from engine import formats
 from engine.model import EpochRecord
 from engine.native import xxh64
-from engine.snapshot import load_snapshot, write_snapshot
+from engine.snapshot import DICT_BLOCK_ENTRIES, load_snapshot, write_snapshot
 
 DB_ID = "9d0e2d4c-1b7a-4e0f-8a61-5b3c7d9e0f12"
 E_TRUNCATED, E_MAGIC, E_CHECKSUM, E_OVERRUN = -1, -2, -4, -5
@@ -262,7 +262,7 @@ def test_extra_valid_block_disagrees_with_header_counts(tmp_path, snap):
 
 
 def test_error_in_a_later_block_is_named(tmp_path):
-    n = formats.BLOCK_MAX_ENTRIES * 2 + 7
+    n = DICT_BLOCK_ENTRIES * 2 + 7
     state = {f"s{i}": (1, b"v%d" % i, 1 + i) for i in range(n)}
     data = _write(tmp_path, state)
     blocks = _split_blocks(_body(data))

@@ -9,7 +9,13 @@ import pytest
 import engine
 from engine import formats, layout
 from engine.model import EpochRecord
-from engine.snapshot import list_snapshots, load_snapshot, read_header, write_snapshot
+from engine.snapshot import (
+    DICT_BLOCK_ENTRIES,
+    list_snapshots,
+    load_snapshot,
+    read_header,
+    write_snapshot,
+)
 
 DB_ID = "0b5c2a3e-7a51-4c57-9d2e-2f6a3c0d9e11"
 HISTORY = (EpochRecord(1, 1, 1, 1700000000.5, "created"),
@@ -58,8 +64,8 @@ def test_round_trip_empty_state(tmp_path):
     assert (loaded.header.stream_count, loaded.header.block_count) == (0, 0)
 
 
-@pytest.mark.parametrize("n", [formats.BLOCK_MAX_ENTRIES, formats.BLOCK_MAX_ENTRIES + 1,
-                               2 * formats.BLOCK_MAX_ENTRIES + 123])
+@pytest.mark.parametrize("n", [DICT_BLOCK_ENTRIES, DICT_BLOCK_ENTRIES + 1,
+                               2 * DICT_BLOCK_ENTRIES + 123, formats.BLOCK_MAX_ENTRIES + 5])
 def test_round_trip_multi_block(tmp_path, n):
     state = {}
     for i in range(n):
@@ -69,7 +75,7 @@ def test_round_trip_multi_block(tmp_path, n):
     loaded = load_snapshot(info.path)
     assert loaded.state == state
     assert list(loaded.state) == list(state)  # order kept too
-    blocks = -(-n // formats.BLOCK_MAX_ENTRIES)
+    blocks = -(-n // DICT_BLOCK_ENTRIES)
     assert loaded.header.block_count == blocks
 
 
@@ -97,7 +103,7 @@ def test_database_round_trip_through_snapshot(open_db, db_path):
     assert info.streams == len(names)
     db.close()
     snap = load_snapshot(info.path)
-    assert snap.header.block_count == 2
+    assert snap.header.block_count == -(-len(names) // DICT_BLOCK_ENTRIES)
     assert {s: (e[1], e[0]) for s, e in snap.state.items()} == expected
     db = open_db(sync="none")
     assert {s: (db.get(s), db.version(s)) for s in names} == expected
