@@ -91,6 +91,44 @@ static uint64_t xxh_merge(uint64_t h, uint64_t v) {
     return h * P64_1 + P64_4;
 }
 
+/* The tail of XXH64: folds the last left (< 32) bytes at s into h (which already
+ * holds the converged lanes plus the total length) and avalanches. */
+static uint64_t xxh_finish(uint64_t h, const uint8_t *s, size_t left) {
+    while (left >= 8) {
+        h ^= xxh_round(0, ld64(s));
+        h = rotl64(h, 27) * P64_1 + P64_4;
+        s += 8;
+        left -= 8;
+    }
+    if (left >= 4) {
+        h ^= (uint64_t)ld32(s) * P64_1;
+        h = rotl64(h, 23) * P64_2 + P64_3;
+        s += 4;
+        left -= 4;
+    }
+    while (left > 0) {
+        h ^= (uint64_t)(*s) * P64_5;
+        h = rotl64(h, 11) * P64_1;
+        s++;
+        left--;
+    }
+    h ^= h >> 33;
+    h *= P64_2;
+    h ^= h >> 29;
+    h *= P64_3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* The four lanes folded into one hash (inputs of 32 bytes or more). */
+static uint64_t xxh_converge(uint64_t v1, uint64_t v2, uint64_t v3, uint64_t v4) {
+    uint64_t h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+    h = xxh_merge(h, v1);
+    h = xxh_merge(h, v2);
+    h = xxh_merge(h, v3);
+    return xxh_merge(h, v4);
+}
+
 /* Returns XXH64(p[0..n), seed). p may be NULL when n == 0. */
 uint64_t eng_xxh64(const void *p, size_t n, uint64_t seed) {
     const uint8_t *s = (const uint8_t *)p;
@@ -110,41 +148,53 @@ uint64_t eng_xxh64(const void *p, size_t n, uint64_t seed) {
             s += 32;
             left -= 32;
         } while (left >= 32);
-        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-        h = xxh_merge(h, v1);
-        h = xxh_merge(h, v2);
-        h = xxh_merge(h, v3);
-        h = xxh_merge(h, v4);
+        h = xxh_converge(v1, v2, v3, v4);
     } else {
         h = seed + P64_5;
     }
-    h += (uint64_t)n;
+    return xxh_finish(h + (uint64_t)n, s, left);
+}
 
-    while (left >= 8) {
-        h ^= xxh_round(0, ld64(s));
-        h = rotl64(h, 27) * P64_1 + P64_4;
-        s += 8;
-        left -= 8;
-    }
-    if (left >= 4) {
-        h ^= (uint64_t)ld32(s) * P64_1;
-        h = rotl64(h, 23) * P64_2 + P64_3;
-        s += 4;
-        left -= 4;
-    }
-    while (left > 0) {
-        h ^= (uint64_t)(*s) * P64_5;
-        h = rotl64(h, 11) * P64_1;
-        s++;
-        left--;
-    }
+uint64_t eng_xxh64_v(const uint8_t *const *parts, const size_t *lens, size_t n,
+                     uint64_t seed) {
+    uint64_t v1 = seed + P64_1 + P64_2, v2 = seed + P64_2, v3 = seed, v4 = seed - P64_1;
+    uint8_t carry[32];  /* bytes of an unfinished 32-byte stripe, across parts */
+    size_t held = 0, i;
+    uint64_t total = 0;
 
-    h ^= h >> 33;
-    h *= P64_2;
-    h ^= h >> 29;
-    h *= P64_3;
-    h ^= h >> 32;
-    return h;
+    for (i = 0; i < n; i++) {
+        const uint8_t *s = parts[i];
+        size_t left = lens[i];
+        if (left == 0) continue;  /* (s may be NULL then) */
+        total += (uint64_t)left;
+        if (held) {  /* finish the stripe the previous parts began */
+            size_t take = left < 32 - held ? left : 32 - held;
+            memcpy(carry + held, s, take);
+            held += take;
+            s += take;
+            left -= take;
+            if (held < 32) continue;
+            v1 = xxh_round(v1, ld64(carry));
+            v2 = xxh_round(v2, ld64(carry + 8));
+            v3 = xxh_round(v3, ld64(carry + 16));
+            v4 = xxh_round(v4, ld64(carry + 24));
+            held = 0;
+        }
+        while (left >= 32) {
+            v1 = xxh_round(v1, ld64(s));
+            v2 = xxh_round(v2, ld64(s + 8));
+            v3 = xxh_round(v3, ld64(s + 16));
+            v4 = xxh_round(v4, ld64(s + 24));
+            s += 32;
+            left -= 32;
+        }
+        if (left) {
+            memcpy(carry, s, left);
+            held = left;
+        }
+    }
+    return xxh_finish((total >= 32 ? xxh_converge(v1, v2, v3, v4) : seed + P64_5) + total,
+                      carry, held);
 }
 
 /* ------------------------- Shared column checks ------------------------- */
@@ -664,27 +714,6 @@ int64_t eng_seg_seal(const uint8_t *head, size_t head_len, const uint8_t *body,
         return ENG_E_ARG;
     memcpy(out, head, head_len);
     if (body_len) memcpy(out + head_len, body, body_len);
-    st64(out + end, eng_xxh64(out, end, 0));
-    memcpy(out + end + 8, ENG_SEG_END_MAGIC, 8);
-    return (int64_t)(end + ENG_SEG_FOOTER_SIZE);
-}
-
-int64_t eng_seal_parts(const uint8_t *const *parts, const size_t *lens, size_t n,
-                       uint8_t *out, size_t out_cap) {
-    size_t i, end = 0;
-
-    if (parts == NULL || lens == NULL || out == NULL || n == 0) return ENG_E_ARG;
-    for (i = 0; i < n; i++) {
-        if (parts[i] == NULL && lens[i] != 0) return ENG_E_ARG;
-        if (lens[i] > SIZE_MAX - end) return ENG_E_ARG;
-        end += lens[i];
-    }
-    if (end > SIZE_MAX - ENG_SEG_FOOTER_SIZE || out_cap < end + ENG_SEG_FOOTER_SIZE)
-        return ENG_E_ARG;
-    for (end = 0, i = 0; i < n; i++) {
-        if (lens[i]) memcpy(out + end, parts[i], lens[i]);
-        end += lens[i];
-    }
     st64(out + end, eng_xxh64(out, end, 0));
     memcpy(out + end + 8, ENG_SEG_END_MAGIC, 8);
     return (int64_t)(end + ENG_SEG_FOOTER_SIZE);

@@ -183,14 +183,6 @@ int64_t eng_seg_frame_v(const uint8_t *const *recs, const uint32_t *lens, uint32
 int64_t eng_seg_seal(const uint8_t *head, size_t head_len, const uint8_t *body,
                      size_t body_len, uint8_t *out, size_t out_cap);
 
-/* The same footer after n parts, copied one after the other into out[0..out_cap):
- * a whole snapshot file (its header, then the compressed chunks of its body; the
- * file's footer has the segment's layout, FORMAT.md section 4) without joining the
- * chunks first. Returns the bytes written (the parts' total + 16), or ENG_E_ARG (n
- * == 0, a NULL pointer with a non-zero length, out too small, a size overflow). */
-int64_t eng_seal_parts(const uint8_t *const *parts, const size_t *lens, size_t n,
-                       uint8_t *out, size_t out_cap);
-
 /* -------------------------------------------------------- snapshot block
  * The decompressed snapshot body is a sequence of blocks, each:
  *
@@ -252,5 +244,11 @@ int eng_block_decode(const uint8_t *buf, size_t len, eng_block_view *view);
 /* ---------------------------------------------------------------- xxh64 */
 /* XXH64 of p[0..n), equal to the reference xxHash implementation. */
 uint64_t eng_xxh64(const void *p, size_t n, uint64_t seed);
+
+/* XXH64 of parts[0][0..lens[0]), parts[1][0..lens[1]), ... taken as one input (a
+ * snapshot file's header and compressed chunks, hashed without joining them). A
+ * part may be NULL when its length is 0; parts and lens may be NULL when n == 0. */
+uint64_t eng_xxh64_v(const uint8_t *const *parts, const size_t *lens, size_t n,
+                     uint64_t seed);
 
 #endif /* ENGINE_FORMAT_H */

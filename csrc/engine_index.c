@@ -240,8 +240,14 @@ int eng_index_columns(const eng_slot *slots, uint64_t cap, const uint8_t *bits,
         size_t vlen = none ? 0 : s->value_len;
         if (s->hash == 0 || (bits != NULL && (bits[i / 8] & (1u << (i % 8))))) continue;
         if ((size_t)s->name_len + 1 > names_cap - nbytes || vlen > values_cap - vbytes) {
-            if (n == 0) return ENG_E_ARG;  /* not even one: the caller's buffers are short */
-            break;                         /* the block ends here; slot i comes next */
+            if (n == 0) {  /* not even one: say what this entry needs, leave *pos */
+                out->n = 0;
+                out->none_count = 0;
+                out->names_len = s->name_len + 1;
+                out->values_len = (uint32_t)vlen;
+                return ENG_E_ARG;
+            }
+            break;  /* the block ends here; slot i comes next */
         }
         memcpy(names + nbytes, s->name, s->name_len);
         names[nbytes + s->name_len] = 0;

@@ -86,8 +86,10 @@ typedef struct {
  * most the capacity of versions, last_tx, value_lens and none_idx), or the
  * values reach target_bytes (that entry included), or the next entry would not
  * fit names_cap or values_cap. *pos is advanced past the slots taken; out->n == 0
- * with *pos == cap means there are none left. Returns ENG_OK, or ENG_E_ARG (bad
- * arguments, or not even one entry fits the buffers: give larger ones). */
+ * with *pos == cap means there are none left. Returns ENG_OK, or ENG_E_ARG: bad
+ * arguments (out untouched), or not even one entry fits the buffers, when out
+ * holds n = 0 and the names_len and values_len that entry needs (*pos unchanged:
+ * call again with buffers that large). */
 int eng_index_columns(const eng_slot *slots, uint64_t cap, const uint8_t *bits,
                       uint64_t *pos, uint32_t max_entries, uint64_t target_bytes,
                       uint64_t *versions, uint64_t *last_tx, uint32_t *value_lens,

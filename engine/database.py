@@ -330,7 +330,8 @@ class Database:
             "group_buckets": GROUP_BUCKETS, "group_counts": group_counts,
             "snapshots": sn.taken, "snapshot_failures": sn.failures,
             "snapshot_seconds": sn.seconds_total, "snapshot_last_bytes": sn.last_bytes,
-            # an upper bound until the first snapshot folds the open-time index
+            # an upper bound after an indexed open (a stream written since open counts
+            # in both), exact once db.streams() has folded the index
             "state_streams": len(state.entries) + (len(base) if base is not None else 0),
             "log_bytes": log_bytes, "epoch": self._epoch, "last_tx": self._pipeline.last_tx,
             "last_position": self._pipeline.last_position,

@@ -133,7 +133,9 @@ def _index_state(snap: LoadedSnapshot | None, tail: list[tuple[int, bytes]],
                 f"snapshot {snap.header.path} holds {len(index)} distinct streams, its "
                 f"header says {snap.header.stream_count} (a name appears twice). "
                 "Move it aside to fall back to an older snapshot.")
-    tracked: dict[str, StateEntry] = {}  # the index holds streams only: tracking goes here
+    # put_tx indexes a record's events only: its tracking entries go here (the body's,
+    # which put_body indexes like any entry, are in the index)
+    tracked: dict[str, StateEntry] = {}
     for tx_id, record in tail:
         got = reader.checked(tx_id, lambda record=record: index.put_tx(record))  # type: ignore[misc]
         reader.follow(cont, tx_id, got.first_position, got.event_count)

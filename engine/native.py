@@ -16,7 +16,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Collection, Iterator, Sequence
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 from . import formats
@@ -391,21 +391,18 @@ def seal_segment(head: bytes, body: bytes | bytearray | memoryview) -> memoryvie
     return memoryview(ffi.buffer(out))
 
 
-def seal_parts(parts: Sequence[bytes | bytearray | memoryview]) -> memoryview:
-    """``parts`` one after the other, then the footer (XXH64 of all of them, the end
-    magic): a whole snapshot file from its header and its body's compressed chunks,
-    assembled in C in one buffer with the GIL released (eng_seal_parts), where
-    joining them in Python would copy the file twice, holding the GIL."""
-    n = len(parts)
-    lens = array("Q" if ffi.sizeof("size_t") == 8 else "I", map(len, parts))
-    size = sum(lens) + formats.SEG_FOOTER_SIZE
-    out = _unzeroed("uint8_t[]", size)
+def xxh64_parts(parts: Sequence[bytes | bytearray | memoryview], seed: int = 0) -> int:
+    """XXH64 of ``parts`` taken as one input, without joining them (eng_xxh64_v, the
+    GIL released): a snapshot file's checksum over its header and compressed chunks,
+    which are then written one by one rather than assembled in one buffer (whose
+    copy and, at the end, whose unmapping each held the GIL for milliseconds)."""
+    if not 0 <= seed <= formats.U64_MAX:
+        raise ValueError(f"seed must be in 0..2**64-1, got {seed}")
+    lens = array("Q" if ffi.sizeof("size_t") == 8 else "I",
+                 (memoryview(p).nbytes for p in parts))
     bufs = [ffi.from_buffer(p) for p in parts]  # each keeps its part pinned for the call
-    rc = lib.eng_seal_parts(ffi.new("uint8_t *[]", bufs), ffi.from_buffer("size_t[]", lens),
-                            n, out, size)
-    if rc != size:
-        raise EngineError(f"sealing {n} parts failed ({_code_message(int(rc))})")
-    return memoryview(ffi.buffer(out))
+    return int(lib.eng_xxh64_v(ffi.new("uint8_t *[]", bufs), ffi.from_buffer("size_t[]", lens),
+                               len(bufs), seed))
 
 
 def _decodes(rec: bytes | bytearray | memoryview) -> bool:
@@ -530,6 +527,10 @@ class IndexedTx(NamedTuple):
     tracking_count: int = 0  # the index skips tracking: the caller applies it
 
 
+# Names per eng_index_mark call (StateIndex.mark).
+_MARK_BATCH = 4096
+
+
 class StateIndex:
     """The C state index (csrc/engine_index.h): stream -> (version, value, last_tx)
     without a Python object per stream. Filled at open, then read-only.
@@ -607,16 +608,24 @@ class StateIndex:
         bits = bytearray((self._cap + 7) // 8)
         # surrogatepass: a name that is not valid UTF-8 cannot be in the index (its
         # names come from validated files), so its bytes simply never match
-        joined = "\0".join(names)
-        if joined.count("\0") != max(0, len(names) - 1):  # names never hold one
-            raise ValueError("a name to mark contains a NUL character")
-        if not joined:  # no names (or only the empty one, which is never a stream's)
-            return bits, 0
-        buf = (joined + "\0").encode("utf-8", "surrogatepass")
-        got = lib.eng_index_mark(self._slots, self._cap, buf, len(buf), ffi.from_buffer(bits))
-        if got < 0:  # pragma: no cover - the buffer is built ended above
-            raise EngineError(f"state index refused the names to mark: {_code_message(int(got))}")
-        return bits, int(got)
+        cbits = ffi.from_buffer(bits)
+        marked = 0
+        it = iter(names)
+        # In batches: one join (and encode) of every name changed since open would hold
+        # the GIL for ~100 ms at a million names; a batch of 4096 holds it well under 1.
+        while batch := list(islice(it, _MARK_BATCH)):
+            joined = "\0".join(batch)
+            if joined.count("\0") != len(batch) - 1:  # names never hold one
+                raise ValueError("a name to mark contains a NUL character")
+            if not joined:  # only the empty name, which is never a stream's
+                continue
+            buf = (joined + "\0").encode("utf-8", "surrogatepass")
+            got = lib.eng_index_mark(self._slots, self._cap, buf, len(buf), cbits)
+            if got < 0:  # pragma: no cover - the buffer is built ended above
+                raise EngineError(f"state index refused the names to mark: "
+                                  f"{_code_message(int(got))}")
+            marked += int(got)
+        return bits, marked
 
     def blocks(self, bits: bytearray | None = None) -> Iterator[memoryview]:
         """The index's entries, except those marked in ``bits``, as encoded snapshot
@@ -632,11 +641,12 @@ class StateIndex:
         lens = _unzeroed("uint32_t[]", most)
         none_idx = _unzeroed("uint32_t[]", most)
         names_cap = most * 64  # >= MAX_NAME_BYTES + 1: any one name fits
-        values_cap = formats.BLOCK_TARGET_BYTES + (1 << 16)  # grown once for a big value
-        grown = False
+        values_cap = formats.BLOCK_TARGET_BYTES + (1 << 16)  # grown for a bigger value
         names = _unzeroed("uint8_t[]", names_cap)
         values = _unzeroed("uint8_t[]", values_cap)
         out = _unzeroed("uint8_t[]", 1)
+        if bits is not None and len(bits) * 8 < self._cap:
+            raise ValueError(f"the bitmap holds {len(bits) * 8} bits for {self._cap} slots")
         cbits = ffi.NULL if bits is None else ffi.from_buffer(bits)
         pos = ffi.new("uint64_t *", 0)
         cols = ffi.new("eng_columns *")
@@ -644,17 +654,25 @@ class StateIndex:
             rc = lib.eng_index_columns(self._slots, self._cap, cbits, pos, most,
                                        formats.BLOCK_TARGET_BYTES, versions, last_tx, lens,
                                        none_idx, names, names_cap, values, values_cap, cols)
-            if rc == lib.ENG_E_ARG and not grown:
-                # one value did not fit: room for a block's worth plus the largest one
-                grown = True
-                values_cap = formats.BLOCK_TARGET_BYTES + formats.MAX_EVENT_BYTES
-                values = _unzeroed("uint8_t[]", values_cap)
+            if rc == lib.ENG_E_ARG and cols.n == 0 and (cols.names_len > names_cap
+                                                        or cols.values_len > values_cap):
+                # one entry did not fit (a custom reducer's value may pass MAX_EVENT_BYTES):
+                # C said what it needs; room for that, and for a block's worth beside it
+                if cols.names_len > names_cap:
+                    names_cap = cols.names_len
+                    names = _unzeroed("uint8_t[]", names_cap)
+                if cols.values_len > values_cap:
+                    values_cap = min(0xFFFFFFFF, formats.BLOCK_TARGET_BYTES
+                                     + cols.values_len)
+                    values = _unzeroed("uint8_t[]", values_cap)
                 continue
             if rc != 0:
                 raise EngineError(f"state index could not be cut into snapshot blocks: "
                                   f"{_code_message(int(rc))}")
             n = cols.n
             if n == 0:
+                if pos[0] != self._cap:  # pragma: no cover - C returns n == 0 only at the end
+                    raise EngineError("state index cut stopped before its end: a bug")
                 return  # every slot visited
             size = lib.eng_block_encoded_size(n, cols.none_count, cols.names_len,
                                               cols.values_len)

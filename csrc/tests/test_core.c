@@ -446,43 +446,31 @@ static void test_seg_seal(void) {
              "seg seal: footer overflow");
 }
 
-static void test_seal_parts(void) {
-    uint8_t a[3] = {1, 2, 3}, b[4] = {4, 5, 6, 7}, out[40], want[7];
-    const uint8_t *parts[4] = {a, NULL, b, a};
-    size_t lens[4] = {3, 0, 4, 0};
-    int64_t r;
+static void test_xxh64_v(void) {
+    uint8_t buf[100];
+    size_t i, a, b, n;
+    int bad = 0;
 
-    memcpy(want, a, 3);
-    memcpy(want + 3, b, 4);
-    memset(out, 0xA5, sizeof out);
-    r = eng_seal_parts(parts, lens, 4, out, 23);
-    CHECK_RC(r, 23, "seal parts: bytes written (exact fit, empty and NULL empty parts)");
-    CHECK(memcmp(out, want, 7) == 0, "seal parts: the parts in order");
-    CHECK(get64(out + 7) == eng_xxh64(want, 7, 0), "seal parts: footer checksum");
-    CHECK(memcmp(out + 15, ENG_SEG_END_MAGIC, 8) == 0, "seal parts: end magic");
-    CHECK(out[23] == 0xA5, "seal parts: wrote past its size");
-    {   /* the same bytes as eng_seg_seal of head a and body b */
-        uint8_t seg[40];
-        CHECK(eng_seg_seal(a, 3, b, 4, seg, sizeof seg) == 23 && memcmp(seg, out, 23) == 0,
-              "seal parts equals seg seal for two parts");
+    for (i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 37 + 11);
+    /* every split of every prefix into three parts (some empty) equals the one-shot */
+    for (n = 0; n <= sizeof buf; n++) {
+        for (a = 0; a <= n; a++) {
+            for (b = a; b <= n; b++) {
+                const uint8_t *parts[3] = {buf, buf + a, buf + b};
+                size_t lens[3] = {a, b - a, n - b};
+                if (eng_xxh64_v(parts, lens, 3, 7) != eng_xxh64(buf, n, 7)) bad++;
+            }
+        }
     }
-    CHECK_RC(eng_seal_parts(parts, lens, 4, out, 22), ENG_E_ARG, "seal parts: out one short");
-    CHECK_RC(eng_seal_parts(parts, lens, 0, out, sizeof out), ENG_E_ARG, "seal parts: n 0");
-    CHECK_RC(eng_seal_parts(NULL, lens, 4, out, sizeof out), ENG_E_ARG, "seal parts: NULL parts");
-    CHECK_RC(eng_seal_parts(parts, NULL, 4, out, sizeof out), ENG_E_ARG, "seal parts: NULL lens");
-    CHECK_RC(eng_seal_parts(parts, lens, 4, NULL, sizeof out), ENG_E_ARG, "seal parts: NULL out");
-    lens[1] = 2;
-    CHECK_RC(eng_seal_parts(parts, lens, 4, out, sizeof out), ENG_E_ARG,
-             "seal parts: NULL part with a length");
-    lens[1] = SIZE_MAX;
-    parts[1] = b;
-    CHECK_RC(eng_seal_parts(parts, lens, 4, out, sizeof out), ENG_E_ARG,
-             "seal parts: size overflow");
-    lens[1] = SIZE_MAX - 10;
-    lens[2] = 0;
-    lens[0] = 0;
-    CHECK_RC(eng_seal_parts(parts, lens, 4, out, sizeof out), ENG_E_ARG,
-             "seal parts: footer overflow");
+    CHECK(bad == 0, "xxh64_v: %d splits differ from the one-shot hash", bad);
+    {
+        const uint8_t *parts[4] = {NULL, buf, NULL, buf + 40};
+        size_t lens[4] = {0, 40, 0, 60};
+        CHECK(eng_xxh64_v(parts, lens, 4, 0) == eng_xxh64(buf, 100, 0),
+              "xxh64_v: NULL empty parts");
+    }
+    CHECK(eng_xxh64_v(NULL, NULL, 0, 0) == eng_xxh64(NULL, 0, 0), "xxh64_v: no parts");
+    CHECK(eng_xxh64_v(NULL, NULL, 0, 0) == 0xEF46DB3751D8E999ULL, "xxh64_v: empty reference");
 }
 
 static void test_tx_encode_args(void) {
@@ -2174,6 +2162,22 @@ static void test_index_snapshot(void) {
     CHECK_RC(ix_gather(slots, 16, NULL, &pos, 8, 1 << 20, 2, 64, &o), ENG_E_ARG,
              "names_cap 2: not even one name fits");
     CHECK(pos == 0, "a refused gather leaves pos");
+    CHECK(o.c.n == 0 && o.c.names_len >= 3 && o.c.names_len <= 5 && o.c.values_len <= 3,
+          "a refused gather says what the entry needs (names %u, values %u)",
+          o.c.names_len, o.c.values_len);
+    {   /* a value larger than values_cap, with room for the name: its size is told */
+        uint64_t p2 = 0;
+        int found = 0;
+        for (p2 = 0; p2 < 16 && !found; p2++) {
+            uint64_t q = p2;
+            if (slots[p2].hash == 0 || slots[p2].value_len != 3) continue;
+            CHECK_RC(ix_gather(slots, 16, NULL, &q, 8, 1 << 20, 64, 2, &o), ENG_E_ARG,
+                     "values_cap 2 at \"abc\"");
+            CHECK(o.c.values_len == 3 && q == p2, "needs 3 value bytes, pos kept");
+            found = 1;
+        }
+        CHECK(found, "the 3-byte value's slot was found");
+    }
 
     /* arguments */
     pos = 0;
@@ -2197,7 +2201,7 @@ int main(void) {
     test_tx_encode_args();
     test_seg_frame();
     test_seg_seal();
-    test_seal_parts();
+    test_xxh64_v();
     test_tx_errors();
     test_tx_find_stream();
     test_tx_truncation();

@@ -70,8 +70,9 @@ class DatabaseCollector(Collector):
                                   value=s["snapshot_seconds"])
         yield GaugeMetricFamily("engine_snapshot_last_bytes", "Size of the last snapshot.",
                                 value=s["snapshot_last_bytes"])
-        yield GaugeMetricFamily("engine_state_streams", "Streams in the state (an upper bound "
-                                "until the first snapshot after open).",
+        yield GaugeMetricFamily("engine_state_streams", "Streams in the state (after an "
+                                "indexed open an upper bound: a stream written since "
+                                "open counts twice).",
                                 value=s["state_streams"])
         yield GaugeMetricFamily("engine_log_bytes", "Size of the log's data file.",
                                 value=s["log_bytes"])

@@ -12,14 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import formats
-from engine.errors import CorruptLogError, EngineError
+from engine.errors import CorruptLogError
 from engine.native import (
     FrameError,
     decode_tx,
     encode_tx,
     frame_records,
-    seal_parts,
     seal_segment,
+    xxh64_parts,
 )
 
 
@@ -147,16 +147,13 @@ def test_seal_segment_matches_the_python_reference(head, body):
     assert bytes(seal_segment(head, memoryview(bytearray(body)))) == want
 
 
-@given(parts=st.lists(st.binary(max_size=300), min_size=1, max_size=6))
-def test_seal_parts_matches_the_python_reference(parts):
-    # a snapshot file: its header and body chunks, then the segment's footer layout
-    want = b"".join(parts)
-    want += struct.pack("<Q", xxhash.xxh64_intdigest(want)) + formats.SNAP_END_MAGIC
-    assert bytes(seal_parts(parts)) == want
-    assert bytes(seal_parts([memoryview(bytearray(p)) for p in parts])) == want
-    assert bytes(seal_parts(parts[:1] * 2)) == bytes(seal_segment(parts[0], parts[0]))
+@given(parts=st.lists(st.binary(max_size=300), max_size=6), seed=st.integers(0, 2**64 - 1))
+def test_xxh64_parts_is_the_hash_of_the_joined_parts(parts, seed):
+    want = xxhash.xxh64_intdigest(b"".join(parts), seed)
+    assert xxh64_parts(parts, seed) == want
+    assert xxh64_parts([memoryview(bytearray(p)) for p in parts], seed) == want
 
 
-def test_seal_parts_needs_a_part():
-    with pytest.raises(EngineError, match="sealing 0 parts"):
-        seal_parts([])
+def test_xxh64_parts_refuses_a_bad_seed():
+    with pytest.raises(ValueError, match="seed"):
+        xxh64_parts([b"x"], -1)
