@@ -2072,13 +2072,36 @@ typedef struct {
 } ix_cols;
 
 /* Gathers from *pos with the given limits and round-trips the columns through
- * eng_block_encode/eng_block_decode; returns eng_index_columns's rc. */
+ * eng_block_encode/eng_block_decode; returns eng_index_columns's rc. The name and
+ * value buffers C writes are heap blocks of exactly ncap and vcap bytes (and the
+ * column arrays of exactly most entries), so AddressSanitizer sees any overrun;
+ * what was written is copied into *o. */
 static int ix_gather(const eng_slot *slots, uint64_t cap, const uint8_t *bits, uint64_t *pos,
                      uint32_t most, uint64_t target, size_t ncap, size_t vcap, ix_cols *o) {
     int rc;
+    size_t cols = most ? most : 1;
+    uint8_t *names = malloc(ncap ? ncap : 1), *values = malloc(vcap ? vcap : 1);
+    uint64_t *vers = malloc(cols * 8), *last = malloc(cols * 8);
+    uint32_t *lens = malloc(cols * 4), *none = malloc(cols * 4);
+    if (!names || !values || !vers || !last || !lens || !none) exit(2);
     memset(o, 0xAB, sizeof *o);
-    rc = eng_index_columns(slots, cap, bits, pos, most, target, o->versions, o->last_tx,
-                           o->lens, o->none_idx, o->names, ncap, o->values, vcap, &o->c);
+    rc = eng_index_columns(slots, cap, bits, pos, most, target, vers, last, lens, none, names,
+                           ncap, values, vcap, &o->c);
+    if (rc == ENG_OK && o->c.n <= 8 && o->c.names_len <= sizeof o->names &&
+        o->c.values_len <= sizeof o->values) {
+        memcpy(o->versions, vers, o->c.n * 8);
+        memcpy(o->last_tx, last, o->c.n * 8);
+        memcpy(o->lens, lens, o->c.n * 4);
+        memcpy(o->none_idx, none, o->c.none_count * 4);
+        memcpy(o->names, names, o->c.names_len);
+        memcpy(o->values, values, o->c.values_len);
+    }
+    free(names);
+    free(values);
+    free(vers);
+    free(last);
+    free(lens);
+    free(none);
     if (rc == ENG_OK && o->c.n > 0) {
         uint8_t out[512];
         eng_block_view v;
