@@ -604,7 +604,7 @@ class StateIndex:
         """A bitmap (one bit per slot) marking the slots of ``names`` (those the index
         holds; others are skipped), and how many distinct slots it marked: the
         entries a snapshot takes from elsewhere (what changed since open). One C call
-        for all of them, with the GIL released."""
+        (the GIL released) per batch of 4096 names."""
         bits = bytearray((self._cap + 7) // 8)
         # surrogatepass: a name that is not valid UTF-8 cannot be in the index (its
         # names come from validated files), so its bytes simply never match
@@ -629,9 +629,9 @@ class StateIndex:
 
     def blocks(self, bits: bytearray | None = None) -> Iterator[memoryview]:
         """The index's entries, except those marked in ``bits``, as encoded snapshot
-        blocks (the cut ``snapshot.write_snapshot`` makes of a dict: at most
-        BLOCK_MAX_ENTRIES entries, values cut once past BLOCK_TARGET_BYTES), each
-        gathered and encoded in C with the GIL released. The index must stay alive
+        blocks (at most BLOCK_MAX_ENTRIES entries, cut once their values pass
+        BLOCK_TARGET_BYTES or where the gathering buffers end), each gathered and
+        encoded in C with the GIL released. The index must stay alive
         and unchanged meanwhile (it is read-only after open). Each block is a view of
         one buffer reused for the next: consume it before asking for the next (a
         buffer per block left the process holding their memory after the snapshot)."""
