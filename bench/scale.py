@@ -116,7 +116,7 @@ def memory() -> dict[str, float]:
             key, _, rest = line.partition(":")
             if key in names:
                 out[names[key] + "_mib"] = round(int(rest.split()[0]) / 1024, 1)
-    out["private_mib"] = round(out.pop("anon_mib") + out.pop("shmem_mib"), 1)
+    out["private_mib"] = round(out.pop("anon_mib", 0.0) + out.pop("shmem_mib", 0.0), 1)
     return out  # {"rss_mib": ..., "hwm_mib": ..., "private_mib": ...}
 
 

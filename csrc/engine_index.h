@@ -18,7 +18,10 @@
 
 #include "engine_format.h"  /* eng_tx_view */
 
-/* value_len of an entry whose value is None (real values are at most 16 MiB). */
+/* value_len of an entry whose value is None. Real values are shorter: an event's
+ * data is at most 16 MiB, and a custom reducer's folded value (indexed when the
+ * database is reopened with the default reducer) must stay under 4 GiB, as a
+ * snapshot block's u32 lengths require. */
 #define ENG_VALUE_NONE 0xFFFFFFFFu
 
 typedef struct {

@@ -398,9 +398,8 @@ def xxh64_parts(parts: Sequence[bytes | bytearray | memoryview], seed: int = 0) 
     copy and, at the end, whose unmapping each held the GIL for milliseconds)."""
     if not 0 <= seed <= formats.U64_MAX:
         raise ValueError(f"seed must be in 0..2**64-1, got {seed}")
-    lens = array("Q" if ffi.sizeof("size_t") == 8 else "I",
-                 (memoryview(p).nbytes for p in parts))
     bufs = [ffi.from_buffer(p) for p in parts]  # each keeps its part pinned for the call
+    lens = array("Q" if ffi.sizeof("size_t") == 8 else "I", map(ffi.sizeof, bufs))
     return int(lib.eng_xxh64_v(ffi.new("uint8_t *[]", bufs), ffi.from_buffer("size_t[]", lens),
                                len(bufs), seed))
 
@@ -657,7 +656,8 @@ class StateIndex:
             if rc == lib.ENG_E_ARG and cols.n == 0 and (cols.names_len > names_cap
                                                         or cols.values_len > values_cap):
                 # one entry did not fit (a custom reducer's value may pass MAX_EVENT_BYTES):
-                # C said what it needs; room for that, and for a block's worth beside it
+                # C said what it needs: names to exactly that, values to that plus a
+                # block's worth
                 if cols.names_len > names_cap:
                     names_cap = cols.names_len
                     names = _unzeroed("uint8_t[]", names_cap)

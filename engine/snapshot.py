@@ -107,7 +107,8 @@ DICT_BLOCK_ENTRIES = 2048
 def _blocks_of(state: dict[str, StateEntry]) -> Iterator[list[tuple[str, StateEntry]]]:
     """Cut the state into blocks of at most DICT_BLOCK_ENTRIES entries whose values
     pass BLOCK_TARGET_BYTES by at most one value (so a block's u32 lengths never
-    overflow: one value is at most MAX_EVENT_BYTES)."""
+    overflow while each value is under 4 GiB: an event's data is at most
+    MAX_EVENT_BYTES, a custom reducer's folded value may be larger)."""
     items = iter(state.items())
     while True:
         part = list(islice(items, DICT_BLOCK_ENTRIES))
