@@ -85,6 +85,14 @@ static uint64_t xxh_round(uint64_t acc, uint64_t lane) {
     return acc * P64_1;
 }
 
+/* One 32-byte stripe at p folded into the four lane accumulators. */
+static void xxh_stripe(uint64_t v[4], const uint8_t *p) {
+    v[0] = xxh_round(v[0], ld64(p));
+    v[1] = xxh_round(v[1], ld64(p + 8));
+    v[2] = xxh_round(v[2], ld64(p + 16));
+    v[3] = xxh_round(v[3], ld64(p + 24));
+}
+
 /* Folds one of the four lane accumulators into the converged hash. */
 static uint64_t xxh_merge(uint64_t h, uint64_t v) {
     h ^= xxh_round(0, v);
@@ -121,12 +129,20 @@ static uint64_t xxh_finish(uint64_t h, const uint8_t *s, size_t left) {
 }
 
 /* The four lanes folded into one hash (inputs of 32 bytes or more). */
-static uint64_t xxh_converge(uint64_t v1, uint64_t v2, uint64_t v3, uint64_t v4) {
-    uint64_t h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-    h = xxh_merge(h, v1);
-    h = xxh_merge(h, v2);
-    h = xxh_merge(h, v3);
-    return xxh_merge(h, v4);
+static uint64_t xxh_converge(const uint64_t v[4]) {
+    uint64_t h = rotl64(v[0], 1) + rotl64(v[1], 7) + rotl64(v[2], 12) + rotl64(v[3], 18);
+    h = xxh_merge(h, v[0]);
+    h = xxh_merge(h, v[1]);
+    h = xxh_merge(h, v[2]);
+    return xxh_merge(h, v[3]);
+}
+
+/* The lanes' starting values for seed. */
+static void xxh_lanes(uint64_t v[4], uint64_t seed) {
+    v[0] = seed + P64_1 + P64_2;
+    v[1] = seed + P64_2;
+    v[2] = seed;
+    v[3] = seed - P64_1;
 }
 
 /* Returns XXH64(p[0..n), seed). p may be NULL when n == 0. */
@@ -136,19 +152,14 @@ uint64_t eng_xxh64(const void *p, size_t n, uint64_t seed) {
     uint64_t h;
 
     if (left >= 32) {
-        uint64_t v1 = seed + P64_1 + P64_2;
-        uint64_t v2 = seed + P64_2;
-        uint64_t v3 = seed;
-        uint64_t v4 = seed - P64_1;
+        uint64_t v[4];
+        xxh_lanes(v, seed);
         do {
-            v1 = xxh_round(v1, ld64(s));
-            v2 = xxh_round(v2, ld64(s + 8));
-            v3 = xxh_round(v3, ld64(s + 16));
-            v4 = xxh_round(v4, ld64(s + 24));
+            xxh_stripe(v, s);
             s += 32;
             left -= 32;
         } while (left >= 32);
-        h = xxh_converge(v1, v2, v3, v4);
+        h = xxh_converge(v);
     } else {
         h = seed + P64_5;
     }
@@ -157,11 +168,12 @@ uint64_t eng_xxh64(const void *p, size_t n, uint64_t seed) {
 
 uint64_t eng_xxh64_v(const uint8_t *const *parts, const size_t *lens, size_t n,
                      uint64_t seed) {
-    uint64_t v1 = seed + P64_1 + P64_2, v2 = seed + P64_2, v3 = seed, v4 = seed - P64_1;
+    uint64_t v[4];
     uint8_t carry[32];  /* bytes of an unfinished 32-byte stripe, across parts */
     size_t held = 0, i;
     uint64_t total = 0;
 
+    xxh_lanes(v, seed);
     for (i = 0; i < n; i++) {
         const uint8_t *s = parts[i];
         size_t left = lens[i];
@@ -174,17 +186,11 @@ uint64_t eng_xxh64_v(const uint8_t *const *parts, const size_t *lens, size_t n,
             s += take;
             left -= take;
             if (held < 32) continue;
-            v1 = xxh_round(v1, ld64(carry));
-            v2 = xxh_round(v2, ld64(carry + 8));
-            v3 = xxh_round(v3, ld64(carry + 16));
-            v4 = xxh_round(v4, ld64(carry + 24));
+            xxh_stripe(v, carry);
             held = 0;
         }
         while (left >= 32) {
-            v1 = xxh_round(v1, ld64(s));
-            v2 = xxh_round(v2, ld64(s + 8));
-            v3 = xxh_round(v3, ld64(s + 16));
-            v4 = xxh_round(v4, ld64(s + 24));
+            xxh_stripe(v, s);
             s += 32;
             left -= 32;
         }
@@ -193,7 +199,7 @@ uint64_t eng_xxh64_v(const uint8_t *const *parts, const size_t *lens, size_t n,
             held = left;
         }
     }
-    return xxh_finish((total >= 32 ? xxh_converge(v1, v2, v3, v4) : seed + P64_5) + total,
+    return xxh_finish((total >= 32 ? xxh_converge(v) : seed + P64_5) + total,
                       carry, held);
 }
 

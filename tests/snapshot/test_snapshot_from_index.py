@@ -77,12 +77,19 @@ def test_marking_counts_each_indexed_name_once(tmp_path):
     assert list(index.blocks(bits)) == []  # everything marked: nothing left to cut
 
 
-def test_the_first_snapshot_after_an_indexed_open_keeps_the_index(tmp_path):
-    path = str(tmp_path / "db")
+def _snapshotted(path: str, streams: int) -> None:
+    """A database of ``streams`` streams (s0 = b"0", s1 = b"1", ...) and a snapshot of
+    them, so that the next default open indexes it."""
     with engine.open(path) as db:
         with db.transaction() as tx:
-            tx.extend((f"s{i}", "set", b"v%d" % i) for i in range(300))
+            tx.extend((f"s{i}", "set", b"%d" % i) for i in range(streams))
         db.snapshot()
+
+
+def test_the_first_snapshot_after_an_indexed_open_keeps_the_index(tmp_path):
+    path = str(tmp_path / "db")
+    _snapshotted(path, 300)
+    with engine.open(path) as db:
         db.append("s1", "delete", b"")
         db.append("late", "set", b"L")
     with engine.open(path) as db:
@@ -139,10 +146,7 @@ def test_snapshots_while_the_index_is_folded_and_written_over(tmp_path):
     # writer commits: every snapshot still holds every stream (a capture that read
     # the index outside the lock would lose the ones nobody wrote)
     path = str(tmp_path / "db")
-    with engine.open(path) as db:
-        with db.transaction() as tx:
-            tx.extend((f"s{i}", "set", b"%d" % i) for i in range(20_000))
-        db.snapshot()
+    _snapshotted(path, 20_000)
     with engine.open(path, keep_snapshots=10) as db:
         assert db._pipeline.state.base is not None
         stop = threading.Event()
