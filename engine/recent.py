@@ -16,8 +16,8 @@ without a backup running (``bench/backup_overhead_ab.py``; README, "Log backup")
 - here the producer takes no lock (a count and one ``list.append``: ~0.8 us in place,
   against 1.5-2.7 us) and the consumer works in a handful of C-level calls per read,
   whatever the number of records: the uploader in 15 of 1,029 GIL-holding samples,
-  and committers at 0.92-0.97x with a backup running (paired medians of six A/B
-  runs; 0.89x before, same day).
+  and committers at 0.89-0.97x with a backup running (paired medians of eight A/B
+  runs, median 0.94x; 0.89x before in one run the same day).
 
 The layout is a single-producer, single-consumer queue that relies only on what one
 C-level call does atomically under the GIL (``list.append``, ``list.extend`` of a
