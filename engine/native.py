@@ -528,6 +528,10 @@ class IndexedTx(NamedTuple):
 
 # Names per eng_index_mark call (StateIndex.mark).
 _MARK_BATCH = 4096
+# The end of every error of a snapshot written from the index that only a bug can cause.
+_SNAPSHOT_BUG = (": a bug in the engine, not damage on disk; no snapshot was written and "
+                 "the database is unchanged. Please report it; meanwhile `db.streams()` folds "
+                 "the index into a dict, after which `db.snapshot()` writes from the dict")
 
 
 class StateIndex:
@@ -621,8 +625,8 @@ class StateIndex:
             buf = (joined + "\0").encode("utf-8", "surrogatepass")
             got = lib.eng_index_mark(self._slots, self._cap, buf, len(buf), cbits)
             if got < 0:  # pragma: no cover - the buffer is built ended above
-                raise EngineError(f"state index refused the names to mark: "
-                                  f"{_code_message(int(got))}")
+                raise EngineError(f"state index refused the names to mark "
+                                  f"({_code_message(int(got))}){_SNAPSHOT_BUG}")
             marked += int(got)
         return bits, marked
 
@@ -667,12 +671,12 @@ class StateIndex:
                     values = _unzeroed("uint8_t[]", values_cap)
                 continue
             if rc != 0:
-                raise EngineError(f"state index could not be cut into snapshot blocks: "
-                                  f"{_code_message(int(rc))}")
+                raise EngineError(f"state index could not be cut into snapshot blocks "
+                                  f"({_code_message(int(rc))}){_SNAPSHOT_BUG}")
             n = cols.n
             if n == 0:
                 if pos[0] != self._cap:  # pragma: no cover - C returns n == 0 only at the end
-                    raise EngineError("state index cut stopped before its end: a bug")
+                    raise EngineError(f"state index cut stopped before its end{_SNAPSHOT_BUG}")
                 return  # every slot visited
             size = lib.eng_block_encoded_size(n, cols.none_count, cols.names_len,
                                               cols.values_len)
@@ -682,7 +686,8 @@ class StateIndex:
                                        names, cols.names_len, values, cols.values_len, out,
                                        size)
             if got != size:  # pragma: no cover - the columns come from the index
-                raise EngineError(f"C encoder refused an index block: {_code_message(int(got))}")
+                raise EngineError(f"C encoder refused an index block "
+                                  f"({_code_message(int(got))}){_SNAPSHOT_BUG}")
             yield memoryview(ffi.buffer(out, size))
 
 
