@@ -109,7 +109,8 @@ class Database:
     def _open(self, options: Options, undo: list[Callable[[], None]]) -> None:
         """The steps of open after the lock; each registers in ``undo`` how to release
         what it took (``__init__`` runs them, newest first, if a later step fails)."""
-        plan = plan_open(self.path, create=options.create)
+        plan = plan_open(self.path, create=options.create,
+                         indexed=options.reducer is None)
         apply_set_aside(plan)
         log_kwargs: dict[str, Any] = {"sync": options.sync}
         if options.map_size:

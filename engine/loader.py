@@ -17,9 +17,14 @@ checks (key, epoch, gap-free continuation from the snapshot).
 from __future__ import annotations
 
 import gc
+import queue
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import CorruptSnapshotError
 from .log import LogStore
@@ -30,8 +35,12 @@ from .ops.plan import OpenPlan
 from .snapshot import LoadedSnapshot, build_state
 from .state import State, StateEntry, tracking_entries
 
+_T = TypeVar("_T")
+
 # A tail up to max(this, 2x the snapshot body) is indexed, not built.
 LAZY_TAIL_BYTES = 64 << 20
+# Records the read-ahead thread may hold that the loader has not taken yet.
+READ_AHEAD_RECORDS = 64
 
 
 @dataclass(frozen=True)
@@ -82,32 +91,36 @@ def _load(plan: OpenPlan, log: LogStore, reducer: Reducer | None, where: str) ->
     start_pos = snap.header.last_position if snap else info.base_position
     cont = Continuity(start_tx, start_pos)
     budget = max(LAZY_TAIL_BYTES, 2 * len(snap.body)) if snap else LAZY_TAIL_BYTES
-    kept: list[tuple[int, bytes]] | None = [] if reducer is None else None
+    indexed = _IndexedTail(snap, reader, cont) if reducer is None else None
     eager: State | None = None if reducer is None else State(
         snap.state if snap else {}, reducer)
     # The tail's tree pages are checked with plain reads first: LMDB aborts the process
     # on a zeroed leaf it meets while iterating (docs/FORMAT.md, section 3).
     if plan.pages_checked_from is None or plan.pages_checked_from > start_tx + 1:
         log.check_pages_from(start_tx + 1)  # not twice: the plan's lineage read did it
-    for tx_id, rec in log.iter_range(start_tx + 1):
-        if kept is not None:
-            kept.append((tx_id, rec))
-            budget -= len(rec)
-            if budget >= 0:
-                continue
-            eager = State(snap.state if snap else {}, reducer)
-            pending, kept = kept, None
-        else:
-            pending = [(tx_id, rec)]
-        assert eager is not None
-        for t, r in pending:
-            cols = reader.decode(t, r)
-            reader.follow(cont, t, cols.first_position, len(cols.streams))
-            eager.replay(cols)
-    if kept is not None:
-        state = _index_state(snap, kept, reader, cont)
+    with read_ahead(log.iter_range(start_tx + 1)) as records:
+        for tx_id, rec in records:
+            if indexed is not None:
+                budget -= len(rec)
+                if budget >= 0:
+                    indexed.put(tx_id, rec)
+                    continue
+                # Past the budget: the state is built as a dict after all, from the
+                # snapshot and every record so far, checked again from the start.
+                eager = State(snap.state if snap else {}, reducer)
+                cont = Continuity(start_tx, start_pos)
+                pending, indexed = [*indexed.tail, (tx_id, rec)], None
+            else:
+                pending = [(tx_id, rec)]
+            assert eager is not None
+            for t, r in pending:
+                cols = reader.decode(t, r)
+                reader.follow(cont, t, cols.first_position, len(cols.streams))
+                eager.replay(cols)
+    if indexed is not None:
+        state = indexed.state()
     else:
-        assert eager is not None  # kept is None only once the eager state exists
+        assert eager is not None  # indexed is None only once the eager state exists
         state = eager
     assert cont.position is not None  # RAISE never lets a damaged record through
     return Loaded(db_id=info.db_id, epoch=info.epoch, base_tx=info.base_tx,
@@ -116,36 +129,119 @@ def _load(plan: OpenPlan, log: LogStore, reducer: Reducer | None, where: str) ->
                   state=state)
 
 
-def _index_state(snap: LoadedSnapshot | None, tail: list[tuple[int, bytes]],
-                 reader: LogReader, cont: Continuity) -> State:
+class _IndexedTail:
     """Open without a Python object per stream: the snapshot body and the tail's
-    records are indexed in C (default reducer), and kept as the state's base."""
-    if snap is None and not tail:  # nothing to index: an empty dict answers faster
-        return State({}, None)
-    tail_events = sum(event_count_hint(rec) for _, rec in tail)
-    # Sized for the snapshot's streams plus some new ones from the tail (most tail
-    # events update streams that exist); it grows if that guess is short.
-    index = StateIndex((snap.header.stream_count if snap else 0) + tail_events // 4)
-    if snap is not None:
-        index.put_body(snap.body)
-        if len(index) != snap.header.stream_count:
-            raise CorruptSnapshotError(
-                f"snapshot {snap.header.path} holds {len(index)} distinct streams, its "
-                f"header says {snap.header.stream_count} (a name appears twice). "
-                "Move it aside to fall back to an older snapshot.")
-    # put_tx indexes a record's events only: its tracking entries go here (the body's,
-    # which put_body indexes like any entry, are in the index)
-    tracked: dict[str, StateEntry] = {}
-    for tx_id, record in tail:
-        got = reader.checked(tx_id, lambda record=record: index.put_tx(record))  # type: ignore[misc]
-        reader.follow(cont, tx_id, got.first_position, got.event_count)
+    records are indexed in C (default reducer), and kept as the state's base. Each
+    record is indexed as it is read (:meth:`put`), while the next ones are read
+    beside it (:func:`read_ahead`)."""
+
+    def __init__(self, snap: LoadedSnapshot | None, reader: LogReader,
+                 cont: Continuity) -> None:
+        self._snap = snap
+        self._reader = reader
+        self._cont = cont
+        self.tail: list[tuple[int, bytes]] = []  # every record put, kept for build()
+        # put_tx indexes a record's events only: its tracking entries go here (the
+        # body's, which put_body indexes like any entry, are in the index)
+        self._tracked: dict[str, StateEntry] = {}
+        self._index: StateIndex | None = None
+        if snap is not None:
+            if snap.index is not None:
+                index = snap.index  # the plan indexed the body as it loaded it
+            else:
+                # Sized for the snapshot's streams and some new ones from the tail
+                # (most tail events update streams that exist); it grows if short.
+                index = StateIndex(snap.header.stream_count * 5 // 4)
+                index.put_body(snap.body)
+            if len(index) != snap.header.stream_count:
+                raise CorruptSnapshotError(
+                    f"snapshot {snap.header.path} holds {len(index)} distinct streams, its "
+                    f"header says {snap.header.stream_count} (a name appears twice). "
+                    "Move it aside to fall back to an older snapshot.")
+            self._index = index
+
+    def put(self, tx_id: int, record: bytes) -> None:
+        """Index one tail record (checked: key, epoch, continuation)."""
+        if self._index is None:
+            self._index = StateIndex(4 * event_count_hint(record))
+        index = self._index
+        got = self._reader.checked(tx_id, lambda: index.put_tx(record))
+        self._reader.follow(self._cont, tx_id, got.first_position, got.event_count)
+        self.tail.append((tx_id, record))
         if got.tracking_count:
-            tracked.update(tracking_entries(reader.decode(tx_id, record)))
+            self._tracked.update(tracking_entries(self._reader.decode(tx_id, record)))
 
-    def build() -> dict[str, StateEntry]:  # the same state, eagerly (tested code)
-        st = State(build_state(snap.header, snap.body) if snap else {}, None)
-        for _tx_id, rec in tail:
-            st.replay(decode_tx(rec))
-        return st.entries
+    def state(self) -> State:
+        if self._index is None:  # nothing to index: an empty dict answers faster
+            return State({}, None)
+        snap, tail = self._snap, self.tail
 
-    return State(tracked, None, base=index, build_base=build)
+        def build() -> dict[str, StateEntry]:  # the same state, eagerly (tested code)
+            st = State(build_state(snap.header, snap.body) if snap else {}, None)
+            for _tx_id, rec in tail:
+                st.replay(decode_tx(rec))
+            return st.entries
+
+        return State(self._tracked, None, base=self._index, build_base=build)
+
+
+class _Done:
+    """The read-ahead thread's last item: ``items`` ended, or raised ``failure``."""
+
+    def __init__(self, failure: BaseException | None) -> None:
+        self.failure = failure
+
+
+@contextmanager
+def read_ahead(items: Iterator[_T], depth: int = READ_AHEAD_RECORDS) -> Iterator[Iterator[_T]]:
+    """``items``, consumed in a helper thread up to ``depth`` ahead of the caller.
+
+    The open reads the log's tail this way: py-lmdb copies each record out of the
+    map (holding the GIL) while the loader indexes the previous ones in C (GIL
+    released), so the two overlap. ``items`` runs only in the helper thread (its
+    LMDB read transactions begin and end there). An exception it raises is raised
+    to the caller in its place; on leaving the block early the helper is stopped,
+    ``items`` closed in it, and the thread joined before the block is left.
+    """
+    out: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        failure: BaseException | None = None
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the caller, raised there
+            failure = exc
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        put(_Done(failure))
+
+    def taken() -> Iterator[_T]:
+        while True:
+            item = out.get()
+            if isinstance(item, _Done):
+                if item.failure is not None:
+                    raise item.failure
+                return
+            yield item  # type: ignore[misc]
+
+    helper = threading.Thread(target=run, name="engine-open-read-ahead", daemon=True)
+    helper.start()
+    try:
+        yield taken()
+    finally:
+        stop.set()
+        helper.join()

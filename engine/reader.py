@@ -70,7 +70,8 @@ class Reader:
         if not layout.holds_database(path):
             raise EngineError(f"no database at {path} (readonly=True opens only an existing "
                               "one)")
-        plan = plan_open(path, create=False, shared=True)  # changes nothing
+        plan = plan_open(path, create=False, shared=True,  # changes nothing
+                         indexed=reducer is None)
         kwargs: dict[str, Any] = {"readonly": True, "shared": True}
         if map_size:
             kwargs["map_size"] = map_size

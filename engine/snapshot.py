@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +28,17 @@ from . import formats, layout
 from .errors import CorruptSnapshotError, StorageError, storage_error
 from .files import fs
 from .model import EpochRecord, Position, SnapshotInfo
-from .native import StateIndex, decode_blocks, encode_block, scan_blocks, xxh64, xxh64_parts
+from .native import (
+    SnapshotBody,
+    StateIndex,
+    anonymous_memory,
+    decode_blocks,
+    encode_block,
+    index_blocks,
+    scan_blocks,
+    xxh64,
+    xxh64_parts,
+)
 
 _HEADER = formats.SNAP_HEADER
 _U64 = formats.U64_LE
@@ -67,7 +79,9 @@ class LoadedSnapshot:
     default reducer never builds it (it indexes the body in C instead)."""
 
     header: SnapshotHeader
-    body: bytes
+    body: SnapshotBody  # an anonymous mapping when loaded into an index
+    # the StateIndex holding the body's entries (load_snapshot(..., indexed=True)), or None
+    index: StateIndex | None = None
     _state: dict[str, StateEntry] | None = None
 
     @property
@@ -281,15 +295,20 @@ def read_header(path: str) -> SnapshotHeader:
     return _parse_header(path, _read(path))
 
 
-def load_snapshot(path: str) -> LoadedSnapshot:
+def load_snapshot(path: str, *, indexed: bool = False) -> LoadedSnapshot:
     """Read a snapshot and verify every checksum and block (no per-entry objects).
+
+    With ``indexed`` (an open with the default reducer) every entry is also put into
+    a :class:`StateIndex`, which the result carries (``.index``): a helper thread
+    decompresses the body while this one checks and indexes each block as soon as
+    it is whole (:func:`_inflate_indexed`). The checks are the same either way.
 
     Raises :class:`CorruptSnapshotError` naming the file and the failed check.
     """
-    return _verified(path, _read(path))
+    return _verified(path, _read(path), indexed)
 
 
-def _verified(path: str, data: bytes) -> LoadedSnapshot:
+def _verified(path: str, data: bytes, indexed: bool = False) -> LoadedSnapshot:
     header = _parse_header(path, data)
     body_start = len(data) - _FOOTER_SIZE - header.body_compressed_len
     if data[-8:] != formats.SNAP_END_MAGIC:
@@ -299,19 +318,24 @@ def _verified(path: str, data: bytes) -> LoadedSnapshot:
     (stored,) = _U64.unpack_from(data, len(data) - _FOOTER_SIZE)
     if xxh64(memoryview(data)[: len(data) - _FOOTER_SIZE]) != stored:
         raise _corrupt(path, "file checksum mismatch")
-    try:
-        body = zstandard.ZstdDecompressor().decompress(
-            data[body_start : body_start + header.body_compressed_len],
-            max_output_size=header.body_raw_len,
-        )
-    except zstandard.ZstdError as exc:
-        raise _corrupt(path, f"body does not decompress ({exc})") from exc
-    if len(body) != header.body_raw_len:
-        raise _corrupt(path, "decompressed body has the wrong length")
-    try:
-        blocks, entries = scan_blocks(body)
-    except CorruptSnapshotError as exc:
-        raise _corrupt(path, str(exc)) from exc
+    compressed = memoryview(data)[body_start : body_start + header.body_compressed_len]
+    body: bytes | mmap.mmap
+    # sized for the snapshot's streams and some new ones from the tail (it grows)
+    index = StateIndex(header.stream_count + header.stream_count // 4) if indexed else None
+    if index is not None and header.body_raw_len > 0:
+        body, blocks, entries = _inflate_indexed(path, compressed, header.body_raw_len, index)
+    else:
+        try:
+            body = zstandard.ZstdDecompressor().decompress(
+                compressed, max_output_size=header.body_raw_len)
+        except zstandard.ZstdError as exc:
+            raise _corrupt(path, f"body does not decompress ({exc})") from exc
+        if len(body) != header.body_raw_len:
+            raise _corrupt(path, "decompressed body has the wrong length")
+        try:
+            blocks, entries = scan_blocks(body)
+        except CorruptSnapshotError as exc:
+            raise _corrupt(path, str(exc)) from exc
     named = layout.parse_snapshot_name(os.path.basename(path))
     if named and named != (header.epoch, header.tx_id):
         raise _corrupt(path, f"its name says epoch {named[0]}, tx {named[1]} but its header "
@@ -319,7 +343,92 @@ def _verified(path: str, data: bytes) -> LoadedSnapshot:
     if blocks != header.block_count or entries != header.stream_count:
         raise _corrupt(path, f"holds {entries} entries in {blocks} blocks, header says "
                              f"{header.stream_count} in {header.block_count}")
-    return LoadedSnapshot(header=header, body=body)
+    return LoadedSnapshot(header=header, body=body, index=index)
+
+
+#: The helper thread publishes the decompressed body in stretches of this many bytes.
+INFLATE_STEP = 1 << 20
+
+
+class _Inflating:
+    """How far the helper thread has decompressed a body (guarded by ``cond``)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.done_bytes = 0  # bytes of the body written (only grows)
+        self.finished = False  # the helper returned (error set if it failed)
+        self.error: str | None = None
+        self.stop = False  # the checking thread gave up: the helper stops early
+
+
+def _inflate(compressed: memoryview, body: mmap.mmap, progress: _Inflating) -> None:
+    """Helper thread: decompress ``compressed`` into ``body``, which is exactly the
+    length the header gives, publishing each stretch. Never raises: an error (the
+    frame does not decompress, or decompresses to another length) is published."""
+    error: str | None = None
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(compressed)
+        out = memoryview(body)
+        try:
+            off = 0
+            while off < len(body) and not progress.stop:
+                n = reader.readinto(out[off : off + INFLATE_STEP])
+                if n == 0:
+                    error = "decompressed body has the wrong length"
+                    break
+                off += n
+                with progress.cond:
+                    progress.done_bytes = off
+                    progress.cond.notify()
+            if error is None and not progress.stop and reader.read(1):
+                error = "decompressed body has the wrong length"
+        finally:
+            out.release()
+    except zstandard.ZstdError as exc:
+        error = f"body does not decompress ({exc})"
+    except BaseException as exc:  # pragma: no cover - reported, never lost in the thread
+        error = f"body could not be decompressed ({type(exc).__name__}: {exc})"
+    with progress.cond:
+        progress.error = error
+        progress.finished = True
+        progress.cond.notify()
+
+
+def _inflate_indexed(path: str, compressed: memoryview, raw_len: int,
+                     index: StateIndex) -> tuple[mmap.mmap, int, int]:
+    """Decompress a body in a helper thread while this thread checks and indexes its
+    blocks (:func:`engine.native.index_blocks`) as they become whole; the C calls
+    on both sides release the GIL, so on two cores the two overlap. Returns
+    ``(body, blocks, entries)``; the body lives in an anonymous mapping (its pages
+    are touched only as the helper writes them) that the index keeps alive.
+
+    The helper is always joined before this returns or raises: nothing writes the
+    body after it."""
+    body = anonymous_memory(raw_len)
+    progress = _Inflating()
+    helper = threading.Thread(target=_inflate, args=(compressed, body, progress),
+                              name="engine-snapshot-inflate", daemon=True)
+    helper.start()
+    pos = blocks = entries = avail = 0
+    try:
+        while True:
+            with progress.cond:  # woken once per stretch the helper publishes
+                while not progress.finished and progress.done_bytes == avail:
+                    progress.cond.wait()
+                avail, finished, error = progress.done_bytes, progress.finished, progress.error
+            if error is not None:
+                raise _corrupt(path, error)
+            try:
+                pos, b, e = index_blocks(body, pos, avail, index, blocks, final=finished)
+            except CorruptSnapshotError as exc:
+                raise _corrupt(path, str(exc)) from exc
+            blocks += b
+            entries += e
+            if finished:
+                return body, blocks, entries
+    finally:
+        progress.stop = True
+        helper.join()
 
 
 def load_snapshot_from(data: bytes, where: str) -> LoadedSnapshot:
@@ -334,7 +443,7 @@ def load_snapshot_bytes(path: str) -> bytes:
     return data
 
 
-def build_state(header: SnapshotHeader, body: bytes) -> dict[str, StateEntry]:
+def build_state(header: SnapshotHeader, body: SnapshotBody) -> dict[str, StateEntry]:
     """The state dict of a verified body (names are distinct: checked against the header)."""
     state: dict[str, StateEntry] = {}
     try:

@@ -101,20 +101,24 @@ def _refusal(cls: type[RecoveryRequired], path: str, snap: LoadedSnapshot, info:
     )
 
 
-def plan_open(path: str, *, create: bool = True, shared: bool = False) -> OpenPlan:
+def plan_open(path: str, *, create: bool = True, shared: bool = False,
+              indexed: bool = False) -> OpenPlan:
     """Apply the decision table to ``path`` (which the caller has locked, or, with
-    ``shared``, which a writer may hold while this reader plans beside it)."""
+    ``shared``, which a writer may hold while this reader plans beside it). With
+    ``indexed`` (an open with the default reducer) the chosen snapshot's entries are
+    put into a C index while it is loaded (``load_snapshot(..., indexed=True)``)."""
     info, store = LogStore.probe_open(layout.log_dir(path), shared=shared)  # kept for lineage
     plan = OpenPlan(path=path, log=info, snapshot=None)
     try:
-        _choose_snapshot(plan, info, store)
+        _choose_snapshot(plan, info, store, indexed)
     finally:
         if store is not None:
             store.close()
     return _decide(plan, path, info, create)
 
 
-def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: LogStore | None) -> None:
+def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: LogStore | None,
+                     indexed: bool = False) -> None:
     """The newest snapshot that loads, belongs to this database and lies on the log's
     lineage; the others are recorded in ``plan`` (corrupt, off the timeline, diverged)."""
     path = plan.path
@@ -122,7 +126,7 @@ def _choose_snapshot(plan: OpenPlan, info: LogInfo, log: LogStore | None) -> Non
     taken: set[str] = set()
     for _pos, spath in list_snapshots(layout.snapshot_dir(path)):  # newest first
         try:
-            loaded = load_snapshot(spath)
+            loaded = load_snapshot(spath, indexed=indexed)
         except CorruptSnapshotError as exc:
             plan.corrupt.append((spath, str(exc)))
             continue

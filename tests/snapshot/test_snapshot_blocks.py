@@ -110,16 +110,22 @@ def _load(tmp_path, data: bytes):
 
 
 def _expect_block_error(tmp_path, data: bytes, code: int, block: int = 0, why: str | None = None):
+    """Both loads refuse the file alike: the plain one, and the open's indexed one
+    (the body decompressed in a helper thread, each block indexed as it is whole)."""
     path = str(tmp_path / "1-9.snap")
     with open(path, "wb") as f:
         f.write(data)
     with pytest.raises(engine.CorruptSnapshotError) as ei:
         load_snapshot(path)
+    with pytest.raises(engine.CorruptSnapshotError) as indexed:
+        load_snapshot(path, indexed=True)
     msg = str(ei.value)
+    assert str(indexed.value) == msg
     assert path in msg
     assert f"block {block}" in msg
     assert (why or formats.DECODE_ERRORS[code]) in msg
     assert getattr(ei.value.__cause__, "code", None) == code
+    assert getattr(indexed.value.__cause__, "code", None) == code
     return ei.value
 
 
@@ -259,6 +265,8 @@ def test_extra_valid_block_disagrees_with_header_counts(tmp_path, snap):
         f.write(_rebuild(data, blk.bytes() + blk.bytes()))
     with pytest.raises(engine.CorruptSnapshotError, match="block"):
         load_snapshot(path)
+    with pytest.raises(engine.CorruptSnapshotError, match="block"):
+        load_snapshot(path, indexed=True)
 
 
 def test_error_in_a_later_block_is_named(tmp_path):

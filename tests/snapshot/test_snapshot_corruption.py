@@ -56,6 +56,11 @@ def _expect_corrupt(tmp_path, data: bytes, name: str = "1-9.snap") -> engine.Cor
     with pytest.raises(engine.CorruptSnapshotError) as ei:
         load_snapshot(path)
     assert path in str(ei.value)
+    with pytest.raises(engine.CorruptSnapshotError) as indexed:  # the open's way: the same
+        load_snapshot(path, indexed=True)
+    # zstd words its one-shot and its streaming errors differently; both name the body
+    plain, streamed = str(ei.value), str(indexed.value)
+    assert streamed == plain or ("decompress" in plain and "decompress" in streamed)
     return ei.value
 
 
@@ -264,6 +269,8 @@ def test_any_single_byte_change_is_detected(tmp_path_factory, original, off, mas
         f.write(data)
     with pytest.raises(engine.CorruptSnapshotError):
         load_snapshot(path)
+    with pytest.raises(engine.CorruptSnapshotError):
+        load_snapshot(path, indexed=True)
 
 
 @given(cut=st.integers(min_value=0), extra=st.binary(max_size=40))
@@ -276,6 +283,8 @@ def test_any_truncation_or_extension_is_detected(tmp_path_factory, original, cut
         f.write(data)
     with pytest.raises(engine.CorruptSnapshotError):
         load_snapshot(path)
+    with pytest.raises(engine.CorruptSnapshotError):
+        load_snapshot(path, indexed=True)
 
 
 def test_zstd_module_matches_the_body(original):
