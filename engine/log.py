@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
@@ -58,6 +58,7 @@ _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 256 << 20
 _MAX_TX = 1 << 63  # tx keys never collide with the all-zero meta prefix (tx ids start at 1)
 READ_CHUNK = 256  # records fetched per short read transaction
+_Copied = TypeVar("_Copied")  # what iter_range_into's copy makes of a record
 
 
 def tx_key(tx_id: int) -> bytes:
@@ -759,21 +760,33 @@ class LogStore:
         Each read transaction copies out a chunk of records; a reader that may stop
         early (``read_events`` with a limit, a subscription) starts with a small
         ``first_chunk``, and chunks grow fourfold up to READ_CHUNK."""
+        return self.iter_range_into(bytes, from_tx, to_tx, first_chunk=first_chunk)
+
+    def iter_range_into(self, copy: Callable[[memoryview], _Copied], from_tx: int,
+                        to_tx: int | None = None, *, first_chunk: int = READ_CHUNK
+                        ) -> Iterator[tuple[int, _Copied]]:
+        """:meth:`iter_range` with each record copied out of the map by ``copy(view)``,
+        called inside the read transaction with a view valid only during the call (the
+        open copies the tail into memory of its own this way)."""
         nxt = from_tx
         size = max(1, min(first_chunk, READ_CHUNK))
         while True:
-            chunk: list[tuple[int, bytes]] = []
-            with self._reading() as txn:
+            chunk: list[tuple[int, _Copied]] = []
+            with self._reading(buffers=True) as txn:
                 cur = txn.cursor()
                 if not cur.set_range(_KEY.pack(max(nxt, 1))):
                     return
-                for k, v in cur.iternext():
-                    t = _tx_of(k, self.path)
-                    if to_tx is not None and t > to_tx:
-                        break
-                    chunk.append((t, v))
-                    if len(chunk) >= size:
-                        break
+                k = v = None  # views into the map: none outlives the transaction
+                try:
+                    for k, v in cur.iternext():
+                        t = _tx_of(k, self.path)
+                        if to_tx is not None and t > to_tx:
+                            break
+                        chunk.append((t, copy(v)))
+                        if len(chunk) >= size:
+                            break
+                finally:
+                    del k, v
             if not chunk:
                 return
             yield from chunk

@@ -409,7 +409,7 @@ def _decodes(rec: bytes | bytearray | memoryview) -> bool:
     return bool(lib.eng_tx_decode(ffi.from_buffer(rec), len(rec), view) == 0)
 
 
-def event_count_hint(buf: bytes) -> int:
+def event_count_hint(buf: bytes | memoryview) -> int:
     """The event count a record's header claims, *unchecked* (0 if too short to say):
     only for sizing (the index), never for trusting."""
     if len(buf) < formats.TX_EVENT_COUNT_OFFSET + 4:
@@ -536,28 +536,28 @@ def index_blocks(body: SnapshotBody, start: int, end: int, index: StateIndex, fi
     of the body) whatever is left is decoded, so the damage is an error there.
     """
     off = start
-    spans: list[tuple[int, int]] = []  # each whole block's name column
-    entries = 0
+    blocks = entries = 0
+    # One block at a time, C check then UTF-8, in order: the first damage is the one
+    # named, as scan_blocks names it.
     while off + formats.BLOCK_HEADER_SIZE <= end:
         n, m, names_len, values_len = _BLOCK_SIZES.unpack_from(body, off)
         names_off = off + formats.BLOCK_HEADER_SIZE + 20 * n + 4 * m
         block_len = names_off - off + names_len + values_len + formats.BLOCK_TRAILER_SIZE
         if off + block_len > end:
             break
-        spans.append((names_off, names_len))
-        entries += n
-        off += block_len
-    if off > start and not index.put_blocks(body, start, off):
-        _block_failure(body, start, off, first_block)
-    for j, (a, n) in enumerate(spans):
+        if not index.put_blocks(body, off, off + block_len):
+            _block_failure(body, off, off + block_len, first_block + blocks)
         try:
-            str(memoryview(body)[a : a + n], "utf-8")
+            str(memoryview(body)[names_off : names_off + names_len], "utf-8")
         except UnicodeDecodeError as exc:
             raise CorruptSnapshotError(
-                f"block {first_block + j}: name column is not valid UTF-8", -6) from exc
+                f"block {first_block + blocks}: name column is not valid UTF-8", -6) from exc
+        blocks += 1
+        entries += n
+        off += block_len
     if final and off < end:  # a stretch that is no whole block: the decoder says why
-        _block_failure(body, off, end, first_block + len(spans))
-    return off, len(spans), entries
+        _block_failure(body, off, end, first_block + blocks)
+    return off, blocks, entries
 
 
 def _block_failure(body: SnapshotBody, start: int, end: int, first_block: int) -> None:
@@ -600,7 +600,8 @@ class StateIndex:
     without a Python object per stream. Filled at open, then read-only.
 
     Ownership: the slots live in memory allocated here; every name and value they
-    point at lives in a ``bytes`` object kept in ``self._keep`` for the index's life.
+    point at lives in a buffer kept in ``self._keep`` for the index's life (a record's
+    ``bytes``, a snapshot body's ``bytes`` or anonymous mapping, never closed).
     """
 
     def __init__(self, expected_entries: int) -> None:
@@ -610,7 +611,7 @@ class StateIndex:
         self._cap = cap
         self._slots = _slot_table(cap)
         self._count = ffi.new("uint64_t *")
-        self._keep: list[SnapshotBody] = []  # bodies and records the slots point into
+        self._keep: list[SnapshotBody | memoryview] = []  # what the slots point into
 
     def _grow(self) -> None:
         if (self._count[0] + 1) * 4 <= self._cap * 3:  # ENG_E_ARG, but not from a full table
@@ -650,7 +651,7 @@ class StateIndex:
             self._keep.append(body)
         return True
 
-    def put_tx(self, rec: bytes) -> IndexedTx:
+    def put_tx(self, rec: bytes | memoryview) -> IndexedTx:
         """Apply one record (default reducer); returns what its header says."""
         view = ffi.new("eng_tx_view *")
         buf = ffi.from_buffer(rec)

@@ -80,7 +80,8 @@ class LoadedSnapshot:
 
     header: SnapshotHeader
     body: SnapshotBody  # an anonymous mapping when loaded into an index
-    # the StateIndex holding the body's entries (load_snapshot(..., indexed=True)), or None
+    # the StateIndex the body was loaded into (load_snapshot(..., indexed=True)), or None;
+    # the loader takes it (and clears this) to index the log's tail into it
     index: StateIndex | None = None
     _state: dict[str, StateEntry] | None = None
 
@@ -320,14 +321,18 @@ def _verified(path: str, data: bytes, indexed: bool = False) -> LoadedSnapshot:
         raise _corrupt(path, "file checksum mismatch")
     compressed = memoryview(data)[body_start : body_start + header.body_compressed_len]
     body: bytes | mmap.mmap
-    # sized for the snapshot's streams and some new ones from the tail (it grows)
-    index = StateIndex(header.stream_count + header.stream_count // 4) if indexed else None
+    # Sized for the snapshot's streams and some new ones from the tail (it grows), but
+    # never past what the body can hold (an entry takes >= MIN_ENTRY_BYTES of it): a
+    # header whose count lies, checksums and all, is refused below as the plain load
+    # refuses it, not by failing to allocate a table for it.
+    streams = min(header.stream_count, header.body_raw_len // MIN_ENTRY_BYTES)
+    index = StateIndex(streams + streams // 4) if indexed else None
     if index is not None and header.body_raw_len > 0:
         body, blocks, entries = _inflate_indexed(path, compressed, header.body_raw_len, index)
     else:
         try:
             body = zstandard.ZstdDecompressor().decompress(
-                compressed, max_output_size=header.body_raw_len)
+                compressed, max_output_size=header.body_raw_len, allow_extra_data=False)
         except zstandard.ZstdError as exc:
             raise _corrupt(path, f"body does not decompress ({exc})") from exc
         if len(body) != header.body_raw_len:
@@ -348,6 +353,9 @@ def _verified(path: str, data: bytes, indexed: bool = False) -> LoadedSnapshot:
 
 #: The helper thread publishes the decompressed body in stretches of this many bytes.
 INFLATE_STEP = 1 << 20
+#: The fewest body bytes an entry takes: 20 of columns (version, last_tx, value
+#: length) and a name of at least one byte with its NUL.
+MIN_ENTRY_BYTES = 22
 
 
 class _Inflating:
@@ -361,29 +369,60 @@ class _Inflating:
         self.stop = False  # the checking thread gave up: the helper stops early
 
 
+def _frame_end(compressed: memoryview) -> int | None:
+    """Where the zstd frame that starts ``compressed`` ends (RFC 8878, section 3.1.1:
+    its header, then blocks of a 3-byte header each, the last one flagged, then the
+    optional 4-byte checksum), or None if it runs past the end. Only the framing is
+    read, no block is decompressed: it tells the streaming decompressor, which
+    stops quietly at the end of its input, a frame cut short or followed by more
+    bytes, which the plain load's ``allow_extra_data=False`` refuses."""
+    try:
+        off = zstandard.frame_header_size(compressed)
+    except zstandard.ZstdError:
+        return None
+    checksum = 4 if compressed[4] & 0x04 else 0  # Content_Checksum_flag of the descriptor
+    while off + 3 <= len(compressed):
+        head = compressed[off] | compressed[off + 1] << 8 | compressed[off + 2] << 16
+        kind, size = (head >> 1) & 3, head >> 3
+        if kind == 3:  # reserved: not a block
+            return None
+        off += 3 + (1 if kind == 1 else size)  # an RLE block holds one byte
+        if head & 1:  # Last_Block
+            return off + checksum
+    return None
+
+
 def _inflate(compressed: memoryview, body: mmap.mmap, progress: _Inflating) -> None:
     """Helper thread: decompress ``compressed`` into ``body``, which is exactly the
-    length the header gives, publishing each stretch. Never raises: an error (the
-    frame does not decompress, or decompresses to another length) is published."""
+    length the header gives, publishing each stretch. The frame must end exactly at
+    the end of ``compressed`` and fill ``body`` exactly, as the plain load requires.
+    Never raises: an error is published."""
     error: str | None = None
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(compressed)
-        out = memoryview(body)
-        try:
-            off = 0
-            while off < len(body) and not progress.stop:
-                n = reader.readinto(out[off : off + INFLATE_STEP])
-                if n == 0:
+        end = _frame_end(compressed)
+        if end is None or end > len(compressed):
+            error = "body does not decompress (its frame does not end within it)"
+        elif end < len(compressed):
+            error = (f"body does not decompress ({len(compressed) - end} bytes after the end "
+                     "of its frame)")
+        else:
+            reader = zstandard.ZstdDecompressor().stream_reader(compressed)
+            out = memoryview(body)
+            try:
+                off = 0
+                while off < len(body) and not progress.stop:
+                    n = reader.readinto(out[off : off + INFLATE_STEP])
+                    if n == 0:
+                        error = "decompressed body has the wrong length"
+                        break
+                    off += n
+                    with progress.cond:
+                        progress.done_bytes = off
+                        progress.cond.notify()
+                if error is None and not progress.stop and reader.read(1):
                     error = "decompressed body has the wrong length"
-                    break
-                off += n
-                with progress.cond:
-                    progress.done_bytes = off
-                    progress.cond.notify()
-            if error is None and not progress.stop and reader.read(1):
-                error = "decompressed body has the wrong length"
-        finally:
-            out.release()
+            finally:
+                out.release()
     except zstandard.ZstdError as exc:
         error = f"body does not decompress ({exc})"
     except BaseException as exc:  # pragma: no cover - reported, never lost in the thread
@@ -408,9 +447,9 @@ def _inflate_indexed(path: str, compressed: memoryview, raw_len: int,
     progress = _Inflating()
     helper = threading.Thread(target=_inflate, args=(compressed, body, progress),
                               name="engine-snapshot-inflate", daemon=True)
-    helper.start()
     pos = blocks = entries = avail = 0
     try:
+        helper.start()  # inside: an interrupt in start() may come once it runs
         while True:
             with progress.cond:  # woken once per stretch the helper publishes
                 while not progress.finished and progress.done_bytes == avail:
@@ -428,7 +467,8 @@ def _inflate_indexed(path: str, compressed: memoryview, raw_len: int,
                 return body, blocks, entries
     finally:
         progress.stop = True
-        helper.join()
+        if helper.ident is not None:  # started
+            helper.join()
 
 
 def load_snapshot_from(data: bytes, where: str) -> LoadedSnapshot:

@@ -214,7 +214,8 @@ def test_wrong_end_magic(tmp_path, original):
     _expect_corrupt(tmp_path, original[:-8] + b"ENGSEND2")
 
 
-@pytest.mark.parametrize("field, delta", [(OFF_STREAMS, 1), (OFF_STREAMS, -1), (OFF_BLOCKS, 1),
+@pytest.mark.parametrize("field, delta", [(OFF_STREAMS, 1), (OFF_STREAMS, -1),
+                                          (OFF_STREAMS, 2**33), (OFF_BLOCKS, 1),
                                           (OFF_RAW, 1), (OFF_RAW, -1), (OFF_COMP, 1),
                                           (OFF_COMP, -1)])
 def test_consistently_checksummed_header_with_wrong_counts(tmp_path, original, field, delta):
@@ -250,6 +251,25 @@ def test_body_that_is_not_zstd_with_valid_checksums(tmp_path, original):
     junk = bytes(range(256))[:comp_len].ljust(comp_len, b"j")
     data = original[:header_len] + junk + original[header_len + comp_len:]
     _expect_corrupt(tmp_path, _recheck(data))
+
+
+@pytest.mark.parametrize("extra", ["junk", "a second frame"])
+def test_data_after_the_frame_with_valid_checksums(tmp_path, original, extra):
+    header_len, _, comp_len = _layout(original)
+    frame = original[header_len:header_len + comp_len]
+    more = b"junk" if extra == "junk" else frame
+    data = bytearray(original[:header_len] + frame + more + original[header_len + comp_len:])
+    struct.pack_into("<Q", data, OFF_COMP, comp_len + len(more))
+    err = _expect_corrupt(tmp_path, _recheck(bytes(data)))
+    assert "does not decompress" in str(err)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_frame_without_its_end_with_valid_checksums(tmp_path, original, cut):
+    header_len, _, comp_len = _layout(original)
+    data = bytearray(original[:header_len + comp_len - cut] + original[header_len + comp_len:])
+    struct.pack_into("<Q", data, OFF_COMP, comp_len - cut)
+    _expect_corrupt(tmp_path, _recheck(bytes(data)))
 
 
 def test_read_header_checks_the_header_too(tmp_path, original):

@@ -6,9 +6,11 @@ refuses as the plain load does with its helper thread stopped and joined."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import types
+import weakref
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from engine import database as database_module
 from engine import snapshot as snapshot_module
 from engine.model import EpochRecord
 from engine.snapshot import load_snapshot, write_snapshot
+from engine.state import State
 from tests.snapshot.test_snapshot_blocks import Block, _body, _rebuild, _split_blocks
 
 DB_ID = "2b8f3c1e-9d4a-4f6b-8e2c-7a1d5e9f0c34"
@@ -62,7 +66,7 @@ def test_indexed_load_equals_the_plain_load(tmp_path_factory, monkeypatch, state
 
 
 def test_many_blocks_and_a_block_longer_than_a_stretch(tmp_path, monkeypatch):
-    big = b"B" * (3 << 20)  # one value over three 1 MiB stretches, in a block of its own
+    big = os.urandom(3 << 20)  # incompressible: its block comes out over many stretches
     state = {f"s{i}": (i + 1, b"v%d" % i if i % 5 else None, i + 2) for i in range(5000)}
     state["big"] = (1, big, 1)
     path = _write(tmp_path, state)
@@ -105,7 +109,8 @@ def test_a_failure_early_in_a_long_body_stops_the_helper(tmp_path, monkeypatch):
     most of the body to write: the helper stops at its next stretch and is joined
     before the error is raised (nothing writes the body afterwards). The helper is
     held after 1 MiB until the checking thread has given up, so the order is fixed."""
-    state = {f"s{i}": (1, bytes([i % 251]) * 200, 1 + i) for i in range(20000)}
+    monkeypatch.setattr(snapshot_module, "INFLATE_STEP", 4096)
+    state = {f"s{i}": (1, os.urandom(200), 1 + i) for i in range(20000)}
     data = Path(_write(tmp_path / "src", state)).read_bytes()
     body = _body(data)
     blocks = _split_blocks(body)
@@ -124,6 +129,8 @@ def test_a_failure_early_in_a_long_body_stops_the_helper(tmp_path, monkeypatch):
             made.append(self)
 
     class HeldReader:
+        """A stream reader that waits, once 1 MiB is out, until the checker stops it."""
+
         def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
             self.inner, self.done = inner, 0
 
@@ -140,7 +147,7 @@ def test_a_failure_early_in_a_long_body_stops_the_helper(tmp_path, monkeypatch):
             return self.inner.read(n)
 
     shim = types.SimpleNamespace(
-        ZstdError=zstandard.ZstdError,
+        ZstdError=zstandard.ZstdError, frame_header_size=zstandard.frame_header_size,
         ZstdDecompressor=lambda: types.SimpleNamespace(
             stream_reader=lambda c: HeldReader(zstandard.ZstdDecompressor().stream_reader(c))))
     monkeypatch.setattr(snapshot_module, "_Inflating", Watched)
@@ -152,7 +159,7 @@ def test_a_failure_early_in_a_long_body_stops_the_helper(tmp_path, monkeypatch):
     assert written[-1] < len(body)  # it stopped; it did not write the rest
 
 
-def test_open_uses_the_index_the_plan_built(tmp_path):
+def test_open_uses_the_index_the_plan_built(tmp_path, monkeypatch):
     path = str(tmp_path / "db")
     with engine.open(path) as db:
         with db.transaction() as tx:
@@ -160,10 +167,81 @@ def test_open_uses_the_index_the_plan_built(tmp_path):
         db.snapshot()
         db.append("s5", "delete", b"")
         db.append("late", "set", b"L")
+    planned: list[object] = []
+    real_plan = database_module.plan_open
+
+    def plan_open(*args, **kwargs):  # type: ignore[no-untyped-def]
+        plan = real_plan(*args, **kwargs)
+        planned.append(plan.snapshot.index)
+        return plan
+
+    monkeypatch.setattr(database_module, "plan_open", plan_open)
     with engine.open(path) as db:
         index = db._pipeline.state.base
-        assert index is not None and len(index) == 3001
+        assert planned[0] is not None and index is planned[0]  # the plan's, not a new one
+        assert len(index) == 3001
         assert db.get("s5") is None and db.version("s5") == 2
         assert db.get("s2999") == b"2999" and db.get("late") == b"L"
     with engine.open(path, reducer=engine.default_reducer) as eager:  # the plan builds no index
         assert eager._pipeline.state.base is None and eager.get("s2999") == b"2999"
+    assert planned[1] is None
+
+
+def test_a_switch_to_the_eager_way_lets_go_of_the_plans_index(tmp_path, monkeypatch):
+    """Past the budget the loader goes the eager way; the index the plan built (and,
+    through its keep, every record indexed so far) is freed before the first record
+    is replayed into the dict, not at the end of the open."""
+    path = str(tmp_path / "db")
+    with engine.open(path) as db:
+        with db.transaction() as tx:
+            tx.extend((f"s{i}", "set", b"%d" % i) for i in range(300))
+        db.snapshot()
+        for t in range(20):
+            db.append(f"s{t}", "set", b"x" * 5000)  # 100 kB: past 2x the ~10 kB body
+    monkeypatch.setattr("engine.loader.LAZY_TAIL_BYTES", 0)
+    refs: list[weakref.ref[object]] = []
+    real_plan = database_module.plan_open
+
+    def plan_open(*args, **kwargs):  # type: ignore[no-untyped-def]
+        plan = real_plan(*args, **kwargs)
+        refs.append(weakref.ref(plan.snapshot.index))
+        return plan
+
+    alive_at_replay: list[bool] = []
+    real_replay = State.replay
+
+    def replay(self, cols):  # type: ignore[no-untyped-def]
+        if not alive_at_replay:
+            alive_at_replay.append(refs[0]() is not None)
+        return real_replay(self, cols)
+
+    monkeypatch.setattr(database_module, "plan_open", plan_open)
+    monkeypatch.setattr(State, "replay", replay)
+    with engine.open(path) as db:
+        assert db._pipeline.state.base is None  # eager after all
+        assert db.get("s3") == b"x" * 5000 and db.get("s299") == b"299"
+    assert alive_at_replay == [False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.binary(max_size=3000), st.builds(lambda b, n: b * n, st.binary(min_size=1,
+       max_size=3), st.integers(0, 200_000))),
+       st.booleans(), st.booleans(), st.integers(1, 19))
+def test_frame_end_finds_the_end_of_every_frame(data, checksum, streamed, level):
+    """zstd frames of every kind the library writes (one shot with its content size,
+    streamed without it, with and without a checksum, raw, RLE and compressed blocks):
+    the end is found exactly; cut short it is None, followed by more it is inside."""
+    cctx = zstandard.ZstdCompressor(level=level, write_checksum=checksum)
+    if streamed:
+        obj = cctx.compressobj()
+        frame = obj.compress(data) + obj.flush()
+    else:
+        frame = cctx.compress(data)
+    end = snapshot_module._frame_end
+    assert end(memoryview(frame)) == len(frame)
+    assert end(memoryview(frame + b"more")) == len(frame)
+    assert end(memoryview(frame + frame)) == len(frame)
+    for cut in (1, 2, 3, 4):
+        if cut < len(frame):
+            got = end(memoryview(frame[:-cut]))
+            assert got is None or got > len(frame) - cut
