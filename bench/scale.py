@@ -44,6 +44,10 @@ VmHWM peak, both from /proc/self/status) never counts in another's:
    snapshot and the snapshot's own ratio, after / just before, are reported too).
    The longest gap in the window before is the noise floor (GC, other jobs, the
    GIL's 5 ms switch interval).
+4. **memory**: the database opened once more (indexed) and snapshotted with nothing
+   else running: RSS after the snapshot against RSS after open (target <= 1.3x),
+   VmHWM and the private part beside it. Phase 3's ratio mixes in what its writer
+   adds (the log's pages it maps as it appends), so the target is judged here.
 
 The targets are only measured and reported (MET / MISSED), never tuned for here.
 Growth factors are each figure at one N over the same figure at the previous N.
@@ -106,9 +110,10 @@ def stream_name(i: int) -> str:
 
 def memory() -> dict[str, float]:
     """This process's resident memory now and its peak, in MiB (/proc/self/status),
-    and its private part: RssAnon (the heap) + RssShmem (the C index's anonymous
-    mapping), without RssFile (mostly the log's mapped pages, which grow with the log
-    as a writer appends and which the kernel can drop and read back)."""
+    and its private part: RssAnon (the heap, and the C index's private mappings) +
+    RssShmem (where those mappings were shared, before 2026-12-01), without RssFile
+    (mostly the log's mapped pages, which grow with the log as a writer appends and
+    which the kernel can drop and read back)."""
     names = {"VmRSS": "rss", "VmHWM": "hwm", "RssAnon": "anon", "RssShmem": "shmem"}
     out: dict[str, float] = {}
     with open("/proc/self/status") as f:
@@ -350,10 +355,33 @@ def phase_stall(db_path: str, n: int, before_s: float) -> Result:
     return out
 
 
+def phase_memory(db_path: str) -> Result:
+    """Phase 4: RSS after an indexed open and after its first snapshot, nothing else
+    running (the stall phase's ratio includes what its writer adds meanwhile)."""
+    gc.collect()
+    out: Result = {"before_open": memory()}
+    db = engine.open(db_path, sync="none")
+    gc.collect()
+    out["after_open"] = memory()
+    t0 = time.perf_counter()
+    info = db.snapshot()
+    out["snapshot_s"] = time.perf_counter() - t0
+    out["snapshot_streams"] = info.streams
+    gc.collect()
+    out["after_snapshot"] = memory()
+    db.close()
+    a, o = out["after_snapshot"], out["after_open"]
+    out.update({"memory_ratio": a["rss_mib"] / o["rss_mib"],
+                "hwm_ratio": a["hwm_mib"] / o["rss_mib"],
+                "private_memory_ratio": a["private_mib"] / o["private_mib"]})
+    return out
+
+
 PHASES: dict[str, Callable[[dict[str, Any]], Result]] = {
     "write": lambda a: phase_write(a["db"], a["n"], a["pickle"]),
     "reopen": lambda a: phase_reopen(a["db"], a["pickle"], a["first_tx"], a["txs"], a["rounds"]),
     "stall": lambda a: phase_stall(a["db"], a["n"], a["before_s"]),
+    "memory": lambda a: phase_memory(a["db"]),
 }
 
 
@@ -385,10 +413,12 @@ def measure(n: int, parent: Path, rounds: int, keep: bool) -> Result:
         log(f"N={n:,}: snapshot stall")
         before = max(2.0, 5.0 * w["snapshot"]["seconds"])
         s = run_phase("stall", {"n": n, "db": db, "before_s": before})
+        log(f"N={n:,}: memory of a snapshot alone")
+        m = run_phase("memory", {"n": n, "db": db})
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
-    return {"streams": n, "write": w, "reopen": r, "stall": s,
+    return {"streams": n, "write": w, "reopen": r, "stall": s, "memory": m,
             "wall_s": time.perf_counter() - t0}
 
 
@@ -422,12 +452,19 @@ ROWS: list[Row] = [
      ""),
     ("stall: RSS after snap, MiB", ("stall", "after_snapshot", "rss_mib"), "{:.0f}", ""),
     ("stall: VmHWM, MiB", ("stall", "after_snapshot", "hwm_mib"), "{:.0f}", ""),
-    ("stall: memory ratio (RSS)", ("stall", "memory_ratio"), "{:.2f}", "<= 1.3x"),
+    ("stall: memory ratio (RSS, writer's growth in)", ("stall", "memory_ratio"), "{:.2f}", ""),
     ("stall:   snapshot's own (after / before)", ("stall", "snapshot_memory_ratio"), "{:.2f}",
      ""),
     ("stall:   private (anon+shmem) after / open", ("stall", "private_memory_ratio"),
      "{:.2f}", ""),
     ("stall: peak ratio (HWM)", ("stall", "hwm_ratio"), "{:.2f}", ""),
+    ("memory: RSS after open, MiB", ("memory", "after_open", "rss_mib"), "{:.0f}", ""),
+    ("memory: RSS after its snapshot, MiB", ("memory", "after_snapshot", "rss_mib"), "{:.0f}",
+     ""),
+    ("memory: snapshot s", ("memory", "snapshot_s"), "{:.2f}", ""),
+    ("memory: ratio (RSS)", ("memory", "memory_ratio"), "{:.2f}", "<= 1.3x"),
+    ("memory: peak ratio (HWM)", ("memory", "hwm_ratio"), "{:.2f}", ""),
+    ("memory: private after / open", ("memory", "private_memory_ratio"), "{:.2f}", ""),
     ("reopen: engine open+close s", ("reopen", "engine_open_close_s"), "{:.3f}", ""),
     ("reopen: pickle+scan s", ("reopen", "alt_s"), "{:.3f}", ""),
     ("reopen:   pickle.loads s", ("reopen", "pickle_loads_s"), "{:.3f}", ""),
@@ -446,14 +483,14 @@ def pick(result: Result, path: tuple[str, ...]) -> float:
 
 def targets(result: Result) -> dict[str, dict[str, Any]]:
     """The issue's four targets for one N: value, target, met."""
-    s, r = result["stall"], result["reopen"]
+    s, r, m = result["stall"], result["reopen"], result["memory"]
     return {
         "stall_ms": {"value": s["max_gap_during_ms"], "target": f"<= {STALL_TARGET_MS}",
                      "met": s["max_gap_during_ms"] <= STALL_TARGET_MS},
         "throughput_ratio": {"value": s["throughput_ratio"], "target": f">= {THROUGHPUT_TARGET}",
                              "met": s["throughput_ratio"] >= THROUGHPUT_TARGET},
-        "memory_ratio": {"value": s["memory_ratio"], "target": f"<= {MEMORY_TARGET}",
-                         "met": s["memory_ratio"] <= MEMORY_TARGET},
+        "memory_ratio": {"value": m["memory_ratio"], "target": f"<= {MEMORY_TARGET}",
+                         "met": m["memory_ratio"] <= MEMORY_TARGET},
         "reopen_ratio": {"value": r["ratio"], "target": f"<= {REOPEN_TARGET}",
                          "met": r["ratio"] <= REOPEN_TARGET},
     }
