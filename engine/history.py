@@ -10,7 +10,8 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
-from itertools import islice, pairwise
+from itertools import islice
+from operator import lt
 from typing import Protocol
 
 from .errors import CorruptLogError, DatabaseClosedError, HistoryLostError, InvalidEventError
@@ -320,8 +321,8 @@ class History:
                         # first version of the one after it, and a record's own versions
                         # increase.
                         vs = hits[1::_HIT]
-                        if ((hits[-6] != expect) if head else (hits[-6] >= expect)) or any(
-                                a >= b for a, b in pairwise(vs)):
+                        if ((hits[-6] != expect) if head else (hits[-6] >= expect)) or not all(
+                                map(lt, vs, islice(vs, 1, None))):  # C-level: no frame each
                             expected = f"{expect}" if head else f"versions below {expect}"
                             raise CorruptLogError(
                                 f"stream {stream!r}'s chain is broken at tx {t}: it holds versions "

@@ -404,6 +404,21 @@ def test_a_broken_chain_is_corrupt_log_never_a_short_read(db_path, damage, messa
         assert [e.version for e in db.read_stream("s", 9)] == [9, 10]
 
 
+def test_versions_out_of_order_inside_one_record_are_corrupt_log(db_path):
+    """Tx 2's versions end below tx 3's and start above tx 1's, so only the check of
+    a record's own versions, in order, sees them go down."""
+    with engine.open(db_path) as db:
+        for _ in range(3):
+            with db.transaction() as tx:
+                tx.extend([("m", "e", b"1"), ("m", "e", b"2"), ("m", "e", b"3")])
+        db.snapshot()
+    _rewrite(db_path, 2, lambda r: _reencode(r, versions=[5, 4, 6]))
+    with engine.open(db_path) as db:
+        with pytest.raises(engine.CorruptLogError, match="chain is broken at tx 2: it holds "
+                                                         "versions 5..6"):
+            list(db.read_stream("m"))
+
+
 def test_a_record_missing_from_the_chain_is_corrupt_log(db_path):
     _chain_db(db_path)
     env = lmdb.open(os.path.join(db_path, layout.LOG_SUBDIR), subdir=True)
