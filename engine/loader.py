@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -106,12 +106,10 @@ def _load(plan: OpenPlan, log: LogStore, reducer: Reducer | None, where: str) ->
     # on a zeroed leaf it meets while iterating (docs/FORMAT.md, section 3).
     if plan.pages_checked_from is None or plan.pages_checked_from > start_tx + 1:
         log.check_pages_from(start_tx + 1)  # not twice: the plan's lineage read did it
-    # Indexed, the records are copied into memory of the loader's own (TailArena); the
-    # eager way decodes them into Python objects, so it takes them as bytes.
+    # Indexed, a tail of long records is copied into memory of the loader's own
+    # (TailArena); the eager way decodes records into Python objects from bytes.
     arena = TailArena() if indexed is not None else None
-    copy: Callable[[memoryview], bytes | memoryview] = bytes if arena is None else arena
-    with _tail(log.iter_range_into(copy, start_tx + 1, first_chunk=PROBE_RECORDS),
-               parallel=indexed is not None) as records:
+    with _tail(log, start_tx + 1, arena) as records:
         for tx_id, rec in records:
             if indexed is not None:
                 budget -= len(rec)
@@ -122,7 +120,7 @@ def _load(plan: OpenPlan, log: LogStore, reducer: Reducer | None, where: str) ->
                 # snapshot and every record so far, checked again from the start.
                 eager = State(snap.state if snap else {}, reducer)
                 cont = Continuity(start_tx, start_pos)
-                assert arena is not None  # the indexed way copies into the arena
+                assert arena is not None  # the indexed way may copy into the arena
                 arena.min_bytes = sys.maxsize  # from here on, records come as bytes
                 pending = [*indexed.tail, (tx_id, rec)]
                 indexed = None  # the index (and its keep of the records) goes now
@@ -206,27 +204,33 @@ class _IndexedTail:
 
 
 @contextmanager
-def _tail(records: Iterator[tuple[int, bytes | memoryview]], *, parallel: bool
+def _tail(log: LogStore, first_tx: int, arena: TailArena | None
           ) -> Iterator[Iterator[tuple[int, bytes | memoryview]]]:
-    """The tail's records, read ahead in a helper thread (:func:`read_ahead`) when that
-    pays: on the indexed way, with records of READ_AHEAD_MIN_BYTES or more on average
-    among the first PROBE_RECORDS. Indexing a short record is a C call of a few
-    microseconds that releases the GIL, and the helper, busy in Python, then holds
-    it: with 60k single-event records the open took 8% longer read ahead. The
-    records' iterator moves to the helper between two items, never inside a read
-    transaction (``iter_range_into`` ends each before it yields)."""
+    """The tail's records from ``first_tx``. Its first PROBE_RECORDS are read as bytes
+    in the loader's thread; if they average READ_AHEAD_MIN_BYTES or more (and
+    ``arena``: the indexed way), the rest is copied into the arena and read ahead in a
+    helper thread (:func:`read_ahead`) while the loader indexes. A tail of short
+    records is read as bytes in the loader's thread: py-lmdb copies those in C
+    faster than a view and a copy in Python, and indexing one is a C call of a few
+    microseconds that releases the GIL, which a reader thread busy in Python then
+    holds (with 60k single-event records the open took 8% longer read ahead)."""
+    records = log.iter_range(first_tx, first_chunk=PROBE_RECORDS)
     head: list[tuple[int, bytes | memoryview]] = []
     try:
         head.extend(islice(records, PROBE_RECORDS))
     except Exception as exc:  # a damaged key or page: raised after the records before it
         yield chain(head, _raising(exc))
         return
-    if not parallel or len(head) < PROBE_RECORDS or \
+    if arena is None or len(head) < PROBE_RECORDS or \
             sum(len(r) for _, r in head) < PROBE_RECORDS * READ_AHEAD_MIN_BYTES:
         yield chain(head, records)
         return
-    with read_ahead(records) as rest:
-        yield chain(head, rest)
+    # The probe's iterator is dropped here, between two read transactions (its first
+    # chunk was all it read); the rest is read anew from the next tx.
+    del records
+    rest = log.iter_range_into(arena, head[-1][0] + 1)
+    with read_ahead(rest) as ahead:
+        yield chain(head, ahead)
 
 
 def _raising(exc: Exception) -> Iterator[tuple[int, bytes | memoryview]]:

@@ -760,29 +760,34 @@ class LogStore:
         Each read transaction copies out a chunk of records; a reader that may stop
         early (``read_events`` with a limit, a subscription) starts with a small
         ``first_chunk``, and chunks grow fourfold up to READ_CHUNK."""
-        return self.iter_range_into(bytes, from_tx, to_tx, first_chunk=first_chunk)
+        return self._chunks(None, from_tx, to_tx, first_chunk)
 
     def iter_range_into(self, copy: Callable[[memoryview], _Copied], from_tx: int,
                         to_tx: int | None = None, *, first_chunk: int = READ_CHUNK
                         ) -> Iterator[tuple[int, _Copied]]:
         """:meth:`iter_range` with each record copied out of the map by ``copy(view)``,
         called inside the read transaction with a view valid only during the call (the
-        open copies the tail into memory of its own this way)."""
+        open copies a tail of long records into memory of its own this way). For short
+        records it is slower than :meth:`iter_range`, where py-lmdb copies in C."""
+        return self._chunks(copy, from_tx, to_tx, first_chunk)
+
+    def _chunks(self, copy: Callable[[memoryview], Any] | None, from_tx: int,
+                to_tx: int | None, first_chunk: int) -> Iterator[tuple[int, Any]]:
         nxt = from_tx
         size = max(1, min(first_chunk, READ_CHUNK))
         while True:
-            chunk: list[tuple[int, _Copied]] = []
-            with self._reading(buffers=True) as txn:
+            chunk: list[tuple[int, Any]] = []
+            with self._reading(buffers=copy is not None) as txn:
                 cur = txn.cursor()
                 if not cur.set_range(_KEY.pack(max(nxt, 1))):
                     return
-                k = v = None  # views into the map: none outlives the transaction
+                k = v = None  # with copy, views into the map: none outlives the transaction
                 try:
                     for k, v in cur.iternext():
                         t = _tx_of(k, self.path)
                         if to_tx is not None and t > to_tx:
                             break
-                        chunk.append((t, copy(v)))
+                        chunk.append((t, v if copy is None else copy(v)))
                         if len(chunk) >= size:
                             break
                 finally:

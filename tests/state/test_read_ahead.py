@@ -112,9 +112,9 @@ def test_every_path_of_an_indexed_open_gives_bytes_values(db_path, monkeypatch):
         with db.transaction() as tx:
             tx.extend((f"s{i}", "set", b"%d" % i) for i in range(100))
         db.snapshot()
-        for t in range(30):  # records over TailArena.MIN_BYTES: the tail's are views
+        for t in range(30):  # records of ~20 kB: the tail is read into the arena, as views
             with db.transaction() as tx:
-                tx.append(f"s{t}", "set", b"tail-%d" % t * 800)
+                tx.append(f"s{t}", "set", b"tail-%d" % t * 3000)
                 tx.append(f"new{t}", "delete" if t % 5 == 0 else "set", b"n%d" % t)
                 tx.track("projection", t + 1)
     names = [f"s{i}" for i in range(100)] + [f"new{t}" for t in range(30)]
@@ -127,8 +127,9 @@ def test_every_path_of_an_indexed_open_gives_bytes_values(db_path, monkeypatch):
 
     with engine.open(db_path) as db:
         assert db._pipeline.state.base is not None and db.tracked("projection") == 30
+        assert any(isinstance(r, memoryview) for r in db._pipeline.state.base._keep)
         expected = values(db)
-        assert expected["s3"] == b"tail-3" * 800 and expected["new5"] is None
+        assert expected["s3"] == b"tail-3" * 3000 and expected["new5"] is None
         assert set(db.streams()) == set(names)  # folds the index: build() decodes the tail
         assert db._pipeline.state.base is None
         folded = [e[1] for e in db._pipeline.state.entries.values()]
