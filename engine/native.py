@@ -545,7 +545,7 @@ def index_blocks(body: SnapshotBody, start: int, end: int, index: StateIndex, fi
         block_len = names_off - off + names_len + values_len + formats.BLOCK_TRAILER_SIZE
         if off + block_len > end:
             break
-        if not index.put_blocks(body, off, off + block_len):
+        if index.put_blocks(body, off, off + block_len):
             _block_failure(body, off, off + block_len, first_block + blocks)
         try:
             str(memoryview(body)[names_off : names_off + names_len], "utf-8")
@@ -629,27 +629,22 @@ class StateIndex:
 
     def put_body(self, body: SnapshotBody) -> None:
         """Index every entry of a (verified) snapshot body."""
-        buf = ffi.from_buffer(body)
-        while (rc := lib.eng_index_put_body(self._slots, self._cap, self._count, buf,
-                                            len(body))) == lib.ENG_E_ARG:
-            self._grow()  # full: grow and apply the body again (idempotent)
-        if rc != 0:
+        if rc := self.put_blocks(body, 0, len(body)):
             raise CorruptSnapshotError(f"snapshot body cannot be indexed: {_code_message(rc)}")
-        self._keep.append(body)
 
-    def put_blocks(self, body: SnapshotBody, start: int, end: int) -> bool:
-        """Index the blocks of ``body[start:end)`` (whole blocks); False if the C
-        decoder refuses one (the caller says which: :func:`index_blocks`). ``body``
+    def put_blocks(self, body: SnapshotBody, start: int, end: int) -> int:
+        """Index the blocks of ``body[start:end)`` (whole blocks); 0, or the C decoder's
+        error code for a block it refuses (:func:`index_blocks` says which). ``body``
         is kept alive with the index."""
         buf = ffi.from_buffer(body) + start
         while (rc := lib.eng_index_put_body(self._slots, self._cap, self._count, buf,
                                             end - start)) == lib.ENG_E_ARG:
             self._grow()  # full: grow and apply the blocks again (idempotent)
         if rc != 0:
-            return False
+            return int(rc)
         if not self._keep or self._keep[-1] is not body:
             self._keep.append(body)
-        return True
+        return 0
 
     def put_tx(self, rec: bytes | memoryview) -> IndexedTx:
         """Apply one record (default reducer); returns what its header says."""
