@@ -187,3 +187,15 @@ def test_a_fresh_database_has_no_base_layer(tmp_path):
         assert db._pipeline.state.base is None
         db.append("a", "set", b"1")
         assert db.get("a") == b"1" and db.version("a") == 1
+
+
+def test_put_body_refuses_a_body_the_decoder_refuses():
+    good = encode_block(["a", "b"], [1, 2], [1, 1], [b"x", None])
+    bad = bytearray(good)
+    bad[-1] ^= 1  # the block's checksum
+    index = StateIndex(4)
+    with pytest.raises(engine.CorruptSnapshotError, match="cannot be indexed: .*checksum"):
+        index.put_body(bytes(bad))
+    index = StateIndex(4)
+    index.put_body(good)
+    assert index.get("b") == (2, None, 1) and len(index) == 2
