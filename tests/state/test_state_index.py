@@ -194,7 +194,7 @@ def test_put_body_refuses_a_body_the_decoder_refuses():
     bad = bytearray(good)
     bad[-1] ^= 1  # the block's checksum
     index = StateIndex(4)
-    with pytest.raises(engine.CorruptSnapshotError, match="cannot be indexed: .*checksum"):
+    with pytest.raises(engine.CorruptSnapshotError, match=r"cannot be indexed: .*checksum"):
         index.put_body(bytes(bad))
     index = StateIndex(4)
     index.put_body(good)
