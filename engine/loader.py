@@ -249,9 +249,9 @@ class TailArena:
     cost more than the copy saves (a tail of 60k single-event records opened 7%
     slower through views).
 
-    Used by one thread at a time (the loader's, or the read-ahead's once that takes
-    the records over); the views are only read afterwards. ``min_bytes`` may be raised
-    from another thread (the loader, on going the eager way): one attribute write.
+    Used by the read-ahead's thread only (``_tail`` reads short tails without it); the
+    views are only read afterwards. ``min_bytes`` may be raised from another thread
+    (the loader, on going the eager way): one attribute write.
     """
 
     CHUNK_BYTES = 32 << 20  # a record longer than this gets a chunk of its own size
