@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import pytest
 
 import engine
@@ -194,6 +196,24 @@ def test_extend_accepts_lists_and_tuples_of_three(db):
         tx.extend(iter([("a", "e", b"3")]))
     assert [(e.stream, e.data) for e in next(iter(db.read_log(tx.tx_id))).events] == [
         ("a", b"1"), ("b", b"2"), ("a", b"3")]
+
+
+def test_extend_accepts_named_tuples_and_subclasses_beside_plain_triples(db):
+    # tx.extend's fast path takes only exact tuples and lists; subclasses are checked
+    # one by one first and must come out as the same columns
+    Ev = namedtuple("Ev", "stream type data")
+
+    class Row(list):
+        pass
+
+    with db.transaction() as tx:
+        tx.extend([Ev("a", "e", b"1"), ("b", "e", b"2"), Row(["a", "f", b"3"])])
+    assert [(e.stream, e.type, e.data) for e in next(iter(db.read_log(tx.tx_id))).events] == [
+        ("a", "e", b"1"), ("b", "e", b"2"), ("a", "f", b"3")]
+    with pytest.raises(engine.InvalidEventError, match=r"events\[1\] must be"), \
+            db.transaction() as tx:
+        tx.extend([Ev("a", "e", b"4"), Ev("a", "e", b"5")._replace(data=b"6")[:2]])
+    assert db.version("a") == 2
 
 
 def test_read_stream_bad_from_version(db):
