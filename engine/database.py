@@ -36,7 +36,7 @@ from .history import History, type_set
 from .lineage import checksum_source
 from .loader import load
 from .lock import DirLock
-from .log import LogInfo, LogStore
+from .log import LogInfo, LogStore, recover_journal
 from .logreader import LogReader
 from .model import EpochRecord, Event, Position, SnapshotInfo, Transaction
 from .notify import CommitPoint, CommitSignal
@@ -109,6 +109,9 @@ class Database:
     def _open(self, options: Options, undo: list[Callable[[], None]]) -> None:
         """The steps of open after the lock; each registers in ``undo`` how to release
         what it took (``__init__`` runs them, newest first, if a later step fails)."""
+        # After a power cut, LMDB's file is put back to what the commit journal says
+        # before anything reads it (engine.journal); a crashed process needs nothing.
+        replayed = recover_journal(layout.log_dir(self.path))
         plan = plan_open(self.path, create=options.create,
                          indexed=options.reducer is None)
         apply_set_aside(plan)
@@ -122,6 +125,10 @@ class Database:
         # Every field below is set once here and never reassigned; the objects they
         # name guard their own mutable parts (see docs/ARCHITECTURE.md, "Locks").
         self.open_warnings: list[str] = list(plan.warnings)
+        if replayed:
+            self.open_warnings.append(
+                f"applied {replayed} commit(s) from the log's commit journal: the machine "
+                "restarted since this database was last written")
         self.db_id: str = loaded.db_id
         self._epoch = loaded.epoch
         self._history: tuple[EpochRecord, ...] = loaded.history

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import storage_error
@@ -43,6 +43,27 @@ class FileSystem:
             self.fsync(fd)
         finally:
             os.close(fd)
+
+    def pwritev(self, fd: int, buffers: Sequence[bytes | bytearray | memoryview],
+                offset: int) -> int:
+        """Write ``buffers`` at ``offset`` (one ``pwritev``); returns the bytes written."""
+        return os.pwritev(fd, buffers, offset)
+
+    def fdatasync(self, fd: int) -> None:
+        """fdatasync one file descriptor (the commit journal's one flush per commit)."""
+        os.fdatasync(fd)
+
+    def boot_id(self) -> bytes:
+        """16 bytes naming this boot of the machine (Linux's ``boot_id``), or 16 zero
+        bytes where the system does not say. The commit journal compares it to tell a
+        crashed process (the page cache kept every write) from a power cut or reboot
+        (only flushed writes survived); tests swap it to simulate the reboot."""
+        try:
+            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+                text = f.read(64).strip()
+            return bytes.fromhex(text.replace(b"-", b"").decode("ascii"))[:16].ljust(16, b"\0")
+        except (OSError, ValueError):
+            return bytes(16)
 
     def rename(self, src: str, dst: str) -> None:
         """Atomically replace ``dst`` by ``src`` (``os.replace``); not yet durable."""

@@ -71,6 +71,22 @@ META_BACKUP: Final = META_PREFIX + b"backup"            # JSON: the log backup's
 META_BASE_CHECKSUM: Final = META_PREFIX + b"base_checksum"  # u64 LE: xxh64 of tx base_tx's record
 LOG_FORMAT: Final = 1
 
+# ---- commit journal (DIR/log/journal; FORMAT.md section 3, "Commit journal") -----
+# Two checkpoint slots, then frames. A slot: magic, version, reserved, seq, the LMDB
+# txnid and the engine's last tx id it covers, the page size, the length of each
+# saved meta copy, the boot id (16 bytes), then the two meta copies and the u64 xxh64
+# of every byte before it. A frame: magic, reserved, lap (the seq of the slot it
+# follows), tx_id, record length, then the record and the u64 xxh64 of header+record.
+JOURNAL_SLOT_MAGIC: Final = b"EJSL"
+JOURNAL_FRAME_MAGIC: Final = b"EJFR"
+JOURNAL_VERSION: Final = 1
+JOURNAL_SLOT_HEAD: Final = struct.Struct("<4sHHQQQII16s")   # 56 bytes
+JOURNAL_SLOT_BYTES: Final = 4096          # each slot's room; slot i at i * this
+JOURNAL_META_BYTES: Final = 152           # the part of an LMDB meta page saved (lmdbfile)
+JOURNAL_FRAMES_OFFSET: Final = 2 * JOURNAL_SLOT_BYTES
+JOURNAL_FRAME_HEAD: Final = struct.Struct("<4sIQQQ")       # 32 bytes
+JOURNAL_FRAME_TRAILER: Final = 8          # u64 xxh64 of header + record
+
 # ---- log-backup segment (an object in the backup target) -------------------
 # Header: magic, version, flags, header_len, db_id (36), reserved, epoch, first_tx,
 # last_tx, first_position, last_position, first_ts_ns, last_ts_ns, record_count,

@@ -28,6 +28,7 @@ DIVERGED_SUBDIR: Final = "diverged"
 ASIDE_SUBDIR: Final = "aside"
 ADMIN_SOCKET: Final = "admin.sock"
 LMDB_DATA_FILE: Final = "data.mdb"
+JOURNAL_FILE: Final = "journal"  # the commit journal beside data.mdb (FORMAT.md)
 SNAP_SUFFIX: Final = ".snap"
 SNAP_TMP_SUFFIX: Final = ".snap.tmp"
 
@@ -47,6 +48,11 @@ def log_dir(path: str) -> str:
 def log_data_file(log_path: str) -> str:
     """``DIR/log/data.mdb``: LMDB's data file inside a log directory."""
     return os.path.join(log_path, LMDB_DATA_FILE)
+
+
+def log_journal_file(log_path: str) -> str:
+    """``DIR/log/journal``: the commit journal of a log directory (sync "commit"/"group")."""
+    return os.path.join(log_path, JOURNAL_FILE)
 
 
 def log_staging_dir(path: str) -> str:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .errors import CorruptLogError, StorageError
+from .files import fs
 
 MAGIC: Final = 0xBEEFC0DE
 DATA_VERSION: Final = 1
@@ -171,6 +172,55 @@ def read_header(path: str) -> Header | None:
     return header
 
 
+def read_meta_bytes(path: str, page_size: int) -> tuple[bytes, bytes]:
+    """The first 152 bytes of both meta pages (what LMDB writes at a commit) as stored:
+    the commit journal saves them at each checkpoint (engine.journal)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        m0, m1 = os.pread(fd, _META_END, 0), os.pread(fd, _META_END, page_size)
+    finally:
+        os.close(fd)
+    if len(m0) != _META_END or len(m1) != _META_END:
+        raise _refuse(path, "it is shorter than its two meta pages")
+    return m0, m1
+
+
+def check_saved_metas(path: str, page_size: int, m0: bytes, m1: bytes,
+                      from_key: bytes) -> None:
+    """Check, before they are written back, that the meta pages ``m0``/``m1`` fit the
+    file at ``path``: valid meta pages, a tree inside the file, and intact pages on the
+    path a cursor takes from ``from_key`` to the last key (what the journal's recovery
+    walks). :class:`CorruptLogError` otherwise: then the file is left as it was."""
+    metas = (parse_meta(m0, 0), parse_meta(m1, 1))
+    for m in metas:
+        _check_meta(path, m)
+        if m.page_size != page_size:
+            raise _refuse(path, f"a saved meta page gives the page size {m.page_size}")
+    _check_txnids(path, *metas)
+    header = Header(path=path, file_bytes=os.path.getsize(path), metas=metas)
+    for m in metas:
+        _check_extent(header, m)
+    check_range_pages(path, from_key, header=header)
+
+
+def write_meta_bytes(path: str, page_size: int, m0: bytes, m1: bytes) -> None:
+    """Put back both meta pages saved by :func:`read_meta_bytes` and fsync the file: the
+    commit journal's recovery makes LMDB open the tree of its last checkpoint (the
+    file must not be open in LMDB meanwhile)."""
+    for i, m in enumerate((m0, m1)):
+        page = parse_meta(m, i)
+        _check_meta(path, page)
+        if page.page_size != page_size:
+            raise _refuse(path, f"a saved meta page gives the page size {page.page_size}")
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if os.pwrite(fd, m0, 0) != len(m0) or os.pwrite(fd, m1, page_size) != len(m1):
+            raise OSError(f"a short write to {path}")
+        fs().fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _check_meta(path: str, m: MetaPage) -> None:
     where = f"meta page {m.index}"
     if m.pgno != m.index or not m.flags & P_META:
@@ -234,7 +284,8 @@ P_LEAF: Final = 0x02
 MAX_DEPTH: Final = 32                   # LMDB's CURSOR_STACK
 
 
-def check_range_pages(path: str, from_key: bytes, max_leaves: int | None = None) -> int:
+def check_range_pages(path: str, from_key: bytes, max_leaves: int | None = None,
+                      header: Header | None = None) -> int:
     """Check, with plain reads, every page a cursor moving from ``from_key`` to the last
     key of the main tree will visit: branch pages whole (header, node offsets, child
     page numbers), leaf pages' headers and node offsets. Returns the leaf pages checked.
@@ -244,9 +295,11 @@ def check_range_pages(path: str, from_key: bytes, max_leaves: int | None = None)
     (key and value sizes, overflow page numbers) are not checked: the record checks
     find damaged values. With ``max_leaves`` only the first leaves from ``from_key`` on
     (and the branch pages above them) are checked. Raises :class:`CorruptLogError`
-    naming the page.
+    naming the page. ``header``: check the tree these meta pages name instead of the
+    file's own (the commit journal's saved ones, before they are written back).
     """
-    header = read_header(path)
+    if header is None:
+        header = read_header(path)
     if header is None:
         return 0
     meta = header.newest

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from . import formats, layout, lmdbfile
+from . import formats, journal, layout, lmdbfile
 from .errors import (
     DISK_FULL_ERRNOS,
     CorruptLogError,
@@ -43,6 +43,7 @@ from .errors import (
     DatabaseLockedError,
     StorageError,
     disk_full,
+    storage_error,
 )
 from .files import fs
 from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
@@ -58,6 +59,13 @@ _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 256 << 20
 _MAX_TX = 1 << 63  # tx keys never collide with the all-zero meta prefix (tx ids start at 1)
 READ_CHUNK = 256  # records fetched per short read transaction
+# The sync modes whose commits are made durable by the commit journal (engine.journal)
+JOURNALED = ("commit", "group")
+# A journaled writer checkpoints (flushes LMDB, saves its meta pages, moves its pinned
+# reader) after this many commits or journal bytes. Until then LMDB reuses no page freed
+# since the last checkpoint, so its file grows by what these commits wrote, once.
+CHECKPOINT_TXS = 2048
+CHECKPOINT_BYTES = 8 << 20
 _Copied = TypeVar("_Copied")  # what iter_range_into's copy makes of a record
 
 
@@ -286,6 +294,23 @@ class LogStore:
         # asked for it.
         self._recent_lock = threading.Lock()
         self._recent: RecentRecords | None = None
+        # The commit journal (sync "commit"/"group", a writer): guarded by _write_lock.
+        # _pins are read transactions that keep checkpoints' trees from being reused
+        # (engine.journal), oldest first; the last one is on the newest slot's tree.
+        # Invariant: a journaled commit is made only while _pins is not empty (else a
+        # checkpoint comes first); a new pin is added before its slot is written and
+        # older ones are dropped only after, so an interrupt anywhere leaves the
+        # newest slot's tree pinned (at worst with an extra older pin, dropped later).
+        # _last_tx is the newest record's tx id.
+        self._journal: journal.Journal | None = None
+        self._pins: list[Any] = []
+        self._last_tx = 0
+        self._slot_txnid = -1  # the LMDB txnid the newest slot names (-1: none yet)
+        self._boot_id = fs().boot_id()
+        if readonly:
+            _refuse_unrecovered_journal(path, self._boot_id)
+        elif _env_present(path):
+            recover_journal(path)  # a database opened through Database did it already
         # Before LMDB maps the file: a truncated or garbled header would otherwise
         # kill the process (SIGBUS, SIGFPE) instead of raising (engine.lmdbfile).
         header = lmdbfile.read_header(layout.log_data_file(path))
@@ -302,7 +327,10 @@ class LogStore:
             # committers share those flushes. (MDB_NOSYNC plus a later env.sync would
             # leave a window where a meta page could reach the disk before the pages
             # it points to.) "none" leaves flushing to the OS.
-            durable = sync in ("commit", "group")
+            # Under the commit journal ("commit", "group") LMDB itself does not flush at a
+            # commit: each commit's records are flushed once in the journal first.
+            journaled = sync in JOURNALED and not readonly
+            durable = sync in JOURNALED and not journaled
             # "data" (LMDB's MDB_NOMETASYNC): the data pages are flushed at each commit,
             # the meta page that makes the commit current is written but flushed only
             # by the next commit's flush (or sync(): the meta flusher, close). LMDB's
@@ -321,6 +349,13 @@ class LogStore:
                 # meta page unflushed (the page cache holds it): flush it before
                 # anything (a snapshot, a backup) builds on that commit
                 self._env.sync(True)
+            if journaled:
+                self._start_journal()
+            elif not readonly and os.path.exists(layout.log_journal_file(path)):
+                # a mode without the journal: make what LMDB holds durable, then the
+                # journal (already recovered above) is not needed any more
+                self._env.sync(True)
+                journal.remove(path)
         except (lmdb.Error, OSError) as exc:
             if isinstance(exc, lmdb.Error) and "already open in this process" in str(exc):
                 # py-lmdb refuses a second environment on one file in a process: LMDB's
@@ -334,6 +369,88 @@ class LogStore:
             raise _translate(exc, f"cannot open the log at {path}",
                              log_dir=None if readonly else path,
                              consequence="nothing was opened") from exc
+
+    # ------------------------------------------------------------ the journal
+    def _start_journal(self) -> None:
+        """Open (or create) the journal. Its newest slot stays if it already names what
+        LMDB holds, on this boot, with no frame after it (a clean close: opening and
+        closing a database writes nothing); else a checkpoint at once names it."""
+        state = journal.read(self.path, frames=False)
+        slot = state.slot if state is not None else None
+        try:
+            _first, last = self.bounds()
+        except CorruptLogError:  # not an engine log (yet): initialise() refuses it later
+            last = None
+        self._last_tx = last or 0
+        self._journal = journal.Journal(self.path, slot.seq if slot is not None else 0)
+        try:
+            txnid = int(self._env.info()["last_txnid"])
+            if (slot is not None and slot.boot_id == self._boot_id != bytes(16)
+                    and slot.lmdb_txnid == txnid and slot.last_tx == self._last_tx
+                    and journal.lap_is_empty(self.path, slot)):
+                self._slot_txnid = txnid
+                self._pins.append(self._env.begin())  # flushed when the slot was written
+                return
+            with self._write_lock:
+                self._checkpoint()
+        except BaseException:
+            self._journal.close()
+            self._journal = None
+            raise
+
+    def _checkpoint(self) -> None:
+        """Under _write_lock, journaled: flush LMDB, save both meta pages in a new slot,
+        and move the pinned reader to this tree. Every frame before becomes dead (the
+        new slot starts a lap). A failure is remembered as a failed flush is (sync)."""
+        j = self._journal
+        assert j is not None
+        try:
+            txnid = int(self._env.info()["last_txnid"])
+            if txnid == self._slot_txnid and j.txs == 0 and self._pins:
+                return  # nothing since the newest slot: it and its pin stand
+            self._env.sync(True)
+            psize = int(self._env.stat()["psize"])
+            data = layout.log_data_file(self.path)
+            m0, m1 = lmdbfile.read_meta_bytes(data, psize)
+            newest = max(lmdbfile.parse_meta(m0, 0).txnid, lmdbfile.parse_meta(m1, 1).txnid)
+            if newest != txnid:  # LMDB's file does not say what LMDB does: never save it
+                raise StorageError(f"the meta pages of {data} name LMDB transaction "
+                                   f"{newest}, the environment {txnid}")
+            self._pins.append(self._env.begin())  # on this tree: no commit is in flight
+            j.write_slot(journal.Slot(j.seq + 1, txnid, self._last_tx, psize, self._boot_id,
+                                      m0, m1))
+            self._slot_txnid = txnid
+            while len(self._pins) > 1:  # the trees of older slots may be reused now
+                self._pins.pop(0).abort()
+        except (lmdb.Error, OSError, StorageError) as exc:
+            err = (exc if isinstance(exc, StorageError) else
+                   _translate(exc, "cannot checkpoint the log's commit journal"))
+            self._sync_failed = StorageError(
+                f"a checkpoint of the log at {self.path} failed ({err}); the log refuses "
+                "every write since, because the pages it flushes may not be on the disk. "
+                "Check the disk, then close and reopen the database (docs/RUNBOOK.md, "
+                "'A failed flush').")
+            raise err from exc
+
+    def _void_frames(self) -> None:
+        """Under _write_lock, after a write whose frames reached the journal failed in
+        LMDB: a checkpoint starts a new lap, so recovery never replays them."""
+        with contextlib.suppress(StorageError):  # remembered in _sync_failed
+            self._checkpoint()
+
+    def _journal_failed(self, exc: OSError) -> StorageError:
+        """Under _write_lock: the error of a failed journal write or flush; every later
+        write refuses (what reached the disk is unknown)."""
+        assert self._journal is not None
+        where = self._journal.path
+        err = storage_error(exc, f"cannot write the commit journal {where}: {exc}. Check "
+                            "the disk and its free space.", directory=self.path,
+                            writing=where, consequence="nothing was committed")
+        self._sync_failed = StorageError(
+            f"an earlier write of the commit journal {where} failed ({err}); the log "
+            "refuses every write since. Check the disk, then close and reopen the "
+            "database (docs/RUNBOOK.md, 'A failed flush').")
+        return err
 
     # ---------------------------------------------------------------- probing
     @staticmethod
@@ -459,8 +576,8 @@ class LogStore:
             txn.put(key, value)
 
         self._write(put)
-        if self.sync_mode == "data":
-            self.sync()
+        if self.sync_mode == "data" or self._journal is not None:
+            self.sync()  # journaled: LMDB did not flush it, and no frame holds it
 
     def get_meta(self, key: bytes) -> bytes | None:
         """One meta entry, or None."""
@@ -507,22 +624,44 @@ class LogStore:
         # records ``body`` puts (for the free-space check, and kept for values_from).
         with self._write_lock:
             self._check_writable()
+            j = self._journal
+            if j is not None and not self._pins:
+                self._checkpoint()  # a remap an interrupt cut short dropped the pin
             for _attempt in range(32):
+                if j is not None and records:
+                    try:
+                        j.append(records)  # durable from here: before LMDB sees it
+                    except OSError as exc:
+                        raise self._journal_failed(exc) from exc
                 try:
                     with self._env.begin(write=True) as txn:
                         body(txn)
                 except lmdb.MapFullError:
+                    if j is not None:
+                        self._checkpoint()  # this attempt's frames die; the pin may move
                     self._grow()
-                except lmdb.KeyExistsError as exc:
-                    raise CorruptLogError(f"a tx id was written twice: {exc}") from exc
-                except lmdb.Error as exc:
-                    need = sum(len(r) for _, r in records)  # for the free-space check
-                    raise _translate(exc, "cannot write the log", log_dir=self.path,
-                                     need=need) from exc
+                except BaseException as exc:
+                    if j is not None and records:
+                        self._void_frames()  # never replay what LMDB refused
+                    if isinstance(exc, lmdb.KeyExistsError):
+                        raise CorruptLogError(f"a tx id was written twice: {exc}") from exc
+                    if isinstance(exc, lmdb.Error):
+                        need = sum(len(r) for _, r in records)  # for the free-space check
+                        raise _translate(exc, "cannot write the log", log_dir=self.path,
+                                         need=need) from exc
+                    raise
                 else:
                     kept = self._recent  # committed: keep the records, in commit order
                     if kept is not None and records:
                         kept.add(records)  # (the objects themselves; no lock: recent.py)
+                    if j is not None:
+                        if records:
+                            self._last_tx = records[-1][0]
+                        if j.txs >= CHECKPOINT_TXS or j.bytes >= CHECKPOINT_BYTES:
+                            # the commit is durable (journaled); a failure here is
+                            # remembered and refuses the next write
+                            with contextlib.suppress(StorageError):
+                                self._checkpoint()
                     return
         raise StorageError("the log map could not be grown enough to hold the write")
 
@@ -560,11 +699,21 @@ class LogStore:
                         "(until that exception's traceback is dropped). Nothing was written; "
                         "retry, or reopen the database.")
                 new_size = size()
+                # LMDB remaps only with no read transaction of this process open, the
+                # journal's pins included; a journaled writer checkpointed just before
+                # (_write), so the tree to protect is the flushed newest one, pinned
+                # again after (if an interrupt prevents that, _write checkpoints first)
+                pinned = bool(self._pins)
+                while self._pins:
+                    self._pins.pop().abort()
                 try:
                     self._env.set_mapsize(new_size)
                 except lmdb.Error as exc:
                     to = f" to {new_size} bytes" if new_size else ""
                     raise _translate(exc, f"cannot {what}{to}") from exc
+                finally:
+                    if pinned:
+                        self._pins.append(self._env.begin())
             finally:
                 self._growing -= 1
                 self._gate.notify_all()
@@ -580,6 +729,9 @@ class LogStore:
         same error (reopen the database once the disk is healthy)."""
         with self._write_lock:
             self._check_writable()
+            if self._journal is not None:
+                self._checkpoint()  # the flush, and the journal's frames before it die
+                return
             try:
                 self._env.sync(True)
             except lmdb.Error as exc:
@@ -857,6 +1009,20 @@ class LogStore:
                 self._gate.wait()
         with self._recent_lock:
             self._recent = None  # nothing is served from memory after close
+        if self._journal is not None:
+            with self._write_lock:
+                try:
+                    if self._sync_failed is None:
+                        self._checkpoint()  # a clean journal: no frame left to replay
+                except StorageError as exc:
+                    log.error("closing the log at %s: the last checkpoint failed (%s); the "
+                              "commit journal keeps the commits since the one before",
+                              self.path, exc)
+                while self._pins:
+                    with contextlib.suppress(lmdb.Error):
+                        self._pins.pop().abort()
+                self._journal.close()  # idempotent: an interrupt may repeat this close
+                self._journal = None
         if self.sync_mode == "data" and not self.readonly:
             # the last commit's meta page is written but not flushed: flush it now
             try:
@@ -883,3 +1049,115 @@ def _file_size(path: str) -> int:
         return os.path.getsize(layout.log_data_file(path))
     except OSError:
         return 0
+
+
+# ------------------------------------------------------------ the commit journal
+def _journal_to_replay(path: str, boot_id: bytes) -> journal.JournalState | None:
+    """The journal of ``path`` if LMDB's file may lack what it holds: the machine
+    restarted since its slot was written (or gives no boot id), and it has frames or
+    LMDB's file was written after the slot. None when LMDB's file can be trusted as
+    it is: no journal, or a crashed process on this boot (the page cache kept all)."""
+    slots = journal.read(path, frames=False)
+    if slots is None or slots.slot is None:
+        return None
+    if boot_id != bytes(16) and slots.slot.boot_id == boot_id:
+        return None
+    state = journal.read(path)
+    assert state is not None and state.slot is not None
+    data = layout.log_data_file(path)
+    if not os.path.exists(data) or os.path.getsize(data) == 0:
+        return None  # no LMDB file: the log is lost (the open says so), not replayable
+    if not state.frames and _newest_txnid(data) == state.slot.lmdb_txnid:
+        return None
+    return state
+
+
+def _newest_txnid(data: str) -> int | None:
+    """The txnid LMDB would open ``data`` at; None if its meta pages are not fit to open
+    (a power cut can leave a meta page naming pages that never reached the disk)."""
+    try:
+        header = lmdbfile.read_header(data)
+    except CorruptLogError:
+        return None
+    return None if header is None else header.newest.txnid
+
+
+def _refuse_unrecovered_journal(path: str, boot_id: bytes) -> None:
+    """A read-only open must not read an LMDB file that a power cut may have left with
+    a meta page ahead of its pages: the writer's open recovers it first."""
+    state = _journal_to_replay(path, boot_id)
+    if state is not None:
+        raise StorageError(
+            f"the log at {path} has a commit journal to apply first ({len(state.frames)} "
+            "commit(s) since its last checkpoint; the machine restarted since its writer "
+            "ran, so LMDB's file may not hold them whole). Open the database for writing "
+            "once (engine.open(DIR)), which applies them; then read it (docs/RUNBOOK.md, "
+            "'After a power cut').")
+
+
+def recover_journal(path: str) -> int:
+    """Bring LMDB's file in ``path`` back to what every acknowledged commit left, after
+    a power cut or a reboot (engine.journal): put back the last checkpoint's meta pages
+    (their tree was kept intact), apply the journal's frames after it, flush, and write
+    a fresh slot. Returns the commits applied (0: nothing to do). A writer calls it,
+    holding the directory's lock, before anything reads the log."""
+    boot_id = fs().boot_id()
+    state = _journal_to_replay(path, boot_id)
+    if state is None:
+        return 0
+    slot = state.slot
+    assert slot is not None
+    data = layout.log_data_file(path)
+    try:
+        if _newest_txnid(data) != slot.lmdb_txnid:  # put the checkpoint's tree back
+            try:
+                lmdbfile.check_saved_metas(data, slot.page_size, slot.meta0, slot.meta1,
+                                           _KEY.pack(max(slot.last_tx, 1)))
+            except CorruptLogError as exc:
+                raise CorruptLogError(
+                    f"the commit journal {state.path} cannot be applied: the tree its last "
+                    f"checkpoint names is not in {data} ({exc}). The journal does not belong "
+                    "to this log, or the file was damaged; nothing was changed. "
+                    f"{RUNBOOK}.") from None
+            lmdbfile.write_meta_bytes(data, slot.page_size, slot.meta0, slot.meta1)
+        size = _file_size(path) * 2 + sum(len(r) for _, r in state.frames) * 2
+        env = lmdb.open(os.fsencode(path), map_size=max(DEFAULT_MAP_SIZE, size), max_dbs=0,
+                        subdir=True, sync=True, metasync=True, readahead=False,
+                        max_readers=256)
+    except (lmdb.Error, OSError) as exc:
+        raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
+                         consequence="nothing was applied; the journal is kept") from exc
+    try:
+        with env.begin() as txn:
+            cur = txn.cursor()
+            last = _tx_of(cur.key(), path) if cur.last() and cur.key() >= _KEY.pack(1) else 0
+        if last != slot.last_tx:
+            raise CorruptLogError(
+                f"the commit journal {state.path} says its checkpoint holds txs up to "
+                f"{slot.last_tx}, but the log it restored ends at tx {last}: the journal "
+                f"does not belong to this log. {RUNBOOK}.")
+        with env.begin(write=True) as txn:
+            for tx_id, rec in state.frames:
+                if peek_tx_header(rec)[0] != tx_id:
+                    raise CorruptLogError(f"the commit journal {state.path} holds a record "
+                                          f"that is not tx {tx_id} in that tx's frame")
+                txn.put(_KEY.pack(tx_id), rec, append=True, overwrite=False)
+        env.sync(True)
+        psize = int(env.stat()["psize"])
+        m0, m1 = lmdbfile.read_meta_bytes(data, psize)
+        new_last = state.frames[-1][0] if state.frames else slot.last_tx
+        j = journal.Journal(path, slot.seq)
+        try:
+            j.write_slot(journal.Slot(slot.seq + 1, int(env.info()["last_txnid"]), new_last,
+                                      psize, boot_id, m0, m1))
+        finally:
+            j.close()
+    except (lmdb.Error, OSError) as exc:
+        raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
+                         consequence="the journal is kept; opening again retries") from exc
+    finally:
+        env.close()
+    log.warning("the log at %s: applied %d commit(s) from its commit journal after a "
+                "restart (txs %d-%d)", path, len(state.frames), slot.last_tx + 1,
+                slot.last_tx + len(state.frames))
+    return len(state.frames)

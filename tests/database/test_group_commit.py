@@ -53,12 +53,20 @@ def test_group_commit_batches_and_each_caller_waits_for_its_fsync(tmp_path):
                 f"{n}:{i}".encode() for i in range(per_thread)]
 
 
-def test_group_and_commit_environments_flush_at_commit(tmp_path):
-    """No MDB_NOSYNC window: LMDB orders data then meta flushes itself (not "none")."""
-    for mode, durable in (("commit", True), ("group", True), ("none", False)):
-        with engine.open(str(tmp_path / mode), sync=mode) as db:
+def test_group_and_commit_environments_commit_through_the_journal(tmp_path):
+    """"commit" and "group": LMDB does not flush at a commit (MDB_NOSYNC); the commit
+    journal does, once (engine.journal). "data" flushes LMDB's data pages; "none" nothing,
+    and neither keeps a journal (one left by an earlier "commit" writer is removed)."""
+    for mode, lmdb_sync, journaled in (("commit", False, True), ("group", False, True),
+                                       ("data", True, False), ("none", False, False)):
+        path = tmp_path / mode
+        if not journaled:
+            engine.open(str(path), sync="commit").close()  # leaves a journal behind
+        with engine.open(str(path), sync=mode) as db:
             flags = db._log._env.flags()
-            assert flags["sync"] is durable and flags["metasync"] is durable, (mode, flags)
+            assert flags["sync"] is lmdb_sync and flags["metasync"] is False, (mode, flags)
+            assert (db._log._journal is not None) is journaled, mode
+            assert (path / "log" / "journal").exists() is journaled, mode
 
 
 def test_commit_mode_never_batches(tmp_path):

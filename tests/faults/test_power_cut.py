@@ -1,14 +1,17 @@
 """Power cuts, simulated (tests/faults/powercut): a child appends and reports each
-commit as it returns; it is killed with SIGKILL at a random moment, and the log file
-is rebuilt as the disk would hold it had the power gone then (every write that no
-later flush covered is dropped). Then the database must open, hold a gap-free run of
-intact transactions, and hold every acknowledged commit its sync mode promises:
+commit as it returns; it is killed with SIGKILL at a random moment, and the log's
+files (LMDB's ``data.mdb`` and the commit journal) are rebuilt as the disk would hold
+them had the power gone then (every write that no later flush of its file covered is
+dropped). Then the database must open as after a reboot (another boot id: the commit
+journal replays), hold a gap-free run of intact transactions, and hold every
+acknowledged commit its sync mode promises:
 
-- ``sync="commit"`` and ``"group"``: every acknowledged commit (durable on return);
+- ``sync="commit"`` and ``"group"``: every acknowledged commit (durable on return: its
+  journal frame was flushed; LMDB itself flushed only at checkpoints);
 - ``sync="data"``: every acknowledged commit but possibly the last (its meta page is
   flushed by the next commit's flush or the meta flusher, docs/FORMAT.md section 3);
 - ``sync="none"``: a prefix only, and the model shows it: acknowledged commits are lost;
-  so does ``"commit"`` with LMDB's meta flush turned off (the negative control).
+  so does ``"commit"`` with the journal's flush turned off (the negative control).
 
 Under ``"data"`` also: once the meta flusher has flushed, nothing before is lost, and
 a snapshot is never ahead of the log after a cut.
@@ -30,16 +33,16 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.files import FileSystem, installed
 from tests.faults.powercut import build_shim, cut, shim_env
 
 CYCLES = int(os.environ.get("ENGINE_POWERCUT_CYCLES", "6"))
 
 CHILD = r"""
 import sys, time
-if sys.argv[3] == "mutant":  # the negative control: "commit" without its meta flush
-    import lmdb
-    _open = lmdb.open
-    lmdb.open = lambda *a, **k: _open(*a, **{**k, "metasync": False})
+if sys.argv[3] == "mutant":  # the negative control: "commit" without its journal flush
+    import engine.journal
+    engine.journal.Journal._flush = lambda self: None
 import engine
 db = engine.open(sys.argv[1], sync=sys.argv[2])
 print("open", db.position.tx_id, flush=True)
@@ -64,6 +67,9 @@ while True:
     db.append("acct-%d" % (nxt % 7), "deposited", b"%d" % nxt)
     print("ack", nxt, flush=True)
     n += 1
+    if sys.argv[3] == "checkpoint" and n % 300 == 0:  # a checkpoint every 300 commits
+        with db._log._write_lock:
+            db._log._checkpoint()
     if sys.argv[3] == "snapshot" and n % 25 == 0:  # the cut right after a snapshot
         db.snapshot()
         import os, signal
@@ -87,12 +93,11 @@ def run_until_cut(shim: Path, path: Path, sync: str, log: Path, rng: random.Rand
                   variant: str = "plain") -> list[int]:
     """Run the child until a random SIGKILL; returns the tx ids it acknowledged (for
     the "quiet" variant: the ones a completed meta-flusher flush covers)."""
-    data = path / "log" / "data.mdb"
     (path / "log").mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), sync, variant],
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                            env=shim_env(shim, data, log))
+                            env=shim_env(shim, watched(path), log))
     acked: list[int] = []
     opened = threading.Event()
 
@@ -120,10 +125,22 @@ def run_until_cut(shim: Path, path: Path, sync: str, log: Path, rng: random.Rand
     return acked
 
 
+def watched(path: Path) -> list[Path]:
+    """The files a power cut rebuilds: LMDB's, then the commit journal."""
+    return [path / "log" / "data.mdb", path / "log" / "journal"]
+
+
+class Rebooted(FileSystem):
+    """The machine after the cut: another boot, so the page cache is gone."""
+
+    def boot_id(self) -> bytes:
+        return b"after-the-cut-01"
+
+
 def check_after_cut(path: Path, variant: str = "plain") -> int:
-    """Open the database as the cut left it: gap-free, every record intact and what
-    its writer wrote. Returns its last tx."""
-    with engine.open(str(path)) as db:
+    """Open the database as the cut left it, as after a reboot: gap-free, every record
+    intact and what its writer wrote. Returns its last tx."""
+    with installed(Rebooted()), engine.open(str(path)) as db:
         last = db.position.tx_id
         txs = list(db.read_log())
         assert [t.tx_id for t in txs] == list(range(1, last + 1))
@@ -146,22 +163,27 @@ def cycles(shim: Path, tmp_path: Path, sync: str, seed: int, variant: str = "pla
     """(max acknowledged, last tx after the cut, writes dropped) per cycle."""
     rng = random.Random(seed)
     path = tmp_path / "db"
-    data = path / "log" / "data.mdb"
+    files = watched(path)
     out = []
     for n in range(CYCLES):
-        baseline = data.read_bytes() if data.exists() else b""
+        baselines = [f.read_bytes() if f.exists() else b"" for f in files]
         log = tmp_path / f"writes-{n}.bin"
         acked = run_until_cut(shim, path, sync, log, rng, variant)
-        _kept, dropped = cut(data, baseline, log)
+        dropped = sum(cut(f, b, log, i)[1] for i, (f, b) in enumerate(zip(files, baselines,
+                                                                        strict=True)))
         last = check_after_cut(path, variant)
         out.append((max(acked, default=0), last, dropped))
     return out
 
 
 @pytest.mark.parametrize("sync, variant", [("commit", "plain"), ("group", "plain"),
-                                           ("group", "threads")])
+                                           ("group", "threads"), ("commit", "checkpoint"),
+                                           ("commit", "snapshot")])
 def test_every_acknowledged_commit_survives_a_power_cut(shim, tmp_path, sync, variant):
-    """("group", "threads"): three threads commit at once, so groups have members."""
+    """("group", "threads"): three threads commit at once, so groups have members;
+    ("commit", "checkpoint"): checkpoints come every 300 commits, so cuts land before,
+    inside and after them; ("commit", "snapshot"): the cut right after a snapshot (the
+    snapshot must not be ahead of the log: the open would refuse)."""
     for acked, last, _dropped in cycles(shim, tmp_path, sync, seed=11, variant=variant):
         assert last >= acked, f"sync={sync}: tx {acked} was acknowledged, the cut left {last}"
 
@@ -187,9 +209,9 @@ def test_a_snapshot_under_sync_data_is_never_ahead_of_the_log(shim, tmp_path):
         assert last >= acked - 1
 
 
-def test_the_model_catches_a_commit_without_its_meta_flush(shim, tmp_path):
-    """The negative control for the "commit" test: LMDB opened with metasync=False
-    under sync="commit" loses an acknowledged commit at some cut."""
+def test_the_model_catches_a_commit_without_its_journal_flush(shim, tmp_path):
+    """The negative control for the "commit" test: the commit journal without its
+    flush under sync="commit" loses an acknowledged commit at some cut."""
     results = cycles(shim, tmp_path, "commit", seed=17, variant="mutant")
     assert any(last < acked for acked, last, _ in results), results
 

@@ -1,8 +1,9 @@
 """A power cut, simulated: ``powercut.c`` (an LD_PRELOAD shim) records every write to
-one file and every flush of it while a child process runs; after the child is
-killed, :func:`cut` rebuilds the file as the disk would hold it had the power gone
-at that moment: only writes that a later flush covered, or that went through an
-``O_SYNC``/``O_DSYNC`` descriptor, survive (every other write is dropped). LMDB's
+the watched files (LMDB's ``data.mdb``, the commit journal) and every flush of them
+while a child process runs; after the child is killed, :func:`cut` rebuilds each
+file as the disk would hold it had the power gone at that moment: only writes that a
+later flush of that file covered, or that went through an ``O_SYNC``/``O_DSYNC``
+descriptor, survive (every other write is dropped). LMDB's
 writes come from C (py-lmdb), where the engine's filesystem seam (engine.files)
 cannot see them; the shim can.
 
@@ -22,6 +23,7 @@ SOURCE = Path(__file__).with_name("powercut.c")
 _REC = struct.Struct("<IIQQ")  # kind, flags, offset, len (struct rec in powercut.c)
 WRITE, FLUSH_BEGIN, TRUNCATE, FLUSH_END = 1, 2, 3, 4
 DSYNC = 1
+FILE_SHIFT = 8  # a record's flags carry its file's index in bits 8-15
 
 
 def build_shim(directory: Path) -> Path:
@@ -34,9 +36,12 @@ def build_shim(directory: Path) -> Path:
     return out
 
 
-def shim_env(shim: Path, watched: Path, log: Path) -> dict[str, str]:
-    """The environment that runs a child under the shim, watching ``watched``."""
-    return {**os.environ, "LD_PRELOAD": str(shim), "POWERCUT_FILE": os.path.realpath(watched),
+def shim_env(shim: Path, watched: Path | list[Path], log: Path) -> dict[str, str]:
+    """The environment that runs a child under the shim, watching ``watched`` (one file
+    or several: index i in the records is ``watched[i]``)."""
+    files = watched if isinstance(watched, list) else [watched]
+    return {**os.environ, "LD_PRELOAD": str(shim),
+            "POWERCUT_FILE": ":".join(os.path.realpath(f) for f in files),
             "POWERCUT_LOG": str(log)}
 
 
@@ -92,9 +97,18 @@ def durable_image(baseline: bytes, recs: list[tuple[int, int, int, bytes]]) -> b
     return bytes(image)
 
 
-def cut(watched: Path, baseline: bytes, log: Path) -> tuple[int, int]:
-    """Rewrite ``watched`` as the power cut leaves it; returns (writes kept, dropped)."""
-    recs = records(log)
+def of_file(recs: list[tuple[int, int, int, bytes]], index: int
+            ) -> list[tuple[int, int, int, bytes]]:
+    """The records of watched file ``index`` (a flush covers its own file only)."""
+    return [r for r in recs if r[1] >> FILE_SHIFT == index]
+
+
+def cut(watched: Path, baseline: bytes, log: Path, index: int = 0) -> tuple[int, int]:
+    """Rewrite ``watched`` (watched file ``index``) as the power cut leaves it; returns
+    (writes kept, dropped). A file the child never wrote is left as it is."""
+    recs = of_file(records(log), index)
+    if not recs:
+        return 0, 0
     image = durable_image(baseline, recs)
     watched.write_bytes(image)
     last_flush = covered_before(recs)

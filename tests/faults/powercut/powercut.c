@@ -1,12 +1,14 @@
 /*
- * powercut.so: an LD_PRELOAD shim that records every write to one file and every
- * flush of it, so a test can rebuild the file as a power cut would leave it: only
+ * powercut.so: an LD_PRELOAD shim that records every write to the watched files and
+ * every flush of them, so a test can rebuild each as a power cut would leave it: only
  * writes a later flush (fsync/fdatasync of that file) covered, or writes through a
  * descriptor opened O_SYNC/O_DSYNC, survive. LevelDB's FaultInjectionTestEnv
  * ("drop unsynced data"), for a C library (LMDB) whose writes no Python seam sees.
  *
- * Environment: POWERCUT_FILE (the file to watch, an absolute real path) and
- * POWERCUT_LOG (where records go, appended). Record: struct rec, then `len` bytes
+ * Environment: POWERCUT_FILE (the files to watch: absolute real paths separated by
+ * ':', at most MAX_FILES) and POWERCUT_LOG (where records go, appended). A record's
+ * `flags` carry the watched file's index in bits 8-15 (a flush covers only writes to
+ * its own file). Record: struct rec, then `len` bytes
  * of data for a write. The order is strict in the direction that matters: a write
  * is logged after it completed; a flush is logged twice, before it starts (BEGIN)
  * and after it returned successfully (END, same id in `offset`). A write covered by
@@ -34,7 +36,7 @@
 #include <unistd.h>
 
 enum { REC_WRITE = 1, REC_FLUSH_BEGIN = 2, REC_TRUNCATE = 3, REC_FLUSH_END = 4 };
-enum { FLAG_DSYNC = 1 };
+enum { FLAG_DSYNC = 1, FILE_SHIFT = 8, MAX_FILES = 4 };
 
 struct rec {
     uint32_t kind;
@@ -44,8 +46,10 @@ struct rec {
 };
 
 #define MAX_FD 65536
-static unsigned char tracked[MAX_FD]; /* 0: no; 1: yes; 2: yes, O_SYNC/O_DSYNC */
-static char target[PATH_MAX];
+/* 0: not watched; else (file index + 1) | 0x80 if opened O_SYNC/O_DSYNC */
+static unsigned char tracked[MAX_FD];
+static char targets[MAX_FILES][PATH_MAX];
+static int ntargets;
 static int logfd = -1;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t flush_ids; /* atomic: the id of the last flush begun */
@@ -56,6 +60,7 @@ static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static ssize_t (*real_writev)(int, const struct iovec *, int);
 static ssize_t (*real_pwritev)(int, const struct iovec *, int, off_t);
+static ssize_t (*real_pwritev2)(int, const struct iovec *, int, off_t, int);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int (*real_ftruncate)(int, off_t);
@@ -68,13 +73,22 @@ __attribute__((constructor)) static void powercut_init(void) {
     real_pwrite = dlsym(RTLD_NEXT, "pwrite");
     real_writev = dlsym(RTLD_NEXT, "writev");
     real_pwritev = dlsym(RTLD_NEXT, "pwritev");
+    real_pwritev2 = dlsym(RTLD_NEXT, "pwritev2"); /* what Python's os.pwritev calls */
     real_fsync = dlsym(RTLD_NEXT, "fsync");
     real_fdatasync = dlsym(RTLD_NEXT, "fdatasync");
     real_ftruncate = dlsym(RTLD_NEXT, "ftruncate");
     real_close = dlsym(RTLD_NEXT, "close");
     const char *t = getenv("POWERCUT_FILE"), *l = getenv("POWERCUT_LOG");
-    if (t == NULL || l == NULL || strlen(t) >= sizeof target) return; /* inert */
-    strcpy(target, t);
+    if (t == NULL || l == NULL) return; /* inert */
+    const char *p = t;
+    while (*p && ntargets < MAX_FILES) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == 0 || n >= PATH_MAX) abort();
+        memcpy(targets[ntargets], p, n);
+        targets[ntargets++][n] = '\0';
+        p += n + (end ? 1 : 0);
+    }
     logfd = real_open(l, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (logfd < 0) abort();
 }
@@ -111,11 +125,17 @@ static void note_open(int fd, int flags) {
     ssize_t n = readlink(link, path, sizeof path - 1);
     if (n <= 0) return;
     path[n] = '\0';
-    if (strcmp(path, target) == 0)
-        tracked[fd] = (flags & (O_SYNC | O_DSYNC)) ? 2 : 1;
+    for (int i = 0; i < ntargets; i++)
+        if (strcmp(path, targets[i]) == 0)
+            tracked[fd] = (unsigned char)((i + 1) | ((flags & (O_SYNC | O_DSYNC)) ? 0x80 : 0));
 }
 
 static int is_tracked(int fd) { return fd >= 0 && fd < MAX_FD && tracked[fd]; }
+/* The record flags of a watched descriptor: its file index, and O_(D)SYNC. */
+static uint32_t fd_flags(int fd) {
+    return ((uint32_t)((tracked[fd] & 0x7f) - 1) << FILE_SHIFT) |
+           ((tracked[fd] & 0x80) ? FLAG_DSYNC : 0);
+}
 
 /* The optional mode argument of open(2)-style calls (present with O_CREAT/O_TMPFILE). */
 #define MODE_ARG(flags)                                                      \
@@ -155,8 +175,7 @@ int __openat64_2(int dirfd, const char *path, int flags) { return openat(dirfd, 
 
 static void log_write(int fd, off_t at, const struct iovec *iov, int iovcnt, ssize_t got) {
     if (got > 0)
-        log_rec(REC_WRITE, tracked[fd] == 2 ? FLAG_DSYNC : 0, (uint64_t)at, iov, iovcnt,
-                (uint64_t)got);
+        log_rec(REC_WRITE, fd_flags(fd), (uint64_t)at, iov, iovcnt, (uint64_t)got);
 }
 
 /* Where a write without an offset lands (O_APPEND: at the end). */
@@ -201,20 +220,35 @@ ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off) {
 ssize_t pwritev64(int fd, const struct iovec *iov, int iovcnt, off_t off) {
     return pwritev(fd, iov, iovcnt, off);
 }
+ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags) {
+    /* off -1 writes at the file position; RWF_DSYNC/RWF_SYNC make this one write durable */
+    off_t at = off == -1 ? write_position(fd) : off;
+    ssize_t got = real_pwritev2(fd, iov, iovcnt, off, flags);
+    if (is_tracked(fd) && got > 0) {
+        uint32_t fl = fd_flags(fd) | ((flags & (RWF_DSYNC | RWF_SYNC)) ? FLAG_DSYNC : 0);
+        log_rec(REC_WRITE, fl, (uint64_t)at, iov, iovcnt, (uint64_t)got);
+    }
+    return got;
+}
+ssize_t pwritev64v2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags) {
+    return pwritev2(fd, iov, iovcnt, off, flags);
+}
 
 static int logged_flush(int fd, int (*flush)(int)) {
     if (!is_tracked(fd)) return flush(fd);
     uint64_t id = __atomic_add_fetch(&flush_ids, 1, __ATOMIC_SEQ_CST);
-    log_rec(REC_FLUSH_BEGIN, 0, id, NULL, 0, 0);
+    uint32_t fl = fd_flags(fd) & ~(uint32_t)FLAG_DSYNC;
+    log_rec(REC_FLUSH_BEGIN, fl, id, NULL, 0, 0);
     int rc = flush(fd);
-    if (rc == 0) log_rec(REC_FLUSH_END, 0, id, NULL, 0, 0); /* a failed flush covers nothing */
+    if (rc == 0) log_rec(REC_FLUSH_END, fl, id, NULL, 0, 0); /* a failed flush covers nothing */
     return rc;
 }
 int fsync(int fd) { return logged_flush(fd, real_fsync); }
 int fdatasync(int fd) { return logged_flush(fd, real_fdatasync); }
 int ftruncate(int fd, off_t size) {
     int rc = real_ftruncate(fd, size);
-    if (rc == 0 && is_tracked(fd)) log_rec(REC_TRUNCATE, 0, (uint64_t)size, NULL, 0, 0);
+    if (rc == 0 && is_tracked(fd))
+        log_rec(REC_TRUNCATE, fd_flags(fd) & ~(uint32_t)FLAG_DSYNC, (uint64_t)size, NULL, 0, 0);
     return rc;
 }
 int ftruncate64(int fd, off_t size) { return ftruncate(fd, size); }
