@@ -26,6 +26,7 @@ is used under ``LogStore._write_lock`` only (it holds no lock of its own).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ _SLOT_HEAD = formats.JOURNAL_SLOT_HEAD
 _FRAME_HEAD = formats.JOURNAL_FRAME_HEAD
 _U64 = formats.U64_LE
 _META = formats.JOURNAL_META_BYTES
-_SLOT_LEN = _SLOT_HEAD.size + 2 * _META + 8      # what a slot's bytes come to (376)
+_SLOT_LEN = _SLOT_HEAD.size + 2 * _META + 8      # what a slot's bytes come to (420)
 _FRAMES = formats.JOURNAL_FRAMES_OFFSET
 _TRAILER = formats.JOURNAL_FRAME_TRAILER
 # The file is extended ahead of the frames in zero-filled steps: a flush of a write
@@ -54,7 +55,10 @@ _IOV_MAX = 1020  # buffers per pwritev (Linux's IOV_MAX is 1024)
 @dataclass(frozen=True)
 class Slot:
     """A checkpoint: LMDB was flushed at ``lmdb_txnid`` holding txs up to ``last_tx``,
-    and ``meta0``/``meta1`` are its two meta pages as they were then."""
+    and ``meta0``/``meta1`` are its two meta pages as they were then. ``db_id`` (36
+    ASCII bytes, zeros before the log has one) and ``last_checksum`` (the xxh64
+    trailer of tx ``last_tx``'s record, 0 without one) tie it to its log: recovery
+    checks them before it replays anything."""
 
     seq: int
     lmdb_txnid: int
@@ -63,6 +67,8 @@ class Slot:
     boot_id: bytes
     meta0: bytes
     meta1: bytes
+    db_id: bytes = bytes(36)
+    last_checksum: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class JournalState:
 def encode_slot(slot: Slot) -> bytes:
     body = _SLOT_HEAD.pack(formats.JOURNAL_SLOT_MAGIC, formats.JOURNAL_VERSION, 0, slot.seq,
                            slot.lmdb_txnid, slot.last_tx, slot.page_size, _META,
-                           slot.boot_id) + slot.meta0 + slot.meta1
+                           slot.boot_id, slot.db_id, slot.last_checksum) + slot.meta0 + slot.meta1
     return body + _U64.pack(xxh64(body))
 
 
@@ -90,12 +96,14 @@ def decode_slot(raw: bytes) -> Slot | None:
     body = raw[:_SLOT_LEN - 8]
     if _U64.unpack_from(raw, _SLOT_LEN - 8)[0] != xxh64(body):
         return None
-    magic, version, _r, seq, txnid, last_tx, psize, meta_len, boot = _SLOT_HEAD.unpack_from(body)
+    (magic, version, _r, seq, txnid, last_tx, psize, meta_len, boot, db_id,
+     last_sum) = _SLOT_HEAD.unpack_from(body)
     if magic != formats.JOURNAL_SLOT_MAGIC or version != formats.JOURNAL_VERSION \
             or meta_len != _META:
         return None
     m0 = body[_SLOT_HEAD.size:_SLOT_HEAD.size + _META]
-    return Slot(seq, txnid, last_tx, psize, boot, m0, body[_SLOT_HEAD.size + _META:])
+    return Slot(seq, txnid, last_tx, psize, boot, m0, body[_SLOT_HEAD.size + _META:],
+                db_id, last_sum)
 
 
 def _frame_at(data: bytes, off: int, lap: int, tx_id: int) -> tuple[bytes, int] | None:
@@ -185,7 +193,7 @@ def _refuse_damage_after(data: bytes, off: int, slot: Slot, tx: int, path: str) 
     """A torn last frame ends the journal; a valid frame of the same lap further on
     means the one at ``off`` (tx ``tx``) was damaged after it was flushed."""
     marker = formats.JOURNAL_FRAME_MAGIC + bytes(4) + _U64.pack(slot.seq)
-    at = data.find(marker, off + 1)
+    at = data.find(marker, off)  # from off itself: a whole frame there of a later tx is a gap
     while at != -1 and at + _FRAME_HEAD.size <= len(data):
         f_tx = _FRAME_HEAD.unpack_from(data, at)[3]
         if f_tx >= tx and _frame_at(data, at, slot.seq, f_tx) is not None:
@@ -201,8 +209,13 @@ def _refuse_damage_after(data: bytes, off: int, slot: Slot, tx: int, path: str) 
 class Journal:
     """The open journal of a writer (engine.log.LogStore, under its ``_write_lock``).
 
-    ``seq`` is the newest slot's (the lap the frames belong to); ``txs`` and
-    ``bytes`` count the frames since it (the checkpoint policy reads them).
+    ``seq`` is the newest slot known to be on the disk (the lap the frames belong
+    to); ``txs`` and ``bytes`` count the frames since it (the checkpoint policy reads
+    them), including frames of an append that failed or was interrupted: such
+    frames may be on the disk, so the region stays taken and the count non-zero
+    until a checkpoint kills them. ``unsure`` is set while a slot is written: if that
+    write fails or is interrupted, which slot is on the disk is unknown, and the
+    writer must checkpoint again before it appends (rewriting the same room).
     """
 
     def __init__(self, log_path: str, seq: int) -> None:
@@ -212,14 +225,24 @@ class Journal:
         self.bytes = 0
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._head = _FRAMES
+        self.unsure = False
         # Bytes from _FRAMES on that are written (zeros or frames) and so allocated; the
         # slots' rooms before _FRAMES are never zero-filled.
         self._allocated = max(os.fstat(self._fd).st_size, _FRAMES)
 
+    def make_room(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
+        """Zero-fill the file ahead if the frames of ``records`` would pass its end.
+        OSError if that fails (a full disk): no frame was written, nothing is lost."""
+        size = sum(len(rec) for _, rec in records)
+        size += len(records) * (_FRAME_HEAD.size + _TRAILER)
+        if self._head + size > self._allocated:
+            self._extend(self._head + size)
+
     def append(self, records: Sequence[tuple[int, bytes | bytearray]]) -> None:
-        """Frames for ``records`` at the end of the lap, written and flushed: on return
-        they survive a power cut. OSError if either fails (the caller refuses every
-        later write: what reached the disk is unknown)."""
+        """Frames for ``records`` at the end of the lap (after :meth:`make_room`),
+        written and flushed: on return they survive a power cut. OSError if either
+        fails (the caller refuses every later write: what reached the disk is
+        unknown)."""
         bufs: list[bytes | bytearray] = []
         lap = self.seq
         size = 0
@@ -229,16 +252,19 @@ class Journal:
             size += len(rec)
         size += len(records) * (_FRAME_HEAD.size + _TRAILER)
         at = self._head
-        if at + size > self._allocated:
+        if at + size > self._allocated:  # make_room was not called (or it raced): do it
             self._extend(at + size)
         if len(bufs) > _IOV_MAX:
             bufs = [b"".join(bufs)]
-        if fs().pwritev(self._fd, bufs, at) != size:
-            raise OSError(f"a short write to {self.path}")
-        self._flush()
+        # Taken before the write: whatever happens from here (an error, an interrupt
+        # right after the flush), these bytes may hold live frames, and the counts
+        # make the writer's next checkpoint kill them (LogStore._write).
         self._head = at + size
         self.txs += len(records)
         self.bytes += size
+        if fs().pwritev(self._fd, bufs, at) != size:
+            raise OSError(f"a short write to {self.path}")
+        self._flush()
 
     def _flush(self) -> None:
         fs().fdatasync(self._fd)
@@ -250,8 +276,8 @@ class Journal:
         at = self._allocated
         while at < new:
             n = min(len(zeros), new - at)
-            if os.pwrite(self._fd, zeros[:n] if n < len(zeros) else zeros, at) != n:
-                raise OSError(f"a short write to {self.path}")
+            if fs().pwritev(self._fd, [zeros[:n] if n < len(zeros) else zeros], at) != n:
+                raise OSError(errno.ENOSPC, f"a short write to {self.path}")
             at += n
         self._allocated = new
 
@@ -259,15 +285,17 @@ class Journal:
         """Write ``slot`` into the room the newest valid slot is not in and flush it: the
         frames after the previous slot are then dead (a new lap starts)."""
         raw = encode_slot(slot)
+        self.unsure = True  # until the slot is known flushed and adopted below
         if os.pwrite(self._fd, raw, (slot.seq % 2) * formats.JOURNAL_SLOT_BYTES) != len(raw):
             raise OSError(f"a short write to {self.path}")
-        if self._allocated > _TRIM_BYTES:  # a large transaction grew it: cut it back
-            os.ftruncate(self._fd, _FRAMES)
-            self._allocated = _FRAMES
         self._flush()
         self.seq = slot.seq
         self._head = _FRAMES
         self.txs = self.bytes = 0
+        self.unsure = False
+        if self._allocated > _TRIM_BYTES:  # a large transaction grew it: cut it back,
+            os.ftruncate(self._fd, _FRAMES)  # only now that the new slot is on the disk
+            self._allocated = _FRAMES
 
     def close(self) -> None:
         """Close the file; idempotent (a second call after an interrupt does nothing,
@@ -275,6 +303,28 @@ class Journal:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
+
+
+def mark_unsure(log_path: str) -> None:
+    """Leave a mark that makes the next writer's open replay the journal even on this
+    boot: a flush of LMDB's file failed, and Linux may have dropped the pages it
+    could not write from the page cache, so LMDB's file is not to be trusted as is."""
+    path = layout.log_journal_replay_mark(log_path)
+    with open(path, "wb") as f:
+        fs().fsync(f.fileno())
+    fs().fsync_dir(log_path)
+
+
+def marked_unsure(log_path: str) -> bool:
+    return os.path.exists(layout.log_journal_replay_mark(log_path))
+
+
+def clear_mark(log_path: str) -> None:
+    try:
+        fs().unlink(layout.log_journal_replay_mark(log_path))
+    except FileNotFoundError:
+        return
+    fs().fsync_dir(log_path)
 
 
 def remove(log_path: str) -> None:

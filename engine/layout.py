@@ -29,6 +29,7 @@ ASIDE_SUBDIR: Final = "aside"
 ADMIN_SOCKET: Final = "admin.sock"
 LMDB_DATA_FILE: Final = "data.mdb"
 JOURNAL_FILE: Final = "journal"  # the commit journal beside data.mdb (FORMAT.md)
+JOURNAL_REPLAY_MARK: Final = "journal.replay"  # after a failed LMDB flush: replay on open
 SNAP_SUFFIX: Final = ".snap"
 SNAP_TMP_SUFFIX: Final = ".snap.tmp"
 
@@ -53,6 +54,12 @@ def log_data_file(log_path: str) -> str:
 def log_journal_file(log_path: str) -> str:
     """``DIR/log/journal``: the commit journal of a log directory (sync "commit"/"group")."""
     return os.path.join(log_path, JOURNAL_FILE)
+
+
+def log_journal_replay_mark(log_path: str) -> str:
+    """``DIR/log/journal.replay``: present after a failed flush of LMDB's file under the
+    journal; the next writer's open replays the journal even on the same boot."""
+    return os.path.join(log_path, JOURNAL_REPLAY_MARK)
 
 
 def log_staging_dir(path: str) -> str:

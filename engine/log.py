@@ -301,14 +301,12 @@ class LogStore:
         # checkpoint comes first); a new pin is added before its slot is written and
         # older ones are dropped only after, so an interrupt anywhere leaves the
         # newest slot's tree pinned (at worst with an extra older pin, dropped later).
-        # _last_tx is the newest record's tx id.
         self._journal: journal.Journal | None = None
         self._pins: list[Any] = []
-        self._last_tx = 0
         self._slot_txnid = -1  # the LMDB txnid the newest slot names (-1: none yet)
         self._boot_id = fs().boot_id()
         if readonly:
-            _refuse_unrecovered_journal(path, self._boot_id)
+            _refuse_unrecovered_journal(path, self._boot_id, shared)
         elif _env_present(path):
             recover_journal(path)  # a database opened through Database did it already
         # Before LMDB maps the file: a truncated or garbled header would otherwise
@@ -349,13 +347,18 @@ class LogStore:
                 # meta page unflushed (the page cache holds it): flush it before
                 # anything (a snapshot, a backup) builds on that commit
                 self._env.sync(True)
-            if journaled:
-                self._start_journal()
-            elif not readonly and os.path.exists(layout.log_journal_file(path)):
-                # a mode without the journal: make what LMDB holds durable, then the
-                # journal (already recovered above) is not needed any more
-                self._env.sync(True)
-                journal.remove(path)
+            try:
+                if journaled:
+                    self._start_journal()
+                elif not readonly and os.path.exists(layout.log_journal_file(path)):
+                    # a mode without the journal: make what LMDB holds durable, then the
+                    # journal (already recovered above) is not needed any more
+                    self._env.sync(True)
+                    journal.remove(path)
+            except BaseException:
+                with contextlib.suppress(lmdb.Error):  # else the next open finds it open
+                    self._env.close()
+                raise
         except (lmdb.Error, OSError) as exc:
             if isinstance(exc, lmdb.Error) and "already open in this process" in str(exc):
                 # py-lmdb refuses a second environment on one file in a process: LMDB's
@@ -377,16 +380,15 @@ class LogStore:
         closing a database writes nothing); else a checkpoint at once names it."""
         state = journal.read(self.path, frames=False)
         slot = state.slot if state is not None else None
-        try:
-            _first, last = self.bounds()
-        except CorruptLogError:  # not an engine log (yet): initialise() refuses it later
-            last = None
-        self._last_tx = last or 0
         self._journal = journal.Journal(self.path, slot.seq if slot is not None else 0)
         try:
             txnid = int(self._env.info()["last_txnid"])
+            with self._env.begin() as txn:
+                ident = _identity(txn)
             if (slot is not None and slot.boot_id == self._boot_id != bytes(16)
-                    and slot.lmdb_txnid == txnid and slot.last_tx == self._last_tx
+                    and slot.lmdb_txnid == txnid
+                    and (slot.last_tx, slot.db_id, slot.last_checksum) == ident
+                    and not journal.marked_unsure(self.path)
                     and journal.lap_is_empty(self.path, slot)):
                 self._slot_txnid = txnid
                 self._pins.append(self._env.begin())  # flushed when the slot was written
@@ -400,13 +402,14 @@ class LogStore:
 
     def _checkpoint(self) -> None:
         """Under _write_lock, journaled: flush LMDB, save both meta pages in a new slot,
-        and move the pinned reader to this tree. Every frame before becomes dead (the
-        new slot starts a lap). A failure is remembered as a failed flush is (sync)."""
+        and move the pin to this tree. Every frame before becomes dead (the new slot
+        starts a lap). A failure is remembered as a failed flush is (sync), and marks
+        the journal for a replay at the next open (the flush may have lost pages)."""
         j = self._journal
         assert j is not None
         try:
             txnid = int(self._env.info()["last_txnid"])
-            if txnid == self._slot_txnid and j.txs == 0 and self._pins:
+            if txnid == self._slot_txnid and j.txs == 0 and self._pins and not j.unsure:
                 return  # nothing since the newest slot: it and its pin stand
             self._env.sync(True)
             psize = int(self._env.stat()["psize"])
@@ -416,9 +419,11 @@ class LogStore:
             if newest != txnid:  # LMDB's file does not say what LMDB does: never save it
                 raise StorageError(f"the meta pages of {data} name LMDB transaction "
                                    f"{newest}, the environment {txnid}")
-            self._pins.append(self._env.begin())  # on this tree: no commit is in flight
-            j.write_slot(journal.Slot(j.seq + 1, txnid, self._last_tx, psize, self._boot_id,
-                                      m0, m1))
+            pin = self._env.begin()  # on this tree: no commit is in flight
+            self._pins.append(pin)
+            last_tx, db_id, last_sum = _identity(pin)  # read from LMDB, never tracked
+            j.write_slot(journal.Slot(j.seq + 1, txnid, last_tx, psize, self._boot_id, m0, m1,
+                                      db_id, last_sum))
             self._slot_txnid = txnid
             while len(self._pins) > 1:  # the trees of older slots may be reused now
                 self._pins.pop(0).abort()
@@ -430,13 +435,15 @@ class LogStore:
                 "every write since, because the pages it flushes may not be on the disk. "
                 "Check the disk, then close and reopen the database (docs/RUNBOOK.md, "
                 "'A failed flush').")
+            with contextlib.suppress(OSError):
+                journal.mark_unsure(self.path)
             raise err from exc
 
     def _void_frames(self) -> None:
         """Under _write_lock, after a write whose frames reached the journal failed in
         LMDB: a checkpoint starts a new lap, so recovery never replays them."""
         with contextlib.suppress(StorageError):  # remembered in _sync_failed
-            self._checkpoint()
+            self._checkpoint()  # txs > 0 (the append counted them): never a no-op
 
     def _journal_failed(self, exc: OSError) -> StorageError:
         """Under _write_lock: the error of a failed journal write or flush; every later
@@ -625,14 +632,29 @@ class LogStore:
         with self._write_lock:
             self._check_writable()
             j = self._journal
-            if j is not None and not self._pins:
-                self._checkpoint()  # a remap an interrupt cut short dropped the pin
+            if j is not None and (not self._pins or j.unsure):
+                # a remap or a slot write that an interrupt cut short: pin and name the
+                # newest tree again before anything is journaled on top of it
+                self._checkpoint()
             for _attempt in range(32):
                 if j is not None and records:
                     try:
+                        j.make_room(records)
+                    except OSError as exc:  # nothing written: a plain failure, retryable
+                        raise storage_error(
+                            exc, f"cannot grow the commit journal {j.path}: {exc}. Check "
+                            "the disk and its free space.", directory=self.path,
+                            writing=j.path, consequence="nothing was committed") from exc
+                    try:
                         j.append(records)  # durable from here: before LMDB sees it
-                    except OSError as exc:
-                        raise self._journal_failed(exc) from exc
+                    except BaseException as exc:
+                        # they may be on the disk whole (an interrupt after the flush):
+                        # kill them, or recovery would replay a commit reported failed
+                        err = self._journal_failed(exc) if isinstance(exc, OSError) else None
+                        self._void_frames()
+                        if err is not None:
+                            raise err from exc
+                        raise
                 try:
                     with self._env.begin(write=True) as txn:
                         body(txn)
@@ -654,14 +676,12 @@ class LogStore:
                     kept = self._recent  # committed: keep the records, in commit order
                     if kept is not None and records:
                         kept.add(records)  # (the objects themselves; no lock: recent.py)
-                    if j is not None:
-                        if records:
-                            self._last_tx = records[-1][0]
-                        if j.txs >= CHECKPOINT_TXS or j.bytes >= CHECKPOINT_BYTES:
-                            # the commit is durable (journaled); a failure here is
-                            # remembered and refuses the next write
-                            with contextlib.suppress(StorageError):
-                                self._checkpoint()
+                    if j is not None and (j.txs >= CHECKPOINT_TXS
+                                          or j.bytes >= CHECKPOINT_BYTES):
+                        # the commit is durable (journaled); a failure here is
+                        # remembered and refuses the next write
+                        with contextlib.suppress(StorageError):
+                            self._checkpoint()
                     return
         raise StorageError("the log map could not be grown enough to hold the write")
 
@@ -1052,6 +1072,24 @@ def _file_size(path: str) -> int:
 
 
 # ------------------------------------------------------------ the commit journal
+def _identity(txn: Any) -> tuple[int, bytes, int]:
+    """``(last_tx, db_id, last_checksum)`` of the log a read transaction sees, as a slot
+    records them: the last record's tx id and xxh64 trailer, or for a log without
+    records its ``base_tx`` and ``base_checksum`` (a log rebuilt from a snapshot starts
+    past 0), and its db_id (36 bytes; zeros before it has one)."""
+    cur = txn.cursor()
+    key = bytes(cur.key()) if cur.last() else b""
+    db_id = txn.get(formats.META_DB_ID)
+    ident = bytes(db_id)[:36].ljust(36, b"\0") if db_id is not None else bytes(36)
+    if len(key) == _KEY.size and key >= _KEY.pack(1):
+        value = cur.value()
+        return _KEY.unpack(key)[0], ident, (_U64.unpack_from(value, len(value) - 8)[0]
+                                            if len(value) >= 8 else 0)
+    base, base_sum = txn.get(formats.META_BASE_TX), txn.get(formats.META_BASE_CHECKSUM)
+    return (_U64.unpack(base)[0] if base is not None and len(base) == 8 else 0, ident,
+            _U64.unpack(base_sum)[0] if base_sum is not None and len(base_sum) == 8 else 0)
+
+
 def _journal_to_replay(path: str, boot_id: bytes) -> journal.JournalState | None:
     """The journal of ``path`` if LMDB's file may lack what it holds: the machine
     restarted since its slot was written (or gives no boot id), and it has frames or
@@ -1060,7 +1098,8 @@ def _journal_to_replay(path: str, boot_id: bytes) -> journal.JournalState | None
     slots = journal.read(path, frames=False)
     if slots is None or slots.slot is None:
         return None
-    if boot_id != bytes(16) and slots.slot.boot_id == boot_id:
+    if boot_id != bytes(16) and slots.slot.boot_id == boot_id \
+            and not journal.marked_unsure(path):
         return None
     state = journal.read(path)
     assert state is not None and state.slot is not None
@@ -1082,9 +1121,13 @@ def _newest_txnid(data: str) -> int | None:
     return None if header is None else header.newest.txnid
 
 
-def _refuse_unrecovered_journal(path: str, boot_id: bytes) -> None:
+def _refuse_unrecovered_journal(path: str, boot_id: bytes, shared: bool) -> None:
     """A read-only open must not read an LMDB file that a power cut may have left with
-    a meta page ahead of its pages: the writer's open recovers it first."""
+    a meta page ahead of its pages: the writer's open recovers it first. Beside a live
+    writer (``shared``) on a system that gives no boot id, the page cache is taken as
+    whole (the writer's frames are its own, not a power cut's)."""
+    if shared and boot_id == bytes(16):
+        return
     state = _journal_to_replay(path, boot_id)
     if state is not None:
         raise StorageError(
@@ -1098,20 +1141,31 @@ def _refuse_unrecovered_journal(path: str, boot_id: bytes) -> None:
 def recover_journal(path: str) -> int:
     """Bring LMDB's file in ``path`` back to what every acknowledged commit left, after
     a power cut or a reboot (engine.journal): put back the last checkpoint's meta pages
-    (their tree was kept intact), apply the journal's frames after it, flush, and write
-    a fresh slot. Returns the commits applied (0: nothing to do). A writer calls it,
-    holding the directory's lock, before anything reads the log."""
+    (their tree was kept intact), check that the log they name is the slot's (its last
+    tx, that record's checksum, its db_id; else the file is put back as it was),
+    apply the journal's frames after it, flush, and write a fresh slot. Returns the
+    commits applied (0: nothing to do). A writer calls it, holding the directory's
+    lock, before anything reads the log."""
     boot_id = fs().boot_id()
     state = _journal_to_replay(path, boot_id)
     if state is None:
+        if journal.marked_unsure(path):
+            journal.clear_mark(path)  # LMDB's newest tree is the slot's: nothing was lost
         return 0
     slot = state.slot
     assert slot is not None
     data = layout.log_data_file(path)
+    psize = slot.page_size
+    try:
+        before = lmdbfile.read_meta_bytes(data, psize)
+    except (OSError, CorruptLogError) as exc:
+        raise CorruptLogError(f"the commit journal {state.path} cannot be applied: {data} "
+                              f"cannot be read as an LMDB file ({exc}). {RUNBOOK}.") from None
+    restored = False
     try:
         if _newest_txnid(data) != slot.lmdb_txnid:  # put the checkpoint's tree back
             try:
-                lmdbfile.check_saved_metas(data, slot.page_size, slot.meta0, slot.meta1,
+                lmdbfile.check_saved_metas(data, psize, slot.meta0, slot.meta1,
                                            _KEY.pack(max(slot.last_tx, 1)))
             except CorruptLogError as exc:
                 raise CorruptLogError(
@@ -1119,39 +1173,44 @@ def recover_journal(path: str) -> int:
                     f"checkpoint names is not in {data} ({exc}). The journal does not belong "
                     "to this log, or the file was damaged; nothing was changed. "
                     f"{RUNBOOK}.") from None
-            lmdbfile.write_meta_bytes(data, slot.page_size, slot.meta0, slot.meta1)
+            lmdbfile.write_meta_bytes(data, psize, slot.meta0, slot.meta1)
+            restored = True
         size = _file_size(path) * 2 + sum(len(r) for _, r in state.frames) * 2
         env = lmdb.open(os.fsencode(path), map_size=max(DEFAULT_MAP_SIZE, size), max_dbs=0,
                         subdir=True, sync=True, metasync=True, readahead=False,
                         max_readers=256)
     except (lmdb.Error, OSError) as exc:
+        if restored:
+            _put_back(data, psize, before)
         raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
                          consequence="nothing was applied; the journal is kept") from exc
     try:
         with env.begin() as txn:
-            cur = txn.cursor()
-            last = _tx_of(cur.key(), path) if cur.last() and cur.key() >= _KEY.pack(1) else 0
-        if last != slot.last_tx:
+            ident = _identity(txn)
+        if ident != (slot.last_tx, slot.db_id, slot.last_checksum):
+            env.close()
+            if restored:
+                _put_back(data, psize, before)
             raise CorruptLogError(
-                f"the commit journal {state.path} says its checkpoint holds txs up to "
-                f"{slot.last_tx}, but the log it restored ends at tx {last}: the journal "
-                f"does not belong to this log. {RUNBOOK}.")
+                f"the commit journal {state.path} does not belong to this log: its last "
+                f"checkpoint holds txs up to {slot.last_tx} of database "
+                f"{_name(slot.db_id)}, but the tree it names ends at tx {ident[0]} of "
+                f"{_name(ident[1])}, or that record differs; nothing was changed "
+                "(docs/RUNBOOK.md, 'A damaged commit journal').")
         with env.begin(write=True) as txn:
             for tx_id, rec in state.frames:
-                if peek_tx_header(rec)[0] != tx_id:
-                    raise CorruptLogError(f"the commit journal {state.path} holds a record "
-                                          f"that is not tx {tx_id} in that tx's frame")
                 txn.put(_KEY.pack(tx_id), rec, append=True, overwrite=False)
         env.sync(True)
-        psize = int(env.stat()["psize"])
-        m0, m1 = lmdbfile.read_meta_bytes(data, psize)
-        new_last = state.frames[-1][0] if state.frames else slot.last_tx
+        m0, m1 = lmdbfile.read_meta_bytes(data, int(env.stat()["psize"]))
+        with env.begin() as txn:
+            last_tx, db_id, last_sum = _identity(txn)
         j = journal.Journal(path, slot.seq)
         try:
-            j.write_slot(journal.Slot(slot.seq + 1, int(env.info()["last_txnid"]), new_last,
-                                      psize, boot_id, m0, m1))
+            j.write_slot(journal.Slot(slot.seq + 1, int(env.info()["last_txnid"]), last_tx,
+                                      psize, boot_id, m0, m1, db_id, last_sum))
         finally:
             j.close()
+        journal.clear_mark(path)
     except (lmdb.Error, OSError) as exc:
         raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
                          consequence="the journal is kept; opening again retries") from exc
@@ -1161,3 +1220,13 @@ def recover_journal(path: str) -> int:
                 "restart (txs %d-%d)", path, len(state.frames), slot.last_tx + 1,
                 slot.last_tx + len(state.frames))
     return len(state.frames)
+
+
+def _name(db_id: bytes) -> str:
+    return db_id.rstrip(b"\0").decode("ascii", "replace") or "(none)"
+
+
+def _put_back(data: str, psize: int, metas: tuple[bytes, bytes]) -> None:
+    """Write back the meta pages a failed recovery replaced (the file as it was)."""
+    with contextlib.suppress(OSError, CorruptLogError):
+        lmdbfile.write_meta_bytes(data, psize, *metas)

@@ -22,16 +22,19 @@ class FaultyFileSystem(FileSystem):
     ``fail_lmdb_writes``: LMDB write transactions fail to begin: ``lmdb.DiskError`` (py-lmdb's
     class for ENOSPC) when ``err`` is ENOSPC, else a plain ``lmdb.Error`` naming ``err``
     (LMDB reports a short page write as EIO).
+    ``fail_lmdb_sync``: flushes of the LMDB environment (``env.sync``: the commit
+    journal's checkpoints) fail with a plain ``lmdb.Error`` naming ``err``.
     """
 
     def __init__(self, *, err: int = errno.ENOSPC, fail_fsync: bool = False,
                  fail_rename: str | None = None, fail_makedirs: str | None = None,
-                 fail_lmdb_writes: bool = False) -> None:
+                 fail_lmdb_writes: bool = False, fail_lmdb_sync: bool = False) -> None:
         self.err = err
         self.fail_fsync = fail_fsync
         self.fail_rename = fail_rename
         self.fail_makedirs = fail_makedirs
         self.fail_lmdb_writes = fail_lmdb_writes
+        self.fail_lmdb_sync = fail_lmdb_sync
         self.injected = 0
 
     def _raise(self, what: str) -> None:
@@ -75,3 +78,9 @@ class _FaultyEnv:
                 raise lmdb.DiskError(f"mdb_txn_begin: {os.strerror(err)} (injected)")
             raise lmdb.Error(f"mdb_txn_begin: {os.strerror(err)} (injected)")
         return self._env.begin(write=write, **kw)
+
+    def sync(self, force: bool = False) -> None:
+        if self._owner.fail_lmdb_sync:
+            self._owner.injected += 1
+            raise lmdb.Error(f"mdb_env_sync: {os.strerror(self._owner.err)} (injected)")
+        self._env.sync(force)

@@ -8,6 +8,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from engine import log as logmod
 from engine.files import FileSystem, installed
 from engine.log import LogStore
 from engine.native import encode_tx
+from tests.faults.faultfs import FaultyFileSystem
 
 
 class Rebooted(FileSystem):
@@ -75,12 +79,16 @@ def test_frames_are_read_up_to_the_first_that_is_not_whole(tmp_path):
         assert [t for t, _ in journal.read(str(tmp_path)).frames] == [11, 12]
 
 
-def test_frames_of_an_older_lap_or_out_of_tx_order_end_the_journal(tmp_path):
+def test_frames_of_an_older_lap_end_the_journal_and_a_gap_is_refused(tmp_path):
     write_journal(tmp_path, a_slot(5, 10), [(11, record(11))], lap=4)  # an older lap
     assert journal.read(str(tmp_path)).frames == ()
-    write_journal(tmp_path, a_slot(5, 10), [(12, record(12))])  # not the slot's next tx
-    assert journal.read(str(tmp_path)).frames == ()
-    # a frame whose record claims another tx than its header ends it too
+    # a whole frame of the lap where the slot's next tx should be, but of a later tx:
+    # a tx is missing (or the slot's last_tx is wrong), never a torn end
+    write_journal(tmp_path, a_slot(5, 10), [(12, record(12))])
+    with pytest.raises(engine.CorruptLogError, match="the frame of tx 11 is not whole, yet "
+                                                     "tx 12 follows it"):
+        journal.read(str(tmp_path))
+    # a frame whose record claims another tx than its header ends it
     write_journal(tmp_path, a_slot(5, 10), [(11, record(12))])
     assert journal.read(str(tmp_path)).frames == ()
 
@@ -150,12 +158,17 @@ def test_a_checkpoint_comes_every_checkpoint_txs_commits_and_starts_a_lap(tmp_pa
         assert db._log._pins
 
 
-def run_then_cut(path: Path, txs_before: int, txs_after: int, *,
-                 meta_ahead: bool) -> None:
+CUTS = ["pages-lost", "meta-ahead", "meta-behind"]
+
+
+def run_then_cut(path: Path, txs_before: int, txs_after: int, *, cut: str) -> None:
     """Commit ``txs_before`` txs and checkpoint, keep LMDB's file as it is then, commit
     ``txs_after`` more (journaled, not flushed in LMDB), and leave the disk as a power
-    cut can: LMDB's file as at the checkpoint, with (``meta_ahead``) the newest meta
-    pages written over it, pointing at pages that never reached it."""
+    cut can: ``pages-lost``: LMDB's file as at the checkpoint; ``meta-ahead``: that,
+    with the newest meta pages written over it (pointing at pages that never reached
+    the disk); ``meta-behind``: every later page on the disk but the meta pages as at
+    the checkpoint (the later commits' pages written over whatever they reused: only
+    the pin keeps the checkpoint's tree out of that)."""
     log_dir = path / "log"
     data = log_dir / "data.mdb"
     db = engine.open(str(path))
@@ -169,28 +182,34 @@ def run_then_cut(path: Path, txs_before: int, txs_after: int, *,
         current = data.read_bytes()
         saved_journal = (log_dir / "journal").read_bytes()
     finally:
-        db._log._journal._flush = lambda: None  # close must not make the test's cut moot
         db.close()
-    image = bytearray(at_checkpoint)
-    if meta_ahead:
-        psize = lmdbfile.read_header(str(data)).page_size
+    psize = lmdbfile.read_header(str(data)).page_size
+    if cut == "meta-behind":
+        image = bytearray(current)
         for page in (0, 1):
             at = page * psize
-            image[at:at + 152] = current[at:at + 152]
+            image[at:at + 152] = at_checkpoint[at:at + 152]
+    else:
+        image = bytearray(at_checkpoint)
+        if cut == "meta-ahead":
+            for page in (0, 1):
+                at = page * psize
+                image[at:at + 152] = current[at:at + 152]
     data.write_bytes(bytes(image))
     (log_dir / "journal").write_bytes(saved_journal)
 
 
-@pytest.mark.parametrize("meta_ahead", [False, True], ids=["pages-lost", "meta-ahead"])
-def test_after_a_reboot_every_acknowledged_commit_comes_back(tmp_path, meta_ahead):
+@pytest.mark.parametrize("cut", CUTS)
+def test_after_a_reboot_every_acknowledged_commit_comes_back(tmp_path, cut):
     path = tmp_path / "db"
-    run_then_cut(path, 20, 30, meta_ahead=meta_ahead)
+    run_then_cut(path, 20, 30, cut=cut)
     with installed(Rebooted()):
         with pytest.raises(engine.StorageError, match="commit journal to apply first"):
             LogStore.probe(str(path / "log"))  # a reader may not read it before the writer
         with engine.open(str(path)) as db:
             assert db.position.tx_id == 50
-            assert [e.data for e in db.read_stream("acct-0")][-1] == b"after-27"
+            assert [e.data for t in db.read_log() for e in t.events] == [
+                b"before-%d" % i for i in range(20)] + [b"after-%d" % i for i in range(30)]
             assert any("applied 30 commit(s)" in w for w in db.open_warnings)
         with engine.open(str(path)) as db:  # applied once: the second open has nothing
             assert db.position.tx_id == 50 and db.open_warnings == []
@@ -199,15 +218,55 @@ def test_after_a_reboot_every_acknowledged_commit_comes_back(tmp_path, meta_ahea
     proc.close()
 
 
-def test_a_crashed_process_on_the_same_boot_replays_nothing(tmp_path):
-    """The page cache kept LMDB's writes: its file is trusted as it is (no rollback
-    under readers in other processes)."""
+def test_without_the_pin_the_checkpoints_tree_is_overwritten(tmp_path, monkeypatch):
+    """The control for "meta-behind": with the pins dropped at once, later commits
+    reuse the checkpoint's pages and recovery cannot bring the commits back."""
+    real = LogStore._checkpoint
+
+    def unpinned(self: LogStore) -> None:
+        real(self)
+        while self._pins:
+            self._pins.pop().abort()
+        self._pins.append(_FakePin())
+
+    monkeypatch.setattr(LogStore, "_checkpoint", unpinned)
     path = tmp_path / "db"
-    db = engine.open(str(path))
-    for i in range(5):
-        db.append("a", "set", b"%d" % i)
-    assert logmod._journal_to_replay(db._log.path, FileSystem().boot_id()) is None
-    db.close()
+    run_then_cut(path, 20, 30, cut="meta-behind")
+    monkeypatch.setattr(LogStore, "_checkpoint", real)
+    with installed(Rebooted()):
+        try:
+            with engine.open(str(path)) as db:
+                got = [e.data for t in db.read_log() for e in t.events]
+        except engine.EngineError:
+            return  # refused: the damage was found
+    assert got != [b"before-%d" % i for i in range(20)] + [b"after-%d" % i for i in range(30)]
+
+
+class _FakePin:
+    def abort(self) -> None:
+        pass
+
+
+def test_a_crashed_process_on_the_same_boot_replays_nothing(tmp_path):
+    """SIGKILL, same boot: the page cache kept LMDB's writes, so its file is trusted as
+    it is: no meta page is written back (readers in other processes may have it
+    mapped) and every commit is there."""
+    path = tmp_path / "db"
+    child = ("import engine, os, signal, sys\n"
+             "db = engine.open(sys.argv[1])\n"
+             "for i in range(50): db.append('a', 'set', b'%d' % i)\n"
+             "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", child, str(path)], timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    data = path / "log" / "data.mdb"
+    psize = lmdbfile.read_header(str(data)).page_size
+    metas = lmdbfile.read_meta_bytes(str(data), psize)
+    assert journal.read(str(path / "log")).frames  # frames after the last slot...
+    assert logmod.recover_journal(str(path / "log")) == 0  # ...but nothing to replay
+    assert lmdbfile.read_meta_bytes(str(data), psize) == metas
+    with engine.open(str(path)) as db:
+        assert db.position.tx_id == 50 and db.get("a") == b"49"
+        assert db.open_warnings == []
 
 
 def test_a_frame_whose_lmdb_write_failed_is_never_replayed(tmp_path):
@@ -226,16 +285,20 @@ def test_a_frame_whose_lmdb_write_failed_is_never_replayed(tmp_path):
         assert db.position.tx_id == 1 and db.get("a") == b"1"
 
 
-def test_the_map_grows_under_the_journal(tmp_path):
+def test_the_map_grows_under_the_journal_and_a_reboot_after_it_loses_nothing(tmp_path):
     path = tmp_path / "db"
     with engine.open(str(path), map_size=1 << 20) as db:
         for i in range(40):
             db.append(f"big-{i}", "set", os.urandom(64 << 10))
         assert db._log._pins
         size = db._log._env.info()["map_size"]
+        db.append("small", "set", b"after the growth")
+        saved = saved_log(path)
     assert size > 1 << 20
-    with engine.open(str(path)) as db:
-        assert db.position.tx_id == 40 and len(db.get("big-39")) == 64 << 10
+    cut_and_reboot(path, saved)
+    with installed(Rebooted()), engine.open(str(path)) as db:
+        assert db.position.tx_id == 41 and len(db.get("big-39")) == 64 << 10
+        assert db.get("small") == b"after the growth"
 
 
 class FailingFlush(FileSystem):
@@ -274,9 +337,9 @@ def test_another_mode_removes_the_journal_after_flushing_lmdb(tmp_path):
 
 def test_a_journal_from_another_log_is_refused(tmp_path):
     path = tmp_path / "db"
-    run_then_cut(path, 5, 5, meta_ahead=False)
+    run_then_cut(path, 5, 5, cut="meta-ahead")
     other = tmp_path / "other"
-    run_then_cut(other, 9, 1, meta_ahead=False)
+    run_then_cut(other, 9, 1, cut="meta-ahead")
     shutil.copy(other / "log" / "journal", path / "log" / "journal")
     with installed(Rebooted()), pytest.raises(engine.CorruptLogError,
                                               match="does not belong"):
@@ -285,7 +348,150 @@ def test_a_journal_from_another_log_is_refused(tmp_path):
 
 def test_recovery_of_a_missing_lmdb_file_leaves_it_to_the_open(tmp_path):
     path = tmp_path / "db"
-    run_then_cut(path, 3, 3, meta_ahead=False)
+    run_then_cut(path, 3, 3, cut="pages-lost")
     os.unlink(layout.log_data_file(str(path / "log")))
     with installed(Rebooted()):
         assert logmod.recover_journal(str(path / "log")) == 0
+
+
+def test_a_journal_of_another_log_of_the_same_shape_is_refused_with_nothing_changed(
+        tmp_path):
+    path, other = tmp_path / "db", tmp_path / "other"
+    run_then_cut(path, 5, 5, cut="meta-ahead")
+    run_then_cut(other, 5, 5, cut="meta-ahead")
+    shutil.copy(other / "log" / "journal", path / "log" / "journal")
+    before = (path / "log" / "data.mdb").read_bytes()
+    with installed(Rebooted()), pytest.raises(engine.CorruptLogError,
+                                              match="does not belong to this log"):
+        engine.open(str(path))
+    assert (path / "log" / "data.mdb").read_bytes() == before
+
+
+class InterruptAfterFlush(FileSystem):
+    """The journal's flush completes, then an interrupt lands (the likeliest moment:
+    the flush is the slow step)."""
+
+    def fdatasync(self, fd: int) -> None:
+        super().fdatasync(fd)
+        raise KeyboardInterrupt
+
+
+def cut_and_reboot(path: Path, saved: dict[str, bytes]) -> None:
+    for name, raw in saved.items():
+        (path / "log" / name).write_bytes(raw)
+
+
+def saved_log(path: Path) -> dict[str, bytes]:
+    return {n: (path / "log" / n).read_bytes() for n in ("data.mdb", "journal")}
+
+
+def test_an_interrupt_after_the_journal_flush_never_brings_the_commit_back(tmp_path):
+    path = tmp_path / "db"
+    with engine.open(str(path)) as db:
+        db.append("a", "set", b"1")
+        db._log.sync()  # a checkpoint: nothing after it yet
+        with installed(InterruptAfterFlush()), pytest.raises(KeyboardInterrupt):
+            db.append("a", "set", b"ghost")
+        assert db.position.tx_id == 1  # reported as not committed
+    # closed with nothing committed since: the ghost's frame must be dead all the same
+    with installed(Rebooted()), engine.open(str(path)) as db:
+        assert [e.data for e in db.read_stream("a")] == [b"1"]
+        db.append("a", "set", b"2")
+        saved = saved_log(path)
+    cut_and_reboot(path, saved)
+    with installed(Rebooted()), engine.open(str(path)) as db:
+        assert [e.data for e in db.read_stream("a")] == [b"1", b"2"]
+
+
+def test_an_interrupt_after_a_slot_flush_leaves_later_commits_recoverable(tmp_path):
+    path = tmp_path / "db"
+    with engine.open(str(path)) as db:
+        db.append("a", "set", b"1")
+        with installed(InterruptAfterFlush()), pytest.raises(KeyboardInterrupt):
+            db._log.sync()  # the checkpoint's slot is on the disk; the writer was cut short
+        assert db._log._journal.unsure
+        for i in range(2, 6):
+            db.append("a", "set", b"%d" % i)  # acknowledged
+        saved = saved_log(path)
+    cut_and_reboot(path, saved)
+    with installed(Rebooted()), engine.open(str(path)) as db:
+        assert db.position.tx_id == 5
+
+
+def test_a_log_rebuilt_from_a_snapshot_journals_from_its_base(tmp_path):
+    """A log made by recover --new-epoch starts at the snapshot's tx, with no records:
+    its slot names base_tx, so frames from base_tx + 1 on are replayed."""
+    from engine.ops.recover import recover_new_epoch
+
+    path = tmp_path / "db"
+    with engine.open(str(path)) as db:
+        for i in range(5):
+            db.append("a", "set", b"%d" % i)
+        db.snapshot()
+    shutil.rmtree(path / "log")
+    recover_new_epoch(str(path))
+    with engine.open(str(path)) as db:
+        assert db.position.tx_id == 5
+        for i in range(3):
+            db.append("a", "set", b"new-%d" % i)
+        saved = saved_log(path)
+    cut_and_reboot(path, saved)
+    with installed(Rebooted()), engine.open(str(path)) as db:
+        assert db.position.tx_id == 8 and db.get("a") == b"new-2"
+
+
+def test_a_failed_checkpoint_refuses_writes_and_the_next_open_replays(tmp_path):
+    path = tmp_path / "db"
+    fault = FaultyFileSystem(err=errno.EIO)
+    with installed(fault):
+        db = engine.open(str(path))
+        for i in range(3):
+            db.append("a", "set", b"%d" % i)
+        fault.fail_lmdb_sync = True
+        with pytest.raises(engine.StorageError, match="checkpoint"):
+            db._log.sync()
+        with pytest.raises(engine.StorageError, match="refuses every write"):
+            db.append("a", "set", b"refused")
+        db.close()  # its checkpoint fails too: logged, the journal keeps the commits
+        fault.fail_lmdb_sync = False
+    assert (path / "log" / "journal.replay").exists()
+    with engine.open(str(path)) as db:  # same boot, but marked: LMDB is not trusted as is
+        assert db.position.tx_id == 3 and db.get("a") == b"2"
+    assert not (path / "log" / "journal.replay").exists()
+
+
+def test_a_checkpoint_failing_at_open_leaves_nothing_open(tmp_path):
+    path = tmp_path / "db"
+    with engine.open(str(path)) as db:
+        db.append("a", "set", b"1")
+    run_then_cut(path, 1, 1, cut="pages-lost")  # so that the open must checkpoint
+    fault = FaultyFileSystem(err=errno.EIO, fail_lmdb_sync=True)
+    with installed(fault), pytest.raises(engine.StorageError):
+        engine.open(str(path))
+    with engine.open(str(path)) as db:  # the failed open left no environment behind
+        assert db.position.tx_id >= 2
+
+
+class FullWhileGrowing(FileSystem):
+    """The disk fills up just as the journal must grow (its zero-fill fails)."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def pwritev(self, fd: int, buffers, offset: int) -> int:  # type: ignore[no-untyped-def]
+        if len(buffers) == 1 and not any(buffers[0]):
+            self.failed += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().pwritev(fd, buffers, offset)
+
+
+def test_a_full_disk_while_the_journal_grows_fails_that_commit_only(tmp_path):
+    path = tmp_path / "db"
+    with engine.open(str(path)) as db:
+        db.append("a", "set", b"1")
+        fault = FullWhileGrowing()
+        with installed(fault), pytest.raises(engine.DiskFullError, match="free space"):
+            db.append("big", "set", os.urandom(2 << 20))  # past the zero-filled megabyte
+        assert fault.failed == 1 and db.position.tx_id == 1
+        db.append("big", "set", b"once there is room")  # not refused: nothing was written
+        assert db.position.tx_id == 2

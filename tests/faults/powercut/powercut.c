@@ -81,7 +81,8 @@ __attribute__((constructor)) static void powercut_init(void) {
     const char *t = getenv("POWERCUT_FILE"), *l = getenv("POWERCUT_LOG");
     if (t == NULL || l == NULL) return; /* inert */
     const char *p = t;
-    while (*p && ntargets < MAX_FILES) {
+    while (*p) {
+        if (ntargets == MAX_FILES) abort(); /* an unwatched file would pass untested */
         const char *end = strchr(p, ':');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         if (n == 0 || n >= PATH_MAX) abort();
@@ -221,8 +222,19 @@ ssize_t pwritev64(int fd, const struct iovec *iov, int iovcnt, off_t off) {
     return pwritev(fd, iov, iovcnt, off);
 }
 ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags) {
-    /* off -1 writes at the file position; RWF_DSYNC/RWF_SYNC make this one write durable */
-    off_t at = off == -1 ? write_position(fd) : off;
+    if (real_pwritev2 == NULL) { /* a libc without it: as the missing call would fail */
+        errno = ENOSYS;
+        return -1;
+    }
+    /* off -1 writes at the file position, RWF_APPEND at its end; RWF_DSYNC/RWF_SYNC make
+       this one write durable */
+    off_t at = off;
+    if ((flags & RWF_APPEND) && is_tracked(fd)) {
+        struct stat st;
+        at = fstat(fd, &st) == 0 ? st.st_size : -1;
+    } else if (off == -1 && is_tracked(fd)) {
+        at = write_position(fd);
+    }
     ssize_t got = real_pwritev2(fd, iov, iovcnt, off, flags);
     if (is_tracked(fd) && got > 0) {
         uint32_t fl = fd_flags(fd) | ((flags & (RWF_DSYNC | RWF_SYNC)) ? FLAG_DSYNC : 0);
