@@ -128,7 +128,8 @@ class Database:
         if replayed:
             self.open_warnings.append(
                 f"applied {replayed} commit(s) from the log's commit journal: the machine "
-                "restarted since this database was last written")
+                "restarted since this database was last written, or a flush of its log "
+                "failed")
         self.db_id: str = loaded.db_id
         self._epoch = loaded.epoch
         self._history: tuple[EpochRecord, ...] = loaded.history

@@ -18,7 +18,9 @@ why an acknowledged commit survives a power cut; in short:
 
 A crashed *process* loses nothing LMDB wrote (the page cache keeps it), so recovery
 replays only when the boot id differs from the one the slot recorded (a reboot or a
-power cut) or the system gives none.
+power cut), the system gives none, or a failed checkpoint left the mark
+``DIR/log/journal.replay`` (a failed flush may drop pages from the page cache; the
+mark names the last tx LMDB accepted, and the replay stops there).
 
 This module knows the file only; LMDB is engine.log's. Threads: a :class:`Journal`
 is used under ``LogStore._write_lock`` only (it holds no lock of its own).
@@ -27,6 +29,7 @@ is used under ``LogStore._write_lock`` only (it holds no lock of its own).
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +43,7 @@ _SLOT_HEAD = formats.JOURNAL_SLOT_HEAD
 _FRAME_HEAD = formats.JOURNAL_FRAME_HEAD
 _U64 = formats.U64_LE
 _META = formats.JOURNAL_META_BYTES
-_SLOT_LEN = _SLOT_HEAD.size + 2 * _META + 8      # what a slot's bytes come to (420)
+_SLOT_LEN = _SLOT_HEAD.size + 2 * _META + 8      # what a slot's bytes come to (412)
 _FRAMES = formats.JOURNAL_FRAMES_OFFSET
 _TRAILER = formats.JOURNAL_FRAME_TRAILER
 # The file is extended ahead of the frames in zero-filled steps: a flush of a write
@@ -213,9 +216,13 @@ class Journal:
     to); ``txs`` and ``bytes`` count the frames since it (the checkpoint policy reads
     them), including frames of an append that failed or was interrupted: such
     frames may be on the disk, so the region stays taken and the count non-zero
-    until a checkpoint kills them. ``unsure`` is set while a slot is written: if that
-    write fails or is interrupted, which slot is on the disk is unknown, and the
-    writer must checkpoint again before it appends (rewriting the same room).
+    until a checkpoint kills them. ``pending`` is set before an append takes
+    anything and cleared only once LMDB holds its commit (the writer) or a new lap
+    starts: while it is set, frames may be live that no LMDB commit matches, and the
+    writer checkpoints before its next append. ``unsure`` is set while a slot is
+    written: if that write fails or is interrupted, which slot is on the disk is
+    unknown, and the writer must checkpoint again before it appends (rewriting the
+    same room).
     """
 
     def __init__(self, log_path: str, seq: int) -> None:
@@ -226,6 +233,7 @@ class Journal:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._head = _FRAMES
         self.unsure = False
+        self.pending = False
         # Bytes from _FRAMES on that are written (zeros or frames) and so allocated; the
         # slots' rooms before _FRAMES are never zero-filled.
         self._allocated = max(os.fstat(self._fd).st_size, _FRAMES)
@@ -257,8 +265,9 @@ class Journal:
         if len(bufs) > _IOV_MAX:
             bufs = [b"".join(bufs)]
         # Taken before the write: whatever happens from here (an error, an interrupt
-        # right after the flush), these bytes may hold live frames, and the counts
-        # make the writer's next checkpoint kill them (LogStore._write).
+        # right after the flush), these bytes may hold live frames, and ``pending``
+        # (set first) makes the writer's next checkpoint kill them (LogStore._write).
+        self.pending = True
         self._head = at + size
         self.txs += len(records)
         self.bytes += size
@@ -292,6 +301,7 @@ class Journal:
         self.seq = slot.seq
         self._head = _FRAMES
         self.txs = self.bytes = 0
+        self.pending = False  # every frame before the new slot is dead
         self.unsure = False
         if self._allocated > _TRIM_BYTES:  # a large transaction grew it: cut it back,
             os.ftruncate(self._fd, _FRAMES)  # only now that the new slot is on the disk
@@ -305,18 +315,33 @@ class Journal:
             os.close(fd)
 
 
-def mark_unsure(log_path: str) -> None:
+def mark_unsure(log_path: str, last_tx: int | None) -> None:
     """Leave a mark that makes the next writer's open replay the journal even on this
     boot: a flush of LMDB's file failed, and Linux may have dropped the pages it
-    could not write from the page cache, so LMDB's file is not to be trusted as is."""
+    could not write from the page cache, so LMDB's file is not to be trusted as is.
+    ``last_tx``: the last tx LMDB accepted (every acknowledged commit; frames after it
+    belong to commits that failed), or None if it could not be read."""
     path = layout.log_journal_replay_mark(log_path)
+    body = json.dumps({"last_tx": last_tx}).encode()
     with open(path, "wb") as f:
+        f.write(body)
+        f.flush()
         fs().fsync(f.fileno())
     fs().fsync_dir(log_path)
 
 
 def marked_unsure(log_path: str) -> bool:
     return os.path.exists(layout.log_journal_replay_mark(log_path))
+
+
+def marked_last_tx(log_path: str) -> int | None:
+    """The last tx the mark names (None: no mark, or it names none or is unreadable)."""
+    try:
+        with open(layout.log_journal_replay_mark(log_path), "rb") as f:
+            value = json.loads(f.read(256) or b"{}").get("last_tx")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def clear_mark(log_path: str) -> None:

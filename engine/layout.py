@@ -62,6 +62,12 @@ def log_journal_replay_mark(log_path: str) -> str:
     return os.path.join(log_path, JOURNAL_REPLAY_MARK)
 
 
+def log_journal_metas_before(log_path: str) -> str:
+    """``DIR/log/journal.meta-before``: only while the journal's recovery runs, LMDB's
+    two meta pages as they were before it wrote the checkpoint's back."""
+    return os.path.join(log_path, "journal.meta-before")
+
+
 def log_staging_dir(path: str) -> str:
     """``DIR/log.new``: where recovery builds a new epoch's log before renaming it."""
     return os.path.join(path, LOG_STAGING_SUBDIR)

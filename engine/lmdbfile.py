@@ -172,6 +172,9 @@ def read_header(path: str) -> Header | None:
     return header
 
 
+META_BYTES: Final = 152  # what LMDB writes of a meta page at a commit (_META_END)
+
+
 def read_meta_bytes(path: str, page_size: int) -> tuple[bytes, bytes]:
     """The first 152 bytes of both meta pages (what LMDB writes at a commit) as stored:
     the commit journal saves them at each checkpoint (engine.journal)."""

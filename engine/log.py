@@ -48,7 +48,7 @@ from .errors import (
 from .files import fs
 from .lmdbfile import RUNBOOK as RUNBOOK  # re-exported: the advice of every log error
 from .model import EpochRecord
-from .native import peek_tx_header
+from .native import peek_tx_header, xxh64
 from .recent import RecentRecords, fitting, within
 
 log = logging.getLogger(__name__)
@@ -409,7 +409,8 @@ class LogStore:
         assert j is not None
         try:
             txnid = int(self._env.info()["last_txnid"])
-            if txnid == self._slot_txnid and j.txs == 0 and self._pins and not j.unsure:
+            if (txnid == self._slot_txnid and j.txs == 0 and self._pins and not j.unsure
+                    and not j.pending):
                 return  # nothing since the newest slot: it and its pin stand
             self._env.sync(True)
             psize = int(self._env.stat()["psize"])
@@ -436,14 +437,22 @@ class LogStore:
                 "Check the disk, then close and reopen the database (docs/RUNBOOK.md, "
                 "'A failed flush').")
             with contextlib.suppress(OSError):
-                journal.mark_unsure(self.path)
+                journal.mark_unsure(self.path, self._accepted_last_tx())
             raise err from exc
+
+    def _accepted_last_tx(self) -> int | None:
+        """The last tx LMDB accepted, for the replay mark (None if it cannot be read)."""
+        try:
+            with self._env.begin() as txn:
+                return _identity(txn)[0]
+        except lmdb.Error:
+            return None
 
     def _void_frames(self) -> None:
         """Under _write_lock, after a write whose frames reached the journal failed in
         LMDB: a checkpoint starts a new lap, so recovery never replays them."""
         with contextlib.suppress(StorageError):  # remembered in _sync_failed
-            self._checkpoint()  # txs > 0 (the append counted them): never a no-op
+            self._checkpoint()  # pending is set (the append set it first): never a no-op
 
     def _journal_failed(self, exc: OSError) -> StorageError:
         """Under _write_lock: the error of a failed journal write or flush; every later
@@ -632,9 +641,10 @@ class LogStore:
         with self._write_lock:
             self._check_writable()
             j = self._journal
-            if j is not None and (not self._pins or j.unsure):
-                # a remap or a slot write that an interrupt cut short: pin and name the
-                # newest tree again before anything is journaled on top of it
+            if j is not None and (not self._pins or j.unsure or j.pending):
+                # a remap, a slot write or an append that an interrupt or a failure cut
+                # short: pin and name the newest tree again (killing any live frame no
+                # LMDB commit matches) before anything is journaled on top of it
                 self._checkpoint()
             for _attempt in range(32):
                 if j is not None and records:
@@ -673,6 +683,8 @@ class LogStore:
                                          need=need) from exc
                     raise
                 else:
+                    if j is not None:
+                        j.pending = False  # LMDB holds what the frames hold
                     kept = self._recent  # committed: keep the records, in commit order
                     if kept is not None and records:
                         kept.add(records)  # (the objects themselves; no lock: recent.py)
@@ -1103,10 +1115,17 @@ def _journal_to_replay(path: str, boot_id: bytes) -> journal.JournalState | None
         return None
     state = journal.read(path)
     assert state is not None and state.slot is not None
+    slot = state.slot
+    limit = journal.marked_last_tx(path)
+    if limit is not None and journal.marked_unsure(path):
+        # after a failed checkpoint: frames past the last tx LMDB accepted belong to
+        # commits that were refused, never acknowledged
+        state = journal.JournalState(state.path, slot,
+                                     tuple(f for f in state.frames if f[0] <= limit))
     data = layout.log_data_file(path)
     if not os.path.exists(data) or os.path.getsize(data) == 0:
         return None  # no LMDB file: the log is lost (the open says so), not replayable
-    if not state.frames and _newest_txnid(data) == state.slot.lmdb_txnid:
+    if not state.frames and _newest_txnid(data) == slot.lmdb_txnid:
         return None
     return state
 
@@ -1133,7 +1152,8 @@ def _refuse_unrecovered_journal(path: str, boot_id: bytes, shared: bool) -> None
         raise StorageError(
             f"the log at {path} has a commit journal to apply first ({len(state.frames)} "
             "commit(s) since its last checkpoint; the machine restarted since its writer "
-            "ran, so LMDB's file may not hold them whole). Open the database for writing "
+            "ran, or a flush of its log failed, so LMDB's file may not hold them whole). "
+            "Open the database for writing "
             "once (engine.open(DIR)), which applies them; then read it (docs/RUNBOOK.md, "
             "'After a power cut').")
 
@@ -1156,6 +1176,15 @@ def recover_journal(path: str) -> int:
     assert slot is not None
     data = layout.log_data_file(path)
     psize = slot.page_size
+    # The meta pages as they were before any recovery touched them: an earlier recovery
+    # cut short (a crash, a power cut) left them in the side file, and they go back
+    # first, so this attempt starts from the file as it was; they are saved there
+    # (durably) again before anything is written.
+    earlier = _saved_before(path)
+    if earlier is not None and not _put_back(path, psize, earlier):
+        raise StorageError(f"cannot put back the meta pages an interrupted recovery of the "
+                           f"commit journal saved in {layout.log_journal_metas_before(path)}; "
+                           "check the disk and open again")
     try:
         before = lmdbfile.read_meta_bytes(data, psize)
     except (OSError, CorruptLogError) as exc:
@@ -1173,30 +1202,35 @@ def recover_journal(path: str) -> int:
                     f"checkpoint names is not in {data} ({exc}). The journal does not belong "
                     "to this log, or the file was damaged; nothing was changed. "
                     f"{RUNBOOK}.") from None
-            lmdbfile.write_meta_bytes(data, psize, slot.meta0, slot.meta1)
+            _save_before(path, psize, before)
             restored = True
+            lmdbfile.write_meta_bytes(data, psize, slot.meta0, slot.meta1)
         size = _file_size(path) * 2 + sum(len(r) for _, r in state.frames) * 2
         env = lmdb.open(os.fsencode(path), map_size=max(DEFAULT_MAP_SIZE, size), max_dbs=0,
                         subdir=True, sync=True, metasync=True, readahead=False,
                         max_readers=256)
-    except (lmdb.Error, OSError) as exc:
+    except BaseException as exc:  # an interrupt too: the file is put back as it was
         if restored:
-            _put_back(data, psize, before)
-        raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
-                         consequence="nothing was applied; the journal is kept") from exc
+            _put_back(path, psize, before)
+        if isinstance(exc, lmdb.Error | OSError):
+            raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
+                             consequence="nothing was applied; the journal is kept") from exc
+        raise
     try:
         with env.begin() as txn:
             ident = _identity(txn)
         if ident != (slot.last_tx, slot.db_id, slot.last_checksum):
             env.close()
-            if restored:
-                _put_back(data, psize, before)
+            changed = restored and not _put_back(path, psize, before)
             raise CorruptLogError(
                 f"the commit journal {state.path} does not belong to this log: its last "
                 f"checkpoint holds txs up to {slot.last_tx} of database "
                 f"{_name(slot.db_id)}, but the tree it names ends at tx {ident[0]} of "
-                f"{_name(ident[1])}, or that record differs; nothing was changed "
-                "(docs/RUNBOOK.md, 'A damaged commit journal').")
+                f"{_name(ident[1])}, or that record differs; "
+                + (f"the meta pages could not be put back: the originals are in "
+                   f"{layout.log_journal_metas_before(path)}" if changed else
+                   "nothing was changed")
+                + " (docs/RUNBOOK.md, 'A damaged commit journal').")
         with env.begin(write=True) as txn:
             for tx_id, rec in state.frames:
                 txn.put(_KEY.pack(tx_id), rec, append=True, overwrite=False)
@@ -1211,6 +1245,8 @@ def recover_journal(path: str) -> int:
         finally:
             j.close()
         journal.clear_mark(path)
+        with contextlib.suppress(FileNotFoundError):
+            fs().unlink(layout.log_journal_metas_before(path))  # the slot names the new tree
     except (lmdb.Error, OSError) as exc:
         raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
                          consequence="the journal is kept; opening again retries") from exc
@@ -1226,7 +1262,37 @@ def _name(db_id: bytes) -> str:
     return db_id.rstrip(b"\0").decode("ascii", "replace") or "(none)"
 
 
-def _put_back(data: str, psize: int, metas: tuple[bytes, bytes]) -> None:
-    """Write back the meta pages a failed recovery replaced (the file as it was)."""
-    with contextlib.suppress(OSError, CorruptLogError):
-        lmdbfile.write_meta_bytes(data, psize, *metas)
+_BEFORE = struct.Struct("<4sI")  # magic b"EJMB", page size; then the two meta copies, u64 xxh64
+
+
+def _save_before(path: str, psize: int, metas: tuple[bytes, bytes]) -> None:
+    """Save the meta pages recovery is about to replace (durably, before it does)."""
+    body = _BEFORE.pack(b"EJMB", psize) + metas[0] + metas[1]
+    final = layout.log_journal_metas_before(path)
+    fs().write_atomic(final, final + ".tmp", [body, _U64.pack(xxh64(body))])
+
+
+def _saved_before(path: str) -> tuple[bytes, bytes] | None:
+    """The meta pages an interrupted earlier recovery saved, or None."""
+    try:
+        with open(layout.log_journal_metas_before(path), "rb") as f:
+            raw = f.read(4096)
+    except FileNotFoundError:
+        return None
+    n = _BEFORE.size + 2 * lmdbfile.META_BYTES
+    if len(raw) != n + 8 or raw[:4] != b"EJMB" or _U64.unpack_from(raw, n)[0] != xxh64(raw[:n]):
+        return None
+    m = _BEFORE.size
+    return raw[m:m + lmdbfile.META_BYTES], raw[m + lmdbfile.META_BYTES:n]
+
+
+def _put_back(path: str, psize: int, metas: tuple[bytes, bytes]) -> bool:
+    """Write back the meta pages a failed recovery replaced (the file as it was);
+    False if that failed (the side file keeps them)."""
+    try:
+        lmdbfile.write_meta_bytes(layout.log_data_file(path), psize, *metas)
+    except (OSError, CorruptLogError):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        fs().unlink(layout.log_journal_metas_before(path))
+    return True

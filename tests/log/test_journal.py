@@ -495,3 +495,115 @@ def test_a_full_disk_while_the_journal_grows_fails_that_commit_only(tmp_path):
         assert fault.failed == 1 and db.position.tx_id == 1
         db.append("big", "set", b"once there is room")  # not refused: nothing was written
         assert db.position.tx_id == 2
+
+
+class _InterruptingEnv:
+    """An LMDB environment whose next flush is interrupted (a second Ctrl-C landing
+    in the checkpoint that was to kill an interrupted commit's frames)."""
+
+    def __init__(self, env, owner) -> None:  # type: ignore[no-untyped-def]
+        self._env, self._owner = env, owner
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._env, name)
+
+    def sync(self, force: bool = False) -> None:
+        if self._owner.interrupt_sync:
+            self._owner.interrupt_sync = False
+            raise KeyboardInterrupt
+        self._env.sync(force)
+
+
+class TwoInterrupts(FileSystem):
+    def __init__(self) -> None:
+        self.interrupt_flush = False
+        self.interrupt_sync = False
+
+    def wrap_env(self, env):  # type: ignore[no-untyped-def]
+        return _InterruptingEnv(env, self)
+
+    def fdatasync(self, fd: int) -> None:
+        super().fdatasync(fd)
+        if self.interrupt_flush:
+            self.interrupt_flush = False
+            raise KeyboardInterrupt
+
+
+def test_a_second_interrupt_in_the_voiding_checkpoint_still_kills_the_frames(tmp_path):
+    path = tmp_path / "db"
+    fault = TwoInterrupts()
+    with installed(fault):
+        db = engine.open(str(path))
+        db.append("a", "set", b"1")
+        db._log.sync()
+        fault.interrupt_flush = fault.interrupt_sync = True
+        with pytest.raises(KeyboardInterrupt):
+            db.append("a", "set", b"ghost")  # flushed, then its voiding cut short too
+        assert db.position.tx_id == 1 and db._log._journal.pending
+        db.append("a", "set", b"2")  # tx 2 again: the ghost's frame must be dead first
+        saved = saved_log(path)
+        db.close()
+    cut_and_reboot(path, saved)
+    with installed(Rebooted()), engine.open(str(path)) as db:
+        assert [e.data for e in db.read_stream("a")] == [b"1", b"2"]
+
+
+def test_a_refused_write_whose_voiding_also_fails_is_not_replayed_by_the_mark(tmp_path):
+    """LMDB refuses the write (EIO) after its frame was flushed, and the checkpoint
+    that should kill the frame fails too: the mark names the last tx LMDB accepted,
+    and the replay on the same boot stops there."""
+    path = tmp_path / "db"
+    fault = FaultyFileSystem(err=errno.EIO)
+    with installed(fault):
+        db = engine.open(str(path))
+        db.append("a", "set", b"1")
+        fault.fail_lmdb_writes = fault.fail_lmdb_sync = True
+        with pytest.raises(engine.StorageError):
+            db.append("a", "set", b"reported-failed")
+        fault.fail_lmdb_writes = fault.fail_lmdb_sync = False
+        db.close()
+    assert journal.marked_last_tx(str(path / "log")) == 1
+    assert [t for t, _ in journal.read(str(path / "log")).frames][-1] == 2  # still there
+    with engine.open(str(path)) as db:
+        assert [e.data for e in db.read_stream("a")] == [b"1"]
+        db.append("a", "set", b"2")
+    with engine.open(str(path)) as db:
+        assert [e.data for e in db.read_stream("a")] == [b"1", b"2"]
+
+
+def test_an_interrupted_recovery_puts_the_meta_pages_back(tmp_path, monkeypatch):
+    path = tmp_path / "db"
+    run_then_cut(path, 5, 5, cut="meta-ahead")
+    before = (path / "log" / "data.mdb").read_bytes()
+    real_open = logmod.lmdb.open
+
+    def interrupted(*a, **k):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logmod.lmdb, "open", interrupted)
+    with installed(Rebooted()), pytest.raises(KeyboardInterrupt):
+        logmod.recover_journal(str(path / "log"))
+    monkeypatch.setattr(logmod.lmdb, "open", real_open)
+    assert (path / "log" / "data.mdb").read_bytes() == before  # as it was
+    assert not (path / "log" / "journal.meta-before").exists()
+    with installed(Rebooted()), engine.open(str(path)) as db:  # and it recovers after
+        assert db.position.tx_id == 10
+
+
+def test_a_recovery_cut_short_after_writing_the_meta_pages_keeps_the_originals(tmp_path):
+    """The side file written before the meta pages are replaced: a later attempt that
+    finds the journal foreign puts back the true originals, not the replaced ones."""
+    path, other = tmp_path / "db", tmp_path / "other"
+    run_then_cut(path, 5, 5, cut="meta-ahead")
+    run_then_cut(other, 5, 5, cut="meta-ahead")
+    shutil.copy(other / "log" / "journal", path / "log" / "journal")
+    data = path / "log" / "data.mdb"
+    before = data.read_bytes()
+    slot = journal.read(str(path / "log")).slot
+    psize = slot.page_size  # (the file's own header is ahead of its pages: a cut)
+    # what an attempt that crashed right after its write left behind
+    logmod._save_before(str(path / "log"), psize, lmdbfile.read_meta_bytes(str(data), psize))
+    lmdbfile.write_meta_bytes(str(data), psize, slot.meta0, slot.meta1)
+    with installed(Rebooted()), pytest.raises(engine.CorruptLogError, match="nothing was"):
+        engine.open(str(path))
+    assert data.read_bytes() == before
