@@ -166,6 +166,12 @@ class StorageError(EngineError, OSError):
     """The operating system or LMDB refused an operation (disk full, permissions, ...)."""
 
 
+class JournalPendingError(StorageError):
+    """The log's commit journal holds commits that LMDB's file may lack (the machine
+    restarted, or a flush failed, since its writer ran): a read-only open refuses until
+    a writer's open (``engine.open(DIR)``) has applied them. Nothing is damaged."""
+
+
 class DiskFullError(StorageError):
     """The filesystem holding the database is full (``ENOSPC``, ``EDQUOT``, or an LMDB
     write that failed while no space was left). Nothing partial was published: free

@@ -75,14 +75,14 @@ LOG_FORMAT: Final = 1
 # Two checkpoint slots, then frames. A slot: magic, version, reserved, seq, the LMDB
 # txnid and the engine's last tx id it covers, the page size, the length of each
 # saved meta copy, the boot id (16 bytes), the log's db_id (36 ASCII bytes, zeros if
-# none yet), the xxh64 trailer of tx last_tx's record (0 if none), then the two meta
-# copies and the u64 xxh64 of every byte before it. A frame: magic, reserved, lap
+# none yet), the xxh64 trailer of tx last_tx's record (0 if none), the log's epoch,
+# then the two meta copies and the u64 xxh64 of every byte before it. A frame: magic, reserved, lap
 # (the seq of the slot it follows), tx_id, record length, then the record and the
 # u64 xxh64 of the header and the record's own last 8 bytes (its xxh64 trailer).
 JOURNAL_SLOT_MAGIC: Final = b"EJSL"
 JOURNAL_FRAME_MAGIC: Final = b"EJFR"
 JOURNAL_VERSION: Final = 1
-JOURNAL_SLOT_HEAD: Final = struct.Struct("<4sHHQQQII16s36sQ")  # 100 bytes
+JOURNAL_SLOT_HEAD: Final = struct.Struct("<4sHHQQQII16s36sQQ")  # 108 bytes
 JOURNAL_SLOT_BYTES: Final = 4096          # each slot's room; slot i at i * this
 JOURNAL_META_BYTES: Final = 152           # the part of an LMDB meta page saved (lmdbfile)
 JOURNAL_FRAMES_OFFSET: Final = 2 * JOURNAL_SLOT_BYTES

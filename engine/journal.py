@@ -43,7 +43,7 @@ _SLOT_HEAD = formats.JOURNAL_SLOT_HEAD
 _FRAME_HEAD = formats.JOURNAL_FRAME_HEAD
 _U64 = formats.U64_LE
 _META = formats.JOURNAL_META_BYTES
-_SLOT_LEN = _SLOT_HEAD.size + 2 * _META + 8      # what a slot's bytes come to (412)
+_SLOT_LEN = _SLOT_HEAD.size + 2 * _META + 8      # what a slot's bytes come to (420)
 _FRAMES = formats.JOURNAL_FRAMES_OFFSET
 _TRAILER = formats.JOURNAL_FRAME_TRAILER
 # The file is extended ahead of the frames in zero-filled steps: a flush of a write
@@ -72,6 +72,7 @@ class Slot:
     meta1: bytes
     db_id: bytes = bytes(36)
     last_checksum: int = 0
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ class JournalState:
 def encode_slot(slot: Slot) -> bytes:
     body = _SLOT_HEAD.pack(formats.JOURNAL_SLOT_MAGIC, formats.JOURNAL_VERSION, 0, slot.seq,
                            slot.lmdb_txnid, slot.last_tx, slot.page_size, _META,
-                           slot.boot_id, slot.db_id, slot.last_checksum) + slot.meta0 + slot.meta1
+                           slot.boot_id, slot.db_id, slot.last_checksum,
+                           slot.epoch) + slot.meta0 + slot.meta1
     return body + _U64.pack(xxh64(body))
 
 
@@ -100,13 +102,13 @@ def decode_slot(raw: bytes) -> Slot | None:
     if _U64.unpack_from(raw, _SLOT_LEN - 8)[0] != xxh64(body):
         return None
     (magic, version, _r, seq, txnid, last_tx, psize, meta_len, boot, db_id,
-     last_sum) = _SLOT_HEAD.unpack_from(body)
+     last_sum, epoch) = _SLOT_HEAD.unpack_from(body)
     if magic != formats.JOURNAL_SLOT_MAGIC or version != formats.JOURNAL_VERSION \
             or meta_len != _META:
         return None
     m0 = body[_SLOT_HEAD.size:_SLOT_HEAD.size + _META]
     return Slot(seq, txnid, last_tx, psize, boot, m0, body[_SLOT_HEAD.size + _META:],
-                db_id, last_sum)
+                db_id, last_sum, epoch)
 
 
 def _frame_at(data: bytes, off: int, lap: int, tx_id: int) -> tuple[bytes, int] | None:

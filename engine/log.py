@@ -41,6 +41,7 @@ from .errors import (
     CorruptLogError,
     DatabaseClosedError,
     DatabaseLockedError,
+    JournalPendingError,
     StorageError,
     disk_full,
     storage_error,
@@ -387,7 +388,7 @@ class LogStore:
                 ident = _identity(txn)
             if (slot is not None and slot.boot_id == self._boot_id != bytes(16)
                     and slot.lmdb_txnid == txnid
-                    and (slot.last_tx, slot.db_id, slot.last_checksum) == ident
+                    and (slot.last_tx, slot.db_id, slot.last_checksum, slot.epoch) == ident
                     and not journal.marked_unsure(self.path)
                     and journal.lap_is_empty(self.path, slot)):
                 self._slot_txnid = txnid
@@ -422,9 +423,9 @@ class LogStore:
                                    f"{newest}, the environment {txnid}")
             pin = self._env.begin()  # on this tree: no commit is in flight
             self._pins.append(pin)
-            last_tx, db_id, last_sum = _identity(pin)  # read from LMDB, never tracked
+            last_tx, db_id, last_sum, epoch = _identity(pin)  # from LMDB, never tracked
             j.write_slot(journal.Slot(j.seq + 1, txnid, last_tx, psize, self._boot_id, m0, m1,
-                                      db_id, last_sum))
+                                      db_id, last_sum, epoch))
             self._slot_txnid = txnid
             while len(self._pins) > 1:  # the trees of older slots may be reused now
                 self._pins.pop(0).abort()
@@ -1084,22 +1085,28 @@ def _file_size(path: str) -> int:
 
 
 # ------------------------------------------------------------ the commit journal
-def _identity(txn: Any) -> tuple[int, bytes, int]:
-    """``(last_tx, db_id, last_checksum)`` of the log a read transaction sees, as a slot
-    records them: the last record's tx id and xxh64 trailer, or for a log without
-    records its ``base_tx`` and ``base_checksum`` (a log rebuilt from a snapshot starts
-    past 0), and its db_id (36 bytes; zeros before it has one)."""
+def _identity(txn: Any) -> tuple[int, bytes, int, int]:
+    """``(last_tx, db_id, last_checksum, epoch)`` of the log a read transaction sees, as
+    a slot records them: the last record's tx id and xxh64 trailer, or for a log
+    without records its ``base_tx`` and ``base_checksum`` (a log rebuilt from a
+    snapshot starts past 0), its db_id (36 bytes; zeros before it has one) and its
+    epoch (0 before it has one: two epochs of one database share the db_id, and a new
+    epoch's base is the old log's tx at the snapshot)."""
     cur = txn.cursor()
     key = bytes(cur.key()) if cur.last() else b""
     db_id = txn.get(formats.META_DB_ID)
     ident = bytes(db_id)[:36].ljust(36, b"\0") if db_id is not None else bytes(36)
+    epoch = _u64_or_zero(txn.get(formats.META_EPOCH))
     if len(key) == _KEY.size and key >= _KEY.pack(1):
         value = cur.value()
         return _KEY.unpack(key)[0], ident, (_U64.unpack_from(value, len(value) - 8)[0]
-                                            if len(value) >= 8 else 0)
-    base, base_sum = txn.get(formats.META_BASE_TX), txn.get(formats.META_BASE_CHECKSUM)
-    return (_U64.unpack(base)[0] if base is not None and len(base) == 8 else 0, ident,
-            _U64.unpack(base_sum)[0] if base_sum is not None and len(base_sum) == 8 else 0)
+                                            if len(value) >= 8 else 0), epoch
+    return (_u64_or_zero(txn.get(formats.META_BASE_TX)), ident,
+            _u64_or_zero(txn.get(formats.META_BASE_CHECKSUM)), epoch)
+
+
+def _u64_or_zero(value: Any) -> int:
+    return _U64.unpack(value)[0] if value is not None and len(value) == 8 else 0
 
 
 def _journal_to_replay(path: str, boot_id: bytes) -> journal.JournalState | None:
@@ -1149,13 +1156,23 @@ def _refuse_unrecovered_journal(path: str, boot_id: bytes, shared: bool) -> None
         return
     state = _journal_to_replay(path, boot_id)
     if state is not None:
-        raise StorageError(
+        raise JournalPendingError(
             f"the log at {path} has a commit journal to apply first ({len(state.frames)} "
             "commit(s) since its last checkpoint; the machine restarted since its writer "
             "ran, or a flush of its log failed, so LMDB's file may not hold them whole). "
             "Open the database for writing "
             "once (engine.open(DIR)), which applies them; then read it (docs/RUNBOOK.md, "
             "'After a power cut').")
+
+
+def journal_pending(path: str) -> str | None:
+    """What a read-only open of ``path`` would refuse with while its commit journal
+    waits to be applied (:class:`JournalPendingError`'s message), or None."""
+    try:
+        _refuse_unrecovered_journal(path, fs().boot_id(), False)
+    except JournalPendingError as exc:
+        return str(exc)
+    return None
 
 
 def recover_journal(path: str) -> int:
@@ -1180,7 +1197,7 @@ def recover_journal(path: str) -> int:
     # cut short (a crash, a power cut) left them in the side file, and they go back
     # first, so this attempt starts from the file as it was; they are saved there
     # (durably) again before anything is written.
-    earlier = _saved_before(path)
+    earlier = _saved_before(path, slot)
     if earlier is not None and not _put_back(path, psize, earlier):
         raise StorageError(f"cannot put back the meta pages an interrupted recovery of the "
                            f"commit journal saved in {layout.log_journal_metas_before(path)}; "
@@ -1202,7 +1219,7 @@ def recover_journal(path: str) -> int:
                     f"checkpoint names is not in {data} ({exc}). The journal does not belong "
                     "to this log, or the file was damaged; nothing was changed. "
                     f"{RUNBOOK}.") from None
-            _save_before(path, psize, before)
+            _save_before(path, psize, before, slot)
             restored = True
             lmdbfile.write_meta_bytes(data, psize, slot.meta0, slot.meta1)
         size = _file_size(path) * 2 + sum(len(r) for _, r in state.frames) * 2
@@ -1219,14 +1236,17 @@ def recover_journal(path: str) -> int:
     try:
         with env.begin() as txn:
             ident = _identity(txn)
-        if ident != (slot.last_tx, slot.db_id, slot.last_checksum):
+        wrong_epoch = [tx for tx, rec in state.frames if peek_tx_header(rec)[1] != ident[3]]
+        if ident != (slot.last_tx, slot.db_id, slot.last_checksum, slot.epoch) or wrong_epoch:
             env.close()
             changed = restored and not _put_back(path, psize, before)
             raise CorruptLogError(
                 f"the commit journal {state.path} does not belong to this log: its last "
                 f"checkpoint holds txs up to {slot.last_tx} of database "
                 f"{_name(slot.db_id)}, but the tree it names ends at tx {ident[0]} of "
-                f"{_name(ident[1])}, or that record differs; "
+                f"{_name(ident[1])}, or that record or the epoch ({slot.epoch} against "
+                f"{ident[3]}{', frames of tx ' + str(wrong_epoch[0]) if wrong_epoch else ''}) "
+                "differs; "
                 + (f"the meta pages could not be put back: the originals are in "
                    f"{layout.log_journal_metas_before(path)}" if changed else
                    "nothing was changed")
@@ -1237,16 +1257,15 @@ def recover_journal(path: str) -> int:
         env.sync(True)
         m0, m1 = lmdbfile.read_meta_bytes(data, int(env.stat()["psize"]))
         with env.begin() as txn:
-            last_tx, db_id, last_sum = _identity(txn)
+            last_tx, db_id, last_sum, epoch = _identity(txn)
         j = journal.Journal(path, slot.seq)
         try:
             j.write_slot(journal.Slot(slot.seq + 1, int(env.info()["last_txnid"]), last_tx,
-                                      psize, boot_id, m0, m1, db_id, last_sum))
+                                      psize, boot_id, m0, m1, db_id, last_sum, epoch))
         finally:
             j.close()
+        _remove_before(path)  # the new slot names the new tree
         journal.clear_mark(path)
-        with contextlib.suppress(FileNotFoundError):
-            fs().unlink(layout.log_journal_metas_before(path))  # the slot names the new tree
     except (lmdb.Error, OSError) as exc:
         raise _translate(exc, f"cannot apply the commit journal of {path}", log_dir=path,
                          consequence="the journal is kept; opening again retries") from exc
@@ -1262,18 +1281,24 @@ def _name(db_id: bytes) -> str:
     return db_id.rstrip(b"\0").decode("ascii", "replace") or "(none)"
 
 
-_BEFORE = struct.Struct("<4sI")  # magic b"EJMB", page size; then the two meta copies, u64 xxh64
+# magic b"EJMB", page size, and the seq and LMDB txnid of the slot the recovery
+# applied; then the two meta copies and a u64 xxh64 of all before it
+_BEFORE = struct.Struct("<4sIQQ")
 
 
-def _save_before(path: str, psize: int, metas: tuple[bytes, bytes]) -> None:
-    """Save the meta pages recovery is about to replace (durably, before it does)."""
-    body = _BEFORE.pack(b"EJMB", psize) + metas[0] + metas[1]
+def _save_before(path: str, psize: int, metas: tuple[bytes, bytes],
+                 slot: journal.Slot) -> None:
+    """Save the meta pages recovery is about to replace (durably, before it does),
+    tied to the slot it applies: a side file of another slot is stale."""
+    body = _BEFORE.pack(b"EJMB", psize, slot.seq, slot.lmdb_txnid) + metas[0] + metas[1]
     final = layout.log_journal_metas_before(path)
     fs().write_atomic(final, final + ".tmp", [body, _U64.pack(xxh64(body))])
 
 
-def _saved_before(path: str) -> tuple[bytes, bytes] | None:
-    """The meta pages an interrupted earlier recovery saved, or None."""
+def _saved_before(path: str, slot: journal.Slot) -> tuple[bytes, bytes] | None:
+    """The meta pages an interrupted earlier recovery of ``slot`` saved, or None. A side
+    file of another slot (a recovery that finished, whose removal a crash undid) is
+    stale: it is deleted, never written back."""
     try:
         with open(layout.log_journal_metas_before(path), "rb") as f:
             raw = f.read(4096)
@@ -1281,9 +1306,23 @@ def _saved_before(path: str) -> tuple[bytes, bytes] | None:
         return None
     n = _BEFORE.size + 2 * lmdbfile.META_BYTES
     if len(raw) != n + 8 or raw[:4] != b"EJMB" or _U64.unpack_from(raw, n)[0] != xxh64(raw[:n]):
+        _remove_before(path)
+        return None
+    _magic, _psize, seq, txnid = _BEFORE.unpack_from(raw)
+    if (seq, txnid) != (slot.seq, slot.lmdb_txnid):
+        _remove_before(path)
         return None
     m = _BEFORE.size
     return raw[m:m + lmdbfile.META_BYTES], raw[m + lmdbfile.META_BYTES:n]
+
+
+def _remove_before(path: str) -> None:
+    """Delete the side file, durably (a power cut must not bring it back)."""
+    try:
+        fs().unlink(layout.log_journal_metas_before(path))
+    except FileNotFoundError:
+        return
+    fs().fsync_dir(path)
 
 
 def _put_back(path: str, psize: int, metas: tuple[bytes, bytes]) -> bool:
@@ -1291,8 +1330,7 @@ def _put_back(path: str, psize: int, metas: tuple[bytes, bytes]) -> bool:
     False if that failed (the side file keeps them)."""
     try:
         lmdbfile.write_meta_bytes(layout.log_data_file(path), psize, *metas)
+        _remove_before(path)
     except (OSError, CorruptLogError):
         return False
-    with contextlib.suppress(FileNotFoundError):
-        fs().unlink(layout.log_journal_metas_before(path))
     return True

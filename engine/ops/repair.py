@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from .. import formats, layout
 from ..errors import EngineError, StorageError
 from ..files import fs
-from ..log import LogStore
+from ..log import LogStore, journal_pending, recover_journal
 from ..logreader import LogReader
 from ..model import EpochRecord
 from ..salvage import FoundRecord, RawScan, read_raw, salvage_chunks, scan
@@ -502,6 +502,16 @@ def repair_log(path: str, *, dry_run: bool = False, force: bool = False,
     """
     logp = layout.log_dir(path)
     data_file = layout.log_data_file(logp)
+    if not dry_run:
+        # After a power cut the commit journal holds commits LMDB's file lacks: apply
+        # them first (the caller holds the lock), or salvaging data.mdb alone would
+        # drop every acknowledged commit since the last checkpoint.
+        recover_journal(logp)
+    elif os.path.isfile(data_file):
+        _refuse_unrecovered = journal_pending(logp)
+        if _refuse_unrecovered is not None:
+            raise EngineError(f"{_refuse_unrecovered} A repair would apply them first; "
+                              "the dry run changes nothing.")
     if not os.path.isfile(data_file):
         raise EngineError(f"no log to repair in {path}: {data_file} does not exist. "
                           "If the log is gone, run `engine-admin recover --new-epoch "

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from .. import layout
-from ..errors import EngineError, RecoveryRequired
+from ..errors import EngineError, JournalPendingError, RecoveryRequired
 from ..log import LogInfo, LogStore
 from ..snapshot import list_snapshots, read_header
 from .plan import plan_open
@@ -73,7 +73,12 @@ def snapshot_files(path: str) -> list[dict[str, object]]:
 
 def directory_status(path: str) -> StatusReport:
     """The status of ``path`` (which the caller has locked): the decision table's verdict."""
-    info = LogStore.probe(layout.log_dir(path))
+    try:
+        info = LogStore.probe(layout.log_dir(path))
+    except JournalPendingError as exc:  # after a power cut: a state, not an error
+        return StatusReport(path=path, verdict="journal to apply", problem=str(exc),
+                            log=LogInfo(path=layout.log_dir(path), exists=True),
+                            snapshots=snapshot_files(path))
     snaps = snapshot_files(path)
     verdict, problem = "ok", None
     try:

@@ -602,8 +602,92 @@ def test_a_recovery_cut_short_after_writing_the_meta_pages_keeps_the_originals(t
     slot = journal.read(str(path / "log")).slot
     psize = slot.page_size  # (the file's own header is ahead of its pages: a cut)
     # what an attempt that crashed right after its write left behind
-    logmod._save_before(str(path / "log"), psize, lmdbfile.read_meta_bytes(str(data), psize))
+    logmod._save_before(str(path / "log"), psize, lmdbfile.read_meta_bytes(str(data), psize),
+                        slot)
     lmdbfile.write_meta_bytes(str(data), psize, slot.meta0, slot.meta1)
     with installed(Rebooted()), pytest.raises(engine.CorruptLogError, match="nothing was"):
         engine.open(str(path))
     assert data.read_bytes() == before
+
+
+def test_a_stale_side_file_of_another_slot_is_never_written_back(tmp_path):
+    """A side file left by a recovery that finished (its removal undone by a crash) names
+    another slot: it is dropped, and a later refused recovery leaves the file as is."""
+    path, other = tmp_path / "db", tmp_path / "other"
+    run_then_cut(path, 5, 5, cut="meta-ahead")
+    data = path / "log" / "data.mdb"
+    slot = journal.read(str(path / "log")).slot
+    stale = journal.Slot(slot.seq - 1, slot.lmdb_txnid - 3, 0, slot.page_size, bytes(16),
+                         slot.meta0, slot.meta1)
+    logmod._save_before(str(path / "log"), slot.page_size, (bytes(152), bytes(152)), stale)
+    run_then_cut(other, 5, 5, cut="meta-ahead")
+    shutil.copy(other / "log" / "journal", path / "log" / "journal")
+    before = data.read_bytes()
+    with installed(Rebooted()), pytest.raises(engine.CorruptLogError):
+        engine.open(str(path))
+    assert data.read_bytes() == before
+    assert not (path / "log" / "journal.meta-before").exists()
+
+
+def test_a_journal_of_another_epoch_of_the_same_database_is_refused(tmp_path):
+    """recover --new-epoch gives the new log the same db_id and, at its base, the old
+    log's tx and checksum at the snapshot: the slot's epoch tells them apart. Here the
+    newest slot of an epoch-2 log is made to say epoch 1 (all else equal)."""
+    from dataclasses import replace
+
+    from engine.ops.recover import recover_new_epoch
+
+    path = tmp_path / "db"
+    with engine.open(str(path)) as db:
+        for i in range(5):
+            db.append("a", "set", b"%d" % i)
+        db.snapshot()
+    shutil.rmtree(path / "log")
+    recover_new_epoch(str(path))
+    with engine.open(str(path)) as db:
+        db.append("a", "set", b"epoch-2")
+        db._log.sync()
+        db.append("a", "set", b"epoch-2 again")
+        saved = saved_log(path)
+    raw = bytearray(saved["journal"])
+    room = formats.JOURNAL_SLOT_BYTES
+    slots = [journal.decode_slot(bytes(raw[i * room:(i + 1) * room])) for i in (0, 1)]
+    old = max((x for x in slots if x is not None), key=lambda x: x.seq)  # newest, as saved
+    at = (old.seq % 2) * room
+    assert old.epoch == 2
+    forged = journal.encode_slot(replace(old, epoch=1))
+    raw[at:at + len(forged)] = forged
+    saved["journal"] = bytes(raw)
+    cut_and_reboot(path, saved)
+    before = (path / "log" / "data.mdb").read_bytes()
+    with installed(Rebooted()), pytest.raises(engine.CorruptLogError, match=r"epoch \(1 against 2"):
+        engine.open(str(path))
+    assert (path / "log" / "data.mdb").read_bytes() == before
+
+
+def test_repair_applies_the_journal_before_it_salvages(tmp_path):
+    from engine.ops.repair import repair_log
+
+    path = tmp_path / "db"
+    run_then_cut(path, 20, 30, cut="pages-lost")
+    with installed(Rebooted()):
+        with pytest.raises(engine.EngineError, match="commit journal to apply first"):
+            repair_log(str(path), dry_run=True)
+        with pytest.raises(engine.EngineError, match="intact"):
+            repair_log(str(path))  # the journal applied, the log is whole: nothing to do
+        with engine.open(str(path)) as db:
+            assert db.position.tx_id == 50
+
+
+def test_status_after_a_power_cut_is_a_verdict_not_an_error(tmp_path):
+    from engine.ops.status import directory_status
+
+    path = tmp_path / "db"
+    run_then_cut(path, 5, 5, cut="meta-ahead")
+    with installed(Rebooted()):
+        report = directory_status(str(path))
+        assert report.verdict == "journal to apply"
+        assert "Open the database for writing" in (report.problem or "")
+        assert [s["tx_id"] for s in report.snapshots] == []
+        with pytest.raises(engine.JournalPendingError):
+            LogStore.probe(str(path / "log"))
