@@ -1179,7 +1179,8 @@ def recover_journal(path: str) -> int:
     """Bring LMDB's file in ``path`` back to what every acknowledged commit left, after
     a power cut or a reboot (engine.journal): put back the last checkpoint's meta pages
     (their tree was kept intact), check that the log they name is the slot's (its last
-    tx, that record's checksum, its db_id; else the file is put back as it was),
+    tx, that record's checksum, its db_id and epoch, and every frame's epoch; else the
+    file is put back as it was),
     apply the journal's frames after it, flush, and write a fresh slot. Returns the
     commits applied (0: nothing to do). A writer calls it, holding the directory's
     lock, before anything reads the log."""
@@ -1272,7 +1273,7 @@ def recover_journal(path: str) -> int:
     finally:
         env.close()
     log.warning("the log at %s: applied %d commit(s) from its commit journal after a "
-                "restart (txs %d-%d)", path, len(state.frames), slot.last_tx + 1,
+                "restart or a failed flush (txs %d-%d)", path, len(state.frames), slot.last_tx + 1,
                 slot.last_tx + len(state.frames))
     return len(state.frames)
 
