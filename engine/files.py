@@ -106,6 +106,16 @@ class FileSystem:
                 consequence=f"nothing was written ({os.path.basename(final)} is unchanged)",
             ) from exc
 
+    def remove_durably(self, path: str) -> bool:
+        """Delete ``path`` if it exists and fsync its directory (so a power cut cannot
+        bring it back); False if there was nothing to delete."""
+        try:
+            self.unlink(path)
+        except FileNotFoundError:
+            return False
+        self.fsync_dir(os.path.dirname(path) or ".")
+        return True
+
     def move_durably(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` and fsync both parent directories."""
         self.rename(src, dst)

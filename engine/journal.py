@@ -347,18 +347,10 @@ def marked_last_tx(log_path: str) -> int | None:
 
 
 def clear_mark(log_path: str) -> None:
-    try:
-        fs().unlink(layout.log_journal_replay_mark(log_path))
-    except FileNotFoundError:
-        return
-    fs().fsync_dir(log_path)
+    fs().remove_durably(layout.log_journal_replay_mark(log_path))
 
 
 def remove(log_path: str) -> None:
     """Delete the journal of ``log_path`` (a writer of a mode without one: its LMDB
     file was flushed first, so nothing in the journal is needed)."""
-    try:
-        fs().unlink(layout.log_journal_file(log_path))
-    except FileNotFoundError:
-        return
-    fs().fsync_dir(log_path)
+    fs().remove_durably(layout.log_journal_file(log_path))

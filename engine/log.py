@@ -1319,11 +1319,7 @@ def _saved_before(path: str, slot: journal.Slot) -> tuple[bytes, bytes] | None:
 
 def _remove_before(path: str) -> None:
     """Delete the side file, durably (a power cut must not bring it back)."""
-    try:
-        fs().unlink(layout.log_journal_metas_before(path))
-    except FileNotFoundError:
-        return
-    fs().fsync_dir(path)
+    fs().remove_durably(layout.log_journal_metas_before(path))
 
 
 def _put_back(path: str, psize: int, metas: tuple[bytes, bytes]) -> bool:

@@ -418,18 +418,24 @@ def test_an_interrupt_after_a_slot_flush_leaves_later_commits_recoverable(tmp_pa
         assert db.position.tx_id == 5
 
 
-def test_a_log_rebuilt_from_a_snapshot_journals_from_its_base(tmp_path):
-    """A log made by recover --new-epoch starts at the snapshot's tx, with no records:
-    its slot names base_tx, so frames from base_tx + 1 on are replayed."""
+def rebuilt_in_epoch_two(path: Path) -> None:
+    """A database of 5 txs and a snapshot whose log was lost and rebuilt from the
+    snapshot by recover --new-epoch: the new log starts at tx 5, with no records."""
     from engine.ops.recover import recover_new_epoch
 
-    path = tmp_path / "db"
     with engine.open(str(path)) as db:
         for i in range(5):
             db.append("a", "set", b"%d" % i)
         db.snapshot()
     shutil.rmtree(path / "log")
     recover_new_epoch(str(path))
+
+
+def test_a_log_rebuilt_from_a_snapshot_journals_from_its_base(tmp_path):
+    """A log made by recover --new-epoch starts at the snapshot's tx, with no records:
+    its slot names base_tx, so frames from base_tx + 1 on are replayed."""
+    path = tmp_path / "db"
+    rebuilt_in_epoch_two(path)
     with engine.open(str(path)) as db:
         assert db.position.tx_id == 5
         for i in range(3):
@@ -635,15 +641,8 @@ def test_a_journal_of_another_epoch_of_the_same_database_is_refused(tmp_path):
     newest slot of an epoch-2 log is made to say epoch 1 (all else equal)."""
     from dataclasses import replace
 
-    from engine.ops.recover import recover_new_epoch
-
     path = tmp_path / "db"
-    with engine.open(str(path)) as db:
-        for i in range(5):
-            db.append("a", "set", b"%d" % i)
-        db.snapshot()
-    shutil.rmtree(path / "log")
-    recover_new_epoch(str(path))
+    rebuilt_in_epoch_two(path)
     with engine.open(str(path)) as db:
         db.append("a", "set", b"epoch-2")
         db._log.sync()
