@@ -123,24 +123,27 @@ class Reader:
             f"the log of {self.path} was replaced after this read-only handle opened (a "
             "recovery or restore started a new epoch); open the database again")
 
-    def _observe(self) -> None:
+    def _observe(self) -> bool:
         """Learn how far the writer has committed (the log's newest record) and wake
-        this reader's subscriptions; notice a replaced log."""
+        this reader's subscriptions; notice a replaced log. True if anything changed
+        (a new commit, or the log was replaced): the watcher keeps polling then."""
         try:
             inode = os.stat(self._data_file).st_ino
         except OSError:
             inode = None
         with self._lock:
             if self._closed or self._stale:
-                return
+                return False
             if inode != self._inode:
                 self._stale = True
                 self.commit_signal.close()  # ends the subscriptions
-                return
+                return True
             point = self._log.last_point()
             if point is not None and point[0] > self._view.last_tx:
                 self._view.last_tx, self._view.last_position = point
                 self.commit_signal.publish(CommitPoint(self._epoch, *point))
+                return True
+            return False
 
     def refresh(self) -> Position:
         """Catch the state (``get``/``version``/``streams``) up with every transaction
@@ -230,7 +233,8 @@ class Reader:
     def subscribe(self, after_position: int = 0, *,
                   types: Iterable[str] | None = None) -> Subscription:
         """Events after ``after_position``, then each commit of the writer as it lands
-        (woken through inotify on the log file, see engine.watch)."""
+        (woken through inotify on the log file while it is quiet, by polling it while it
+        is busy: see engine.watch)."""
         self._check()
         wanted = type_set(types)
         from .watch import LogWatcher  # inotify only for handles that follow the writer

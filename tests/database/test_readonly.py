@@ -1,5 +1,5 @@
 """``engine.open(path, readonly=True)``: a reader beside a live writer in another
-process. It reads everything committed, follows commits (woken through inotify),
+process. It reads everything committed, follows commits (woken through inotify or polling),
 catches its state up on refresh(), never writes or locks, and refuses writes."""
 
 from __future__ import annotations

@@ -1,0 +1,113 @@
+"""What a subscribed reader in another process costs the writer, in alternating rounds.
+
+Two databases are open in this process with ``sync="none"``; a child process opens
+one of them ``readonly=True`` and subscribes to it from its last position, counting
+the events it receives. Rounds of single-event ``db.append`` commits alternate
+between the two databases (which one goes first alternates too); reported: the
+median rate of each, the ratio of the medians and the median of the per-pair ratios
+(followed / alone), and whether the subscriber received every event committed to its
+database (it must)::
+
+    python bench/reader_overhead.py --rounds 12
+    python bench/reader_overhead.py --rounds 12 --mode watch   # a bare inotify watch
+
+``--mode watch`` replaces the subscriber by a process that only holds an inotify watch
+on ``log/data.mdb`` and drains it: what the kernel's events alone cost the writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import engine
+
+_CHILD = r"""
+import os, sys, time
+mode, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "watch":
+    import selectors
+    from inotify_simple import INotify, flags
+    ino = INotify()
+    ino.add_watch(os.path.join(path, "log", "data.mdb"), flags.MODIFY)
+    sel = selectors.DefaultSelector()
+    sel.register(ino.fileno(), selectors.EVENT_READ)
+    open(out, "w").write("ready")
+    while True:
+        sel.select(1.0)
+        ino.read(timeout=0)
+import engine
+n = 0
+with engine.open(path, readonly=True) as r, r.subscribe(after_position=r.last_position) as sub:
+    open(out, "w").write("ready")
+    while not os.path.exists(out + ".stop"):
+        ev = sub.next_event(timeout=0.2)
+        if ev is not None:
+            n += 1
+open(out, "w").write(str(n))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--events", type=int, default=20_000, help="commits per round")
+    ap.add_argument("--mode", choices=("subscribe", "watch"), default="subscribe")
+    args = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="reader-overhead-")
+    payload = os.urandom(100)
+    names = [f"acct-{i}" for i in range(10_000)]
+    paths = {False: os.path.join(root, "alone"), True: os.path.join(root, "followed")}
+    dbs = {k: engine.open(p, sync="none") for k, p in paths.items()}
+    for db in dbs.values():
+        db.append("warm-up", "opened", payload)
+    out = os.path.join(root, "child.out")
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, args.mode, paths[True], out])
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    received: int | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(out) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        done = 0
+        for r in range(args.rounds):
+            for on in ((False, True) if r % 2 == 0 else (True, False)):
+                append = dbs[on].append
+                t0 = time.perf_counter()
+                for i in range(done, done + args.events):
+                    append(names[i % len(names)], "deposited", payload)
+                rates[on].append(args.events / (time.perf_counter() - t0))
+            done += args.events
+        if args.mode == "subscribe":
+            open(out + ".stop", "w").close()
+            child.wait(timeout=120)
+            with open(out) as f:
+                received = int(f.read())
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for db in dbs.values():
+            db.close()
+        shutil.rmtree(root, ignore_errors=True)
+    pairs = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
+    print(f"mode={args.mode} rounds={args.rounds} commits/round={args.events:,}")
+    print(f"  alone:    median {statistics.median(rates[False]):,.0f}/s")
+    print(f"  followed: median {statistics.median(rates[True]):,.0f}/s")
+    print(f"  followed/alone: ratio of medians "
+          f"{statistics.median(rates[True]) / statistics.median(rates[False]):.3f}, "
+          f"median of paired ratios {statistics.median(pairs):.3f}")
+    if received is not None:
+        expected = args.rounds * args.events
+        print(f"  subscriber received {received:,} of {expected:,} events"
+              f"{'' if received == expected else '  (MISSING EVENTS)'}")
+
+
+if __name__ == "__main__":
+    main()
