@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from itertools import chain, count, repeat
+from operator import itemgetter
 
 from .errors import ConcurrencyError, ReducerError, VersionConflictError
 from .model import Event, Reducer
@@ -89,7 +90,18 @@ class State:
         snapshot answers most from ``base`` until it is materialised). ``base`` is read
         before ``entries``, as in :meth:`lookup`, for the same reason."""
         base = self.base
-        got = list(map(self.entries.get, streams))
+        entries = self.entries
+        if len(streams) > 1:
+            try:
+                # Every stream in the dict (the common case): one itemgetter pass, whose
+                # loop is tight enough that the cache misses of a large dict overlap
+                # (1000 lookups in a dict of 1M streams: ~250 against ~400 us with
+                # map(get); bench/stream_counts.py). It stops at the first stream the
+                # dict lacks (a new one, or one only in base): then get() for all.
+                return list(itemgetter(*streams)(entries))
+            except KeyError:
+                pass
+        got = list(map(entries.get, streams))
         if base is not None and None in got:
             bget = base.get
             got = [bget(s) if e is None else e for s, e in zip(streams, got, strict=True)]

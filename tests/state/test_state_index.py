@@ -177,6 +177,27 @@ def test_entries_of_agrees_with_lookup_over_both_layers(tmp_path_factory, stream
         assert {s: db.version(s) for s in streams} == {s: v + 1 for s, v in versions.items()}
 
 
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([f"s{i}" for i in range(6)] + ["new1", "new2"]),
+                min_size=1, max_size=10))
+def test_entries_of_agrees_with_lookup_on_the_dict_alone(tmp_path_factory, streams):
+    """A state with no base layer: entries_of's all-present pass (itemgetter) and its
+    fallback once a stream is missing (first, last, repeated, or the only one) answer
+    as lookup does, and commits through them count versions on."""
+    path = str(tmp_path_factory.mktemp("db"))
+    with engine.open(path) as db:
+        _extend(db, [(f"s{i}", "set", b"v%d" % i) for i in range(6)])
+        state = db._pipeline.state
+        assert state.base is None
+        assert state.entries_of(streams) == [state.lookup(s) for s in streams]
+        assert state.entries_of(tuple(streams)) == [state.lookup(s) for s in streams]
+        before = {s: db.version(s) for s in streams}
+        _extend(db, [(s, "set", b"z") for s in streams])
+        assert {s: db.version(s) for s in streams} == {
+            s: v + streams.count(s) for s, v in before.items()}
+
+
 def _extend(db: engine.Database, events: list[tuple[str, str, bytes]]) -> None:
     with db.transaction() as tx:
         tx.extend(events)
