@@ -46,11 +46,18 @@ import engine
 n = 0
 with engine.open(path, readonly=True) as r, r.subscribe(after_position=r.last_position) as sub:
     open(out, "w").write("ready")
-    while not os.path.exists(out + ".stop"):
+    t0, c0 = time.monotonic(), time.process_time()
+    # until told how many were committed, then until all arrived (or 60 s pass)
+    expected, deadline = None, None
+    while expected is None or (n < expected and time.monotonic() < deadline):
         ev = sub.next_event(timeout=0.2)
         if ev is not None:
             n += 1
-open(out, "w").write(str(n))
+        if expected is None and os.path.exists(out + ".stop"):
+            expected = int(open(out + ".stop").read())
+            deadline = time.monotonic() + 60
+    cpu, wall = time.process_time() - c0, time.monotonic() - t0
+open(out, "w").write(f"{n} {cpu} {wall}")
 """
 
 
@@ -64,16 +71,20 @@ def main() -> None:
     payload = os.urandom(100)
     names = [f"acct-{i}" for i in range(10_000)]
     paths = {False: os.path.join(root, "alone"), True: os.path.join(root, "followed")}
-    dbs = {k: engine.open(p, sync="none") for k, p in paths.items()}
-    for db in dbs.values():
-        db.append("warm-up", "opened", payload)
+    dbs: dict[bool, engine.Database] = {}
     out = os.path.join(root, "child.out")
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, args.mode, paths[True], out])
+    child: subprocess.Popen[bytes] | None = None
     rates: dict[bool, list[float]] = {False: [], True: []}
-    received: int | None = None
+    received: tuple[int, float, float] | None = None
     try:
+        for k, p in paths.items():
+            dbs[k] = engine.open(p, sync="none")
+            dbs[k].append("warm-up", "opened", payload)
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, args.mode, paths[True], out])
         deadline = time.monotonic() + 60
-        while not os.path.exists(out) and time.monotonic() < deadline:
+        while not os.path.exists(out):
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise SystemExit("the reader process did not start (no 'ready' in 60 s)")
             time.sleep(0.01)
         done = 0
         for r in range(args.rounds):
@@ -85,12 +96,14 @@ def main() -> None:
                 rates[on].append(args.events / (time.perf_counter() - t0))
             done += args.events
         if args.mode == "subscribe":
-            open(out + ".stop", "w").close()
+            with open(out + ".stop", "w") as f:
+                f.write(str(done))
             child.wait(timeout=120)
             with open(out) as f:
-                received = int(f.read())
+                n, cpu, wall = f.read().split()
+                received = (int(n), float(cpu), float(wall))
     finally:
-        if child.poll() is None:
+        if child is not None and child.poll() is None:
             child.kill()
             child.wait()
         for db in dbs.values():
@@ -104,9 +117,11 @@ def main() -> None:
           f"{statistics.median(rates[True]) / statistics.median(rates[False]):.3f}, "
           f"median of paired ratios {statistics.median(pairs):.3f}")
     if received is not None:
+        n, cpu, wall = received
         expected = args.rounds * args.events
-        print(f"  subscriber received {received:,} of {expected:,} events"
-              f"{'' if received == expected else '  (MISSING EVENTS)'}")
+        print(f"  subscriber received {n:,} of {expected:,} events"
+              f"{'' if n == expected else '  (MISSING EVENTS)'}; its process used "
+              f"{cpu / wall:.0%} of a core over {wall:.1f} s")
 
 
 if __name__ == "__main__":

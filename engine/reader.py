@@ -123,27 +123,27 @@ class Reader:
             f"the log of {self.path} was replaced after this read-only handle opened (a "
             "recovery or restore started a new epoch); open the database again")
 
-    def _observe(self) -> bool:
+    def _observe(self) -> int | None:
         """Learn how far the writer has committed (the log's newest record) and wake
-        this reader's subscriptions; notice a replaced log. True if anything changed
-        (a new commit, or the log was replaced): the watcher keeps polling then."""
+        this reader's subscriptions; notice a replaced log. Returns the last tx known
+        committed, or None once there is nothing left to follow (closed, or the log
+        was replaced: stale), which ends the watcher (engine.watch)."""
         try:
             inode = os.stat(self._data_file).st_ino
         except OSError:
             inode = None
         with self._lock:
             if self._closed or self._stale:
-                return False
+                return None
             if inode != self._inode:
                 self._stale = True
                 self.commit_signal.close()  # ends the subscriptions
-                return True
+                return None
             point = self._log.last_point()
             if point is not None and point[0] > self._view.last_tx:
                 self._view.last_tx, self._view.last_position = point
                 self.commit_signal.publish(CommitPoint(self._epoch, *point))
-                return True
-            return False
+            return self._view.last_tx
 
     def refresh(self) -> Position:
         """Catch the state (``get``/``version``/``streams``) up with every transaction
@@ -233,7 +233,7 @@ class Reader:
     def subscribe(self, after_position: int = 0, *,
                   types: Iterable[str] | None = None) -> Subscription:
         """Events after ``after_position``, then each commit of the writer as it lands
-        (woken through inotify on the log file while it is quiet, by polling it while it
+        (woken through inotify on the log file, or by polling it while the writer
         is busy: see engine.watch)."""
         self._check()
         wanted = type_set(types)

@@ -1,5 +1,5 @@
-"""Waking a reader in another process when the writer commits: inotify while the log
-is quiet, polling while it is busy.
+"""Waking a reader in another process when the writer commits: inotify, and polling
+instead while the writer is busy.
 
 LMDB (without MDB_WRITEMAP, as the engine opens it) writes every commit's pages and
 its meta page into ``log/data.mdb`` with ``pwrite``, whatever the sync mode, so each
@@ -9,25 +9,37 @@ writer's own system call (an allocation, the group's lock, the merge with the la
 queued event, and waking the watcher), two per commit. Measured on this project's
 2-core VM with ``sync="none"`` single-event commits against the same writer with no
 reader (``python bench/reader_overhead.py``; README, "Readers in other processes"):
-a process that only held such a watch and drained it took the writer to 0.67x, a
-subscribed reader to 0.58-0.64x. So the watch is held only while the log is quiet:
+a process that only held such a watch and drained it took the writer to 0.64x, a
+subscribed reader to 0.59x / 0.68x (two runs; 0.96x / 1.01x with what follows). So
+the watch is dropped while commits come close together, and held otherwise:
 
-- **armed** (the log was quiet for ``IDLE_AFTER_SECONDS``): the watcher sleeps on the
-  inotify descriptor (and at most ``SAFETY_NET_SECONDS``). The first write of the
-  next commit wakes it (about 0.2 ms); it removes the watch at once and polls;
-- **polling** (a commit was seen within ``IDLE_AFTER_SECONDS``): no watch exists, so
-  the writer's writes cost it nothing; every ``POLL_SECONDS`` the watcher asks the
-  log how far it goes (one short read transaction). A commit is seen within
-  ``POLL_SECONDS`` plus that read;
+- **armed** (the default): the watcher sleeps on the inotify descriptor (and at most
+  ``SAFETY_NET_SECONDS``); a commit's first write wakes it (about 0.2 ms) and it
+  looks at the log. A commit less than ``BUSY_GAP_SECONDS`` after the one before
+  (1000 commits/s or more) removes the watch: the writer is busy. Below that rate
+  the events cost the writer a few microseconds per commit, and the watch costs
+  the reader nothing between commits;
+- **polling** (the writer is busy): no watch exists, so the writer's writes cost it
+  nothing; every ``POLL_SECONDS`` the watcher asks the log how far it goes (one
+  short read transaction). A commit is seen within ``POLL_SECONDS`` plus that read.
+  Each look costs the reader's process ~10 us and each wake-up of its thread ~45 us
+  of CPU on this VM: ~3% of a core while the writer stays busy. A look that finds
+  fewer new txs than the busy rate would have brought since the last one, or none
+  for ``IDLE_AFTER_SECONDS``, puts the watch back;
 - going from polling to armed, the watch is added *before* the last look at the log,
   so a commit that lands between the two is either seen by that look or raises an
-  event on the new watch: none waits for the safety net.
+  event on the new watch: none waits for the safety net. A look that fails takes
+  the watch off again (the next look, polling, finds what the failed one missed).
 
-The watcher only says *that* something changed (``on_change`` returns whether it
-found anything new), and the reader then asks the log how far it goes; a lost event
-(inotify queue overflow) or a log replaced under the reader (a recovery renamed a
-new one into place: ``DELETE_SELF``/``MOVE_SELF``, and the reader compares inodes) is
-noticed within ``SAFETY_NET_SECONDS`` at worst.
+``on_change`` asks the log how far it goes, wakes the reader's subscriptions, and
+returns how far that is (the last tx), or None once there is nothing left to follow
+(the reader closed, or found its log replaced): the thread then ends. The watcher
+judges "busy" by comparing what its own looks return, so the reader's other
+threads catching up first (``refresh``, reads) do not make a busy log look quiet. A
+lost event (inotify queue overflow) is made up for within ``SAFETY_NET_SECONDS``. A
+log replaced under the reader (a recovery renamed a new one into place) raises no
+event on the old file, which the reader still holds open: the reader's inode check
+at the next look notices it (at the safety net at worst, while armed).
 
 :class:`LogWatcher` runs one daemon thread; ``on_change`` is called from it.
 """
@@ -49,17 +61,19 @@ from .errors import StorageError
 log = logging.getLogger("engine")
 
 SAFETY_NET_SECONDS = 1.0
-POLL_SECONDS = 0.001  # while polling: how often the log is asked
-IDLE_AFTER_SECONDS = 0.05  # polling this long without a change arms the watch again
+POLL_SECONDS = 0.002  # while polling: how often the log is asked
+BUSY_GAP_SECONDS = 0.001  # two commits closer than this: drop the watch and poll
+IDLE_AFTER_SECONDS = 0.005  # polling this long without a commit: watch again
 _EVENTS = flags.MODIFY | flags.DELETE_SELF | flags.MOVE_SELF
 
 
 class LogWatcher:
     """Calls ``on_change()`` after each burst of writes to ``data_file`` (and at least
-    every SAFETY_NET_SECONDS) until :meth:`close`; ``on_change`` returns whether it
-    found a new commit (that keeps the watcher polling, module doc)."""
+    every SAFETY_NET_SECONDS) until :meth:`close`, or until ``on_change`` returns None;
+    otherwise it returns how far the log goes (module doc)."""
 
-    def __init__(self, data_file: str, on_change: Callable[[], bool], name: str) -> None:
+    def __init__(self, data_file: str, on_change: Callable[[], int | None],
+                 name: str) -> None:
         self._on_change = on_change
         self._data_file = data_file
         try:
@@ -94,7 +108,9 @@ class LogWatcher:
         fd = self._inotify.fileno()
         # A selector (epoll), not select(): descriptors past 1024 are fine.
         sel = selectors.DefaultSelector()
-        quiet_since = time.monotonic()
+        seen = -1  # what the last look returned: the last tx (thread only)
+        last_change = -float("inf")  # when a look last found the log moved on
+        last_look = time.monotonic()
         try:
             sel.register(fd, selectors.EVENT_READ)
             sel.register(self._stop_r, selectors.EVENT_READ)
@@ -109,21 +125,39 @@ class LogWatcher:
                         # drain: the count does not matter (while polling, only the
                         # IN_IGNORED of the watch just removed is there)
                         self._inotify.read(timeout=0)
-                        if armed:  # woken by a write: the log is busy; poll
-                            self._disarm()
-                            quiet_since = time.monotonic()
-                    if self._on_change():
-                        quiet_since = time.monotonic()
-                    elif (self._wd is None
-                          and time.monotonic() - quiet_since >= IDLE_AFTER_SECONDS):
+                    now = self._on_change()
+                    if now is None:
+                        return  # nothing left to follow (module doc)
+                    t = time.monotonic()
+                    if now == seen:
+                        quiet = not armed and t - last_change >= IDLE_AFTER_SECONDS
+                    elif armed:
+                        quiet = False
+                        if t - last_change < BUSY_GAP_SECONDS:
+                            self._disarm()  # commits close together: poll
+                    else:  # polling, and the log moved: fewer txs than the busy rate?
+                        quiet = (now - seen) * BUSY_GAP_SECONDS < t - last_look
+                    if now != seen:
+                        seen, last_change = now, t
+                    last_look = t
+                    if quiet:
                         self._arm()
                         # the watch first, then one more look: a commit between the
                         # last look and the watch is seen now or raises an event
-                        if self._on_change():
-                            self._disarm()
-                            quiet_since = time.monotonic()
+                        now = self._on_change()
+                        if now is None:
+                            return
+                        if now != seen:  # it moved on meanwhile
+                            if (now - seen) * BUSY_GAP_SECONDS >= time.monotonic() - t:
+                                self._disarm()  # and fast: keep polling
+                            seen, last_change = now, time.monotonic()
+                        last_look = time.monotonic()
                 except Exception as exc:  # keep watching; the reader reports on its next call
                     log.warning("watching the log for a read-only handle failed: %s", exc)
+                    # poll: a look that failed after the watch went on may have missed a
+                    # commit that raised its event before the watch existed
+                    self._disarm()
+                    last_change = time.monotonic()
                     time.sleep(0.05)  # never spin on a persistent error
         finally:
             sel.close()

@@ -4,10 +4,14 @@ writer a kernel event in its own ``pwrite``); while busy the watcher polls, and 
 step from polling back to the watch loses no commit.
 
 The watch is read from the kernel (``/proc/self/fdinfo`` of the inotify descriptor
-lists one ``inotify wd:`` line per watch), not only from the watcher's own flag."""
+lists one ``inotify wd:`` line per watch), not only from the watcher's own flag. Tests
+that must not be rescued by the 1 s safety net set it to an hour before the watcher
+starts; the idle delay is kept long until a test has seen the watch come off."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import threading
 import time
@@ -21,6 +25,7 @@ from engine.watch import LogWatcher
 from tests.support.writer import Writer
 
 WAIT = 20.0  # generous deadlines for a loaded CI machine; the waits end at once when met
+HOUR = 3600.0
 
 
 def _kernel_watches(w: LogWatcher) -> int:
@@ -37,14 +42,15 @@ def _until(cond: Callable[[], bool], what: str) -> None:
 
 
 class FakeLog:
-    """A plain file standing in for data.mdb: a 'commit' appends a byte; on_change
-    reports whether the size grew since it last looked (as Reader._observe reports a
-    newer last tx)."""
+    """A plain file standing in for data.mdb: a 'commit' appends a byte. on_change
+    answers as Reader._observe does: how far the log goes (its size here), or None
+    once the file it follows is gone or replaced."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         with open(path, "wb"):
             pass
+        self.inode = os.stat(path).st_ino
         self.seen = 0
         self.calls = 0
         self.hook: Callable[[], None] | None = None
@@ -54,53 +60,116 @@ class FakeLog:
         with open(self.path, "ab") as f:
             f.write(b"x")
 
-    def on_change(self) -> bool:
+    def on_change(self) -> int | None:
         with self.lock:
             self.calls += 1
-            size = os.path.getsize(self.path)
-            changed, self.seen = size > self.seen, size
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return None
+            if st.st_ino != self.inode:
+                return None
+            self.seen = st.st_size
             if self.hook is not None:
                 self.hook()  # after the read: a commit it makes is not seen by this look
-            return changed
+            return self.seen
 
 
 @pytest.fixture
-def fake(tmp_path) -> Iterator[tuple[FakeLog, LogWatcher]]:  # type: ignore[no-untyped-def]
+def fake(tmp_path) -> Iterator[tuple[FakeLog, Callable[[], LogWatcher]]]:  # type: ignore[no-untyped-def]
+    """The fake log and a factory for its watcher (made after a test's patches)."""
     log = FakeLog(str(tmp_path / "data.mdb"))
-    w = LogWatcher(log.path, log.on_change, "test")
-    yield log, w
-    w.close()
+    made: list[LogWatcher] = []
+
+    def make() -> LogWatcher:
+        made.append(LogWatcher(log.path, log.on_change, "test"))
+        return made[-1]
+
+    yield log, make
+    for w in made:
+        w.close()
+
+
+def _polling(log: FakeLog, w: LogWatcher) -> None:
+    """Two commits, each seen: the second within BUSY_GAP_SECONDS of the first (the
+    tests that call this set it to an hour) takes the watch off."""
+    log.commit()
+    _until(lambda: log.seen == 1, "the first commit to be seen")
+    log.commit()
+    _until(lambda: log.seen == 2 and not w.armed, "the watcher to poll")
 
 
 def test_a_quiet_log_is_watched_and_a_commit_wakes_the_watcher(fake, monkeypatch):
-    log, w = fake
-    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", 3600.0)  # only an event can wake it
+    log, make = fake
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)  # only an event can wake it
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
     assert w.armed and _kernel_watches(w) == 1  # armed from the start
     log.commit()
     _until(lambda: log.seen == 1, "the commit to be seen")
+    assert w.armed  # one commit after a quiet spell is not a busy writer
+
+
+def test_commits_far_apart_keep_the_watch(fake, monkeypatch):
+    """Below the busy rate (here: never busy) every commit is seen through the watch,
+    which stays in place: the events cost such a writer next to nothing, and polling
+    would cost the reader a wake-up every POLL_SECONDS."""
+    log, make = fake
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", 0.0)
+    w = make()
+    calls = log.calls
+    for i in range(1, 11):
+        log.commit()
+        _until(lambda i=i: log.seen == i, f"commit {i} to be seen through the watch")
+        assert w.armed and _kernel_watches(w) == 1
+    assert log.calls - calls <= 2 * 10  # a look or two per commit, no polling between
 
 
 def test_while_commits_keep_coming_no_watch_exists(fake, monkeypatch):
-    log, w = fake
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 3600.0)  # never quiet long enough
-    log.commit()
-    _until(lambda: not w.armed, "the first commit to disarm the watch")
+    log, make = fake
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)  # never quiet long enough
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    _polling(log, w)
     assert _kernel_watches(w) == 0
-    for i in range(2, 12):
+    for i in range(3, 13):
         log.commit()  # seen by polling: no watch raises an event for it
         _until(lambda i=i: log.seen == i, f"commit {i} to be seen by polling")
         assert _kernel_watches(w) == 0
 
 
 def test_a_log_quiet_again_is_watched_again(fake, monkeypatch):
-    log, w = fake
-    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", 3600.0)
-    log.commit()
-    _until(lambda: log.seen == 1 and not w.armed, "the watcher to poll")
-    _until(lambda: w.armed, "the quiet log to be watched again")  # IDLE_AFTER_SECONDS
+    log, make = fake
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    _polling(log, w)
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.0)
+    _until(lambda: w.armed, "the quiet log to be watched again")
     assert _kernel_watches(w) == 1
     log.commit()  # woken by the new watch (the safety net never fires here)
-    _until(lambda: log.seen == 2, "the commit after re-arming to be seen")
+    _until(lambda: log.seen == 3, "the commit after re-arming to be seen")
+
+
+def test_a_writer_slower_than_the_busy_rate_gets_the_watch_back(fake, monkeypatch):
+    """While polling, a look that finds fewer new txs than the busy rate would have
+    brought since the look before puts the watch back, even though commits keep
+    coming (the idle delay is an hour here): a writer of a few hundred commits a
+    second is not worth a reader's wake-ups every POLL_SECONDS."""
+    log, make = fake
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    _polling(log, w)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", 0.001)
+    log.commit()  # one tx in a poll of 2 ms: under 1000/s
+    _until(lambda: w.armed, "the slow writer's log to be watched again")
+    log.commit()
+    _until(lambda: log.seen == 4, "the next commit to be seen through the watch")
 
 
 def test_a_commit_between_the_last_look_and_the_watch_is_not_missed(fake, monkeypatch):
@@ -110,10 +179,12 @@ def test_a_commit_between_the_last_look_and_the_watch_is_not_missed(fake, monkey
     leave a commit landing between the two unseen until the safety net, set to an hour
     here). Both halves: the order of the two steps, and a commit landing inside the
     last look, after its read."""
-    log, w = fake
-    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", 3600.0)
-    log.commit()
-    _until(lambda: log.seen == 1 and not w.armed, "the watcher to poll")
+    log, make = fake
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    _polling(log, w)
     steps: list[str] = []
     arm = w._arm
 
@@ -133,42 +204,107 @@ def test_a_commit_between_the_last_look_and_the_watch_is_not_missed(fake, monkey
 
     w._arm = recorded_arm  # type: ignore[method-assign]
     log.hook = commit_inside_the_last_look
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.0)
     _until(landed.is_set, "the watcher to arm")
     assert order == ["arm", "look"]  # the watch first, then the last look
-    _until(lambda: log.seen == 2, "the commit that landed while arming to be seen")
+    _until(lambda: log.seen == 3, "the commit that landed while arming to be seen")
 
 
-def test_a_replaced_log_file_is_noticed_while_polling(tmp_path, monkeypatch):
-    """Arming fails once the file is gone: the watcher keeps polling (correct, and
-    free for the writer) instead of failing."""
-    log = FakeLog(str(tmp_path / "data.mdb"))
+def test_a_failed_look_after_arming_goes_back_to_polling(fake, monkeypatch, caplog):
+    """If the last look (after the watch went on) fails, a commit that landed just
+    before the watch existed raised no event and was not seen: the watcher must poll
+    again, not sleep on the watch until the safety net (an hour here)."""
+    log, make = fake
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    _polling(log, w)
+    committed, failed = threading.Event(), threading.Event()
+    arm, real = w._arm, log.on_change
+
+    def arm_just_after_a_commit() -> None:
+        if not committed.is_set():
+            log.commit()  # lands before the watch exists: it raises no event
+            committed.set()
+        arm()
+
+    def fail_the_look_after_arming() -> int | None:
+        if committed.is_set() and not failed.is_set():
+            failed.set()
+            raise OSError(errno.EIO, "a look that failed")
+        return real()
+
+    w._arm = arm_just_after_a_commit  # type: ignore[method-assign]
+    w._on_change = fail_the_look_after_arming  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.0)
+        _until(failed.is_set, "the look after arming to fail")
+        _until(lambda: log.seen == 3, "the commit the failed look missed to be seen")
+    assert "a look that failed" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["unlinked", "renamed over"])
+def test_a_replaced_or_removed_log_ends_the_watcher(fake, monkeypatch, caplog, how):
+    """A log replaced under the reader raises no event on the old file; the next look
+    finds it (on_change returns None) and the watcher ends, rather than watching the
+    new log's file and charging its writer for a reader that is stale."""
+    log, make = fake
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        _polling(log, w)
+        if how == "unlinked":
+            os.unlink(log.path)
+        else:
+            new = log.path + ".new"
+            with open(new, "wb") as f:
+                f.write(b"new log")
+            os.replace(new, log.path)
+        _until(lambda: not w._thread.is_alive(), "the watcher to end")
+        calls = log.calls
+        if how == "renamed over":
+            for _ in range(20):
+                log.commit()  # the new log's commits: nobody looks any more
+            time.sleep(0.05)
+            assert log.calls == calls
+    assert not caplog.records  # an expected end, not a failure
+    w.close()  # idempotent after the thread ended by itself
+
+
+def test_a_watch_that_cannot_be_added_again_keeps_polling(fake, monkeypatch, caplog):
+    """The watch limit reached after subscribe (or the file gone between two looks):
+    re-arming fails, the watcher keeps polling, and commits are still seen."""
+    log, make = fake
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    _polling(log, w)
+
+    def refuse(path: str, mask: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device (watch limit)")
+
+    monkeypatch.setattr(w._inotify, "add_watch", refuse)
     monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.0)
-    w = LogWatcher(log.path, log.on_change, "test")
-    try:
-        log.commit()
-        _until(lambda: log.seen == 1, "the commit to be seen")
-        gone = log.calls
-        os.unlink(log.path)  # the next look and the next arming both meet no file
-        log.hook = None
-
-        def looks_without_file() -> bool:
-            with log.lock:
-                log.calls += 1
-            return os.path.exists(log.path)
-
-        w._on_change = looks_without_file
-        _until(lambda: log.calls > gone + 20, "the watcher to keep looking")
-        assert not w.armed and _kernel_watches(w) == 0
-    finally:
-        w.close()
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        time.sleep(0.05)  # many arming attempts, each refused
+        for i in range(3, 7):
+            log.commit()
+            _until(lambda i=i: log.seen == i, f"commit {i} to be seen while polling")
+    assert not w.armed and _kernel_watches(w) == 0
+    assert not caplog.records
 
 
 def test_a_subscriber_in_another_process_keeps_no_watch_while_the_writer_commits(
         db_path, monkeypatch):
     """The real pair: a writer process committing and a subscribed read-only handle.
     After the first commit wakes it, the reader's watcher polls with no watch in the
-    kernel, and every commit still arrives; once the writer stops, it watches again."""
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 3600.0)
+    kernel, and every commit still arrives; once the writer stops, it watches again,
+    and the next commit arrives through the watch (the safety net is an hour)."""
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
     w = Writer(db_path)
     try:
         w.send("append", "s", "e", "first")
@@ -176,6 +312,11 @@ def test_a_subscriber_in_another_process_keeps_no_watch_while_the_writer_commits
                 r.subscribe(after_position=r.last_position) as sub:
             watcher = r._watcher
             assert watcher is not None
+            for want in (b"second", b"third"):  # two commits: a busy writer here
+                w.send("append", "s", "e", want.decode())
+                ev = sub.next_event(timeout=WAIT)
+                assert ev is not None and ev.data == want
+            _until(lambda: not watcher.armed, "the watch to come off")
             for i in range(20):
                 w.send("append", "s", "e", f"x{i}")
                 ev = sub.next_event(timeout=WAIT)
@@ -187,5 +328,42 @@ def test_a_subscriber_in_another_process_keeps_no_watch_while_the_writer_commits
             w.send("append", "s", "e", "after")
             ev = sub.next_event(timeout=WAIT)
             assert ev is not None and ev.data == b"after"
+    finally:
+        w.close()
+
+
+def test_the_reader_catching_up_first_does_not_make_a_busy_log_look_quiet(
+        db_path, monkeypatch):
+    """refresh() looks at the log from the caller's thread. When it finds each commit
+    before the watcher does, the watcher must still see the log moving (it compares
+    what its own looks return), so the watch stays off while commits keep coming."""
+    monkeypatch.setattr(watch, "POLL_SECONDS", 0.05)  # refresh() always gets there first
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.3)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = Writer(db_path)
+    try:
+        w.send("append", "s", "e", "first")
+        with engine.open(db_path, readonly=True) as r, \
+                r.subscribe(after_position=r.last_position) as sub:
+            watcher = r._watcher
+            assert watcher is not None
+            for data in ("wake", "busy"):
+                w.send("append", "s", "e", data)
+                assert sub.next_event(timeout=WAIT) is not None
+            _until(lambda: not watcher.armed, "the second commit to disarm the watch")
+            arms: list[float] = []
+            arm = watcher._arm
+
+            def counted_arm() -> None:
+                arms.append(time.monotonic())
+                arm()
+
+            watcher._arm = counted_arm  # type: ignore[method-assign]
+            end = time.monotonic() + 1.2  # four idle delays of commits
+            while time.monotonic() < end:
+                w.send("append", "s", "e", "busy")
+                r.refresh()
+                time.sleep(0.01)
+            assert arms == []  # the watcher never took the busy log for a quiet one
     finally:
         w.close()
