@@ -24,12 +24,17 @@ the watch is dropped while commits come close together, and held otherwise:
   short read transaction). A commit is seen within ``POLL_SECONDS`` plus that read.
   Each look costs the reader's process ~10 us and each wake-up of its thread ~45 us
   of CPU on this VM: ~3% of a core while the writer stays busy. A look that finds
-  fewer new txs than the busy rate would have brought since the last one, or none
-  for ``IDLE_AFTER_SECONDS``, puts the watch back;
+  fewer new txs than the busy rate would have brought since the last one puts the
+  watch back, and so does ``IDLE_AFTER_SECONDS`` without a commit;
 - going from polling to armed, the watch is added *before* the last look at the log,
   so a commit that lands between the two is either seen by that look or raises an
-  event on the new watch: none waits for the safety net. A look that fails takes
-  the watch off again (the next look, polling, finds what the failed one missed).
+  event on the new watch. A look can still come too early for a commit: LMDB
+  writes the meta page (the event) and only then publishes the new txnid in
+  ``lock.mdb``, which a reader's transaction reads (and the writer can be preempted
+  in between). So a look woken by an event, or the one after arming, that finds
+  nothing new is followed by more, ``POLL_SECONDS`` later and then twice as long
+  each time until one finds it: no commit waits for the safety net. A look that fails takes the
+  watch off again (the next look, polling, finds what the failed one missed).
 
 ``on_change`` asks the log how far it goes, wakes the reader's subscriptions, and
 returns how far that is (the last tx), or None once there is nothing left to follow
@@ -64,6 +69,7 @@ SAFETY_NET_SECONDS = 1.0
 POLL_SECONDS = 0.002  # while polling: how often the log is asked
 BUSY_GAP_SECONDS = 0.001  # two commits closer than this: drop the watch and poll
 IDLE_AFTER_SECONDS = 0.005  # polling this long without a commit: watch again
+YIELD_SECONDS = 0.0002  # a pause that hands the GIL to the subscribers just woken
 _EVENTS = flags.MODIFY | flags.DELETE_SELF | flags.MOVE_SELF
 
 
@@ -108,50 +114,78 @@ class LogWatcher:
         fd = self._inotify.fileno()
         # A selector (epoll), not select(): descriptors past 1024 are fine.
         sel = selectors.DefaultSelector()
-        seen = -1  # what the last look returned: the last tx (thread only)
         last_change = -float("inf")  # when a look last found the log moved on
-        last_look = time.monotonic()
+        # A look that an event woke (or the one after arming) may come before the
+        # commit it is about can be seen: LMDB writes the meta page (the event) and
+        # only then publishes the new txnid in lock.mdb, which a reader's transaction
+        # reads, and the writer can be preempted in between. Such a look that finds
+        # nothing new is followed by more, POLL_SECONDS later and then twice as long
+        # each time, until one finds the commit or the delay reaches the safety net
+        # (``recheck``: the next delay, or 0.0 for none).
+        recheck = 0.0
         try:
             sel.register(fd, selectors.EVENT_READ)
             sel.register(self._stop_r, selectors.EVENT_READ)
+            first = self._on_change()  # where the log stands: not a change
+            if first is None:
+                return
+            seen = first  # what the last look returned: the last tx (thread only)
+            last_look = time.monotonic()
             while not self._stopping:
                 try:
                     armed = self._wd is not None
                     ready = {key.fd for key, _ in sel.select(
-                        SAFETY_NET_SECONDS if armed else POLL_SECONDS)}
+                        (recheck or SAFETY_NET_SECONDS) if armed else POLL_SECONDS)}
                     if self._stop_r in ready:
                         return
-                    if fd in ready:
+                    woken = fd in ready
+                    if woken:
                         # drain: the count does not matter (while polling, only the
                         # IN_IGNORED of the watch just removed is there)
                         self._inotify.read(timeout=0)
+                    again, recheck = recheck, 0.0
                     now = self._on_change()
                     if now is None:
                         return  # nothing left to follow (module doc)
                     t = time.monotonic()
+                    quiet = False
                     if now == seen:
-                        quiet = not armed and t - last_change >= IDLE_AFTER_SECONDS
+                        if armed and woken:  # the event may be ahead of the txnid
+                            recheck = POLL_SECONDS
+                        elif armed and again and again * 2 < SAFETY_NET_SECONDS:
+                            recheck = again * 2  # still not visible: keep looking
+                        else:
+                            quiet = t - last_change >= IDLE_AFTER_SECONDS
                     elif armed:
-                        quiet = False
                         if t - last_change < BUSY_GAP_SECONDS:
                             self._disarm()  # commits close together: poll
-                    else:  # polling, and the log moved: fewer txs than the busy rate?
+                    elif t - last_look >= POLL_SECONDS / 2:  # a look on time, not an
+                        # early one (a stray event): fewer txs than the busy rate?
                         quiet = (now - seen) * BUSY_GAP_SECONDS < t - last_look
+                        if quiet:
+                            # this look just woke the subscribers: let them take the
+                            # GIL before arming (a few short system calls in a row
+                            # would keep it from them up to a 5 ms switch interval)
+                            time.sleep(YIELD_SECONDS)
                     if now != seen:
                         seen, last_change = now, t
                     last_look = t
                     if quiet:
                         self._arm()
                         # the watch first, then one more look: a commit between the
-                        # last look and the watch is seen now or raises an event
+                        # last look and the watch is seen now or raises an event (or
+                        # by the recheck, if its txnid came after this look)
                         now = self._on_change()
                         if now is None:
                             return
-                        if now != seen:  # it moved on meanwhile
-                            if (now - seen) * BUSY_GAP_SECONDS >= time.monotonic() - t:
+                        t = time.monotonic()
+                        if now == seen:
+                            recheck = POLL_SECONDS
+                        else:  # it moved on meanwhile
+                            if (now - seen) * BUSY_GAP_SECONDS >= t - last_look:
                                 self._disarm()  # and fast: keep polling
-                            seen, last_change = now, time.monotonic()
-                        last_look = time.monotonic()
+                            seen, last_change = now, t
+                        last_look = t
                 except Exception as exc:  # keep watching; the reader reports on its next call
                     log.warning("watching the log for a read-only handle failed: %s", exc)
                     # poll: a look that failed after the watch went on may have missed a
@@ -161,8 +195,7 @@ class LogWatcher:
                     time.sleep(0.05)  # never spin on a persistent error
         finally:
             sel.close()
-            self._inotify.close()
-            os.close(self._stop_r)
+            self._inotify.close()  # (the stop pipe stays open: see close())
 
     def _arm(self) -> None:
         """Watch the log file again (thread only). If that fails (the file was replaced
@@ -180,6 +213,10 @@ class LogWatcher:
             # a watch the kernel removed itself (its file was deleted) is gone already
             with contextlib.suppress(OSError):
                 self._inotify.rm_watch(wd)
+            # its IN_IGNORED (and what was queued) would wake the next poll at once,
+            # making it look early: drop them (a look follows anyway)
+            with contextlib.suppress(OSError):
+                self._inotify.read(timeout=0)
 
     @property
     def armed(self) -> bool:
@@ -191,7 +228,11 @@ class LogWatcher:
         if self._stopping:
             return
         self._stopping = True
+        # Both ends of the stop pipe live until here: the thread may have ended by
+        # itself (the reader closed or stale), and a write to a pipe nobody can read
+        # raises SIGPIPE, which kills a host that restored its default action.
         with contextlib.suppress(OSError):
             os.write(self._stop_w, b"x")
         self._thread.join()
         os.close(self._stop_w)
+        os.close(self._stop_r)
