@@ -126,10 +126,15 @@ class LogWatcher:
         try:
             sel.register(fd, selectors.EVENT_READ)
             sel.register(self._stop_r, selectors.EVENT_READ)
-            first = self._on_change()  # where the log stands: not a change
-            if first is None:
-                return
-            seen = first  # what the last look returned: the last tx (thread only)
+            seen = -1  # what the last look returned: the last tx (thread only)
+            try:
+                first = self._on_change()  # where the log stands: not a change
+            except Exception as exc:  # the loop's next look retries
+                log.warning("watching the log for a read-only handle failed: %s", exc)
+            else:
+                if first is None:
+                    return
+                seen = first
             last_look = time.monotonic()
             while not self._stopping:
                 try:
@@ -150,12 +155,12 @@ class LogWatcher:
                     t = time.monotonic()
                     quiet = False
                     if now == seen:
-                        if armed and woken:  # the event may be ahead of the txnid
-                            recheck = POLL_SECONDS
-                        elif armed and again and again * 2 < SAFETY_NET_SECONDS:
-                            recheck = again * 2  # still not visible: keep looking
-                        else:
+                        if not armed:
                             quiet = t - last_change >= IDLE_AFTER_SECONDS
+                        elif woken:  # the event may be ahead of the txnid
+                            recheck = POLL_SECONDS
+                        elif again and again * 2 < SAFETY_NET_SECONDS:
+                            recheck = again * 2  # still not visible: keep looking
                     elif armed:
                         if t - last_change < BUSY_GAP_SECONDS:
                             self._disarm()  # commits close together: poll

@@ -190,6 +190,19 @@ def test_a_writer_slower_than_the_busy_rate_gets_the_watch_back(fake, monkeypatc
     _until(lambda: log.seen == n + 2, "the next commit to be seen through the watch")
 
 
+def test_an_idle_armed_watcher_looks_only_at_the_safety_net(fake, monkeypatch):
+    """Nothing is written: the watcher sleeps on its watch and looks once per safety
+    net, no more (no re-arming, no chain of rechecks after a look no event woke)."""
+    log, make = fake
+    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", 0.05)
+    w = make()
+    calls = log.calls
+    time.sleep(0.5)
+    looks = log.calls - calls
+    assert 3 <= looks <= 15, looks  # ~10 at 0.05 s each
+    assert w.armed and _kernel_watches(w) == 1
+
+
 def test_a_commit_between_the_last_look_and_the_watch_is_not_missed(fake, monkeypatch):
     """The step from polling to the watch: the watch is added, then the log is looked
     at once more, so a commit landing after that look read the log raises an event on
