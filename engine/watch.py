@@ -15,10 +15,10 @@ the watch is dropped while commits come close together, and held otherwise:
 
 - **armed** (the default): the watcher sleeps on the inotify descriptor (and at most
   ``SAFETY_NET_SECONDS``); a commit's first write wakes it (about 0.2 ms) and it
-  looks at the log. A commit less than ``BUSY_GAP_SECONDS`` after the one before
-  (1000 commits/s or more) removes the watch: the writer is busy. Below that rate
-  the events cost the writer a few microseconds per commit, and the watch costs
-  the reader nothing between commits;
+  looks at the log. A look that finds at least one new tx per ``BUSY_GAP_SECONDS``
+  since the look before (1000 commits/s or more) removes the watch: the writer is
+  busy. Below that rate the events cost the writer a few microseconds per commit,
+  and the watch costs the reader nothing between commits;
 - **polling** (the writer is busy): no watch exists, so the writer's writes cost it
   nothing; every ``POLL_SECONDS`` the watcher asks the log how far it goes (one
   short read transaction). A commit is seen within ``POLL_SECONDS`` plus that read.
@@ -33,8 +33,10 @@ the watch is dropped while commits come close together, and held otherwise:
   ``lock.mdb``, which a reader's transaction reads (and the writer can be preempted
   in between). So a look woken by an event, or the one after arming, that finds
   nothing new is followed by more, ``POLL_SECONDS`` later and then twice as long
-  each time until one finds it: no commit waits for the safety net. A look that fails takes the
-  watch off again (the next look, polling, finds what the failed one missed).
+  each time until one finds it; one that finds a commit (the drain may have taken
+  a later commit's event too) is followed by one more. No commit waits for the
+  safety net. A look that fails takes the watch off again (the next look, polling,
+  finds what the failed one missed).
 
 ``on_change`` asks the log how far it goes, wakes the reader's subscriptions, and
 returns how far that is (the last tx), or None once there is nothing left to follow
@@ -123,6 +125,7 @@ class LogWatcher:
         # each time, until one finds the commit or the delay reaches the safety net
         # (``recheck``: the next delay, or 0.0 for none).
         recheck = 0.0
+        chain = False  # whether an empty recheck doubles and looks again (thread only)
         try:
             sel.register(fd, selectors.EVENT_READ)
             sel.register(self._stop_r, selectors.EVENT_READ)
@@ -135,6 +138,8 @@ class LogWatcher:
                 if first is None:
                     return
                 seen = first
+            # this look came after the watch (made in __init__): check once more
+            recheck = POLL_SECONDS
             last_look = time.monotonic()
             while not self._stopping:
                 try:
@@ -158,12 +163,16 @@ class LogWatcher:
                         if not armed:
                             quiet = t - last_change >= IDLE_AFTER_SECONDS
                         elif woken:  # the event may be ahead of the txnid
-                            recheck = POLL_SECONDS
-                        elif again and again * 2 < SAFETY_NET_SECONDS:
+                            recheck, chain = POLL_SECONDS, True
+                        elif again and chain and again * 2 < SAFETY_NET_SECONDS:
                             recheck = again * 2  # still not visible: keep looking
                     elif armed:
-                        if t - last_change < BUSY_GAP_SECONDS:
+                        if (now - seen) * BUSY_GAP_SECONDS >= t - last_look:
                             self._disarm()  # commits close together: poll
+                        elif woken:
+                            # the drain may have taken a later commit's event whose
+                            # txnid this look came too early for: one more look
+                            recheck, chain = POLL_SECONDS, False
                     elif t - last_look >= POLL_SECONDS / 2:  # a look on time, not an
                         # early one (a stray event): fewer txs than the busy rate?
                         quiet = (now - seen) * BUSY_GAP_SECONDS < t - last_look
@@ -184,11 +193,13 @@ class LogWatcher:
                         if now is None:
                             return
                         t = time.monotonic()
-                        if now == seen:
-                            recheck = POLL_SECONDS
-                        else:  # it moved on meanwhile
+                        # a commit whose event came before the watch and whose txnid
+                        # after this look: one more look (a chain if it saw nothing)
+                        recheck, chain = POLL_SECONDS, now == seen
+                        if now != seen:  # it moved on meanwhile
                             if (now - seen) * BUSY_GAP_SECONDS >= t - last_look:
                                 self._disarm()  # and fast: keep polling
+                                recheck = 0.0
                             seen, last_change = now, t
                         last_look = t
                 except Exception as exc:  # keep watching; the reader reports on its next call

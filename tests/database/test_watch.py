@@ -121,9 +121,9 @@ def test_a_quiet_log_is_watched_and_a_commit_wakes_the_watcher(fake, monkeypatch
     log, make = fake
     monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)  # only an event can wake it
     monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
     w = make()
     assert w.armed and _kernel_watches(w) == 1  # armed from the start
+    _asleep(log, w)
     log.commit()
     _until(lambda: log.seen == 1, "the commit to be seen")
     assert w.armed  # one commit after a quiet spell is not a busy writer
@@ -201,6 +201,32 @@ def test_an_idle_armed_watcher_looks_only_at_the_safety_net(fake, monkeypatch):
     looks = log.calls - calls
     assert 3 <= looks <= 15, looks  # ~10 at 0.05 s each
     assert w.armed and _kernel_watches(w) == 1
+
+
+def test_a_fast_writer_takes_the_watch_off_even_when_looks_are_slow(fake, monkeypatch):
+    """Busy is a rate of txs, not the time between two looks: with each look taking
+    1.5 ms (a reader busy replaying, its subscribers holding the GIL), a writer of
+    thousands of commits a second still takes the watch off."""
+    log, make = fake
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    w = make()
+    _asleep(log, w)
+    log.hook = lambda: time.sleep(0.0015)
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            log.commit()
+            time.sleep(0.0002)
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        _until(lambda: not w.armed, "the watch to come off")
+        assert _kernel_watches(w) == 0
+    finally:
+        stop.set()
+        th.join()
 
 
 def test_a_commit_between_the_last_look_and_the_watch_is_not_missed(fake, monkeypatch):
