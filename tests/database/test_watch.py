@@ -10,6 +10,7 @@ starts; the idle delay is kept long until a test has seen the watch come off."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -353,6 +355,33 @@ def test_a_watch_that_cannot_be_added_again_keeps_polling(fake, monkeypatch, cap
     assert not caplog.records
 
 
+@contextlib.contextmanager
+def _follower(db_path: str) -> Iterator[tuple[Writer, Any, Any, LogWatcher]]:
+    """A writer process with one commit, and a read-only handle subscribed after it:
+    (writer, reader, subscription, the reader's watcher)."""
+    w = Writer(db_path)
+    try:
+        w.send("append", "s", "e", "first")
+        with engine.open(db_path, readonly=True) as r, \
+                r.subscribe(after_position=r.last_position) as sub:
+            assert r._watcher is not None
+            yield w, r, sub, r._watcher
+    finally:
+        w.close()
+
+
+def _commit_until_polling(w: Writer, sub: Any, watcher: LogWatcher) -> None:
+    """Commit, each received, until the watcher drops its watch (BUSY_GAP_SECONDS is an
+    hour in the callers: two commits it sees; its opening look may take in one)."""
+    for k in range(10):
+        w.send("append", "s", "e", f"w{k}")
+        ev = sub.next_event(timeout=WAIT)
+        assert ev is not None and ev.data == f"w{k}".encode()
+        if not watcher.armed:
+            break
+    _until(lambda: not watcher.armed, "the watch to come off")
+
+
 def test_a_subscriber_in_another_process_keeps_no_watch_while_the_writer_commits(
         db_path, monkeypatch):
     """The real pair: a writer process committing and a subscribed read-only handle.
@@ -362,33 +391,19 @@ def test_a_subscriber_in_another_process_keeps_no_watch_while_the_writer_commits
     monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
     monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
     monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = Writer(db_path)
-    try:
-        w.send("append", "s", "e", "first")
-        with engine.open(db_path, readonly=True) as r, \
-                r.subscribe(after_position=r.last_position) as sub:
-            watcher = r._watcher
-            assert watcher is not None
-            for k in range(10):  # two commits the watcher sees: a busy writer here
-                w.send("append", "s", "e", f"w{k}")  # (its opening look may take in one)
-                ev = sub.next_event(timeout=WAIT)
-                assert ev is not None and ev.data == f"w{k}".encode()
-                if not watcher.armed:
-                    break
-            _until(lambda: not watcher.armed, "the watch to come off")
-            for i in range(20):
-                w.send("append", "s", "e", f"x{i}")
-                ev = sub.next_event(timeout=WAIT)
-                assert ev is not None and ev.data == f"x{i}".encode()
-                assert not watcher.armed and _kernel_watches(watcher) == 0
-            monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.0)
-            _until(lambda: watcher.armed, "the quiet log to be watched again")
-            assert _kernel_watches(watcher) == 1
-            w.send("append", "s", "e", "after")
+    with _follower(db_path) as (w, _r, sub, watcher):
+        _commit_until_polling(w, sub, watcher)
+        for i in range(20):
+            w.send("append", "s", "e", f"x{i}")
             ev = sub.next_event(timeout=WAIT)
-            assert ev is not None and ev.data == b"after"
-    finally:
-        w.close()
+            assert ev is not None and ev.data == f"x{i}".encode()
+            assert not watcher.armed and _kernel_watches(watcher) == 0
+        monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.0)
+        _until(lambda: watcher.armed, "the quiet log to be watched again")
+        assert _kernel_watches(watcher) == 1
+        w.send("append", "s", "e", "after")
+        ev = sub.next_event(timeout=WAIT)
+        assert ev is not None and ev.data == b"after"
 
 
 def test_the_reader_catching_up_first_does_not_make_a_busy_log_look_quiet(
@@ -399,35 +414,22 @@ def test_the_reader_catching_up_first_does_not_make_a_busy_log_look_quiet(
     monkeypatch.setattr(watch, "POLL_SECONDS", 0.05)  # refresh() always gets there first
     monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 1.0)  # (a writer stalled 1 s is quiet)
     monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = Writer(db_path)
-    try:
-        w.send("append", "s", "e", "first")
-        with engine.open(db_path, readonly=True) as r, \
-                r.subscribe(after_position=r.last_position) as sub:
-            watcher = r._watcher
-            assert watcher is not None
-            for _ in range(10):  # two commits the watcher sees (its opening look
-                w.send("append", "s", "e", "wake")  # may take in the first)
-                assert sub.next_event(timeout=WAIT) is not None
-                if not watcher.armed:
-                    break
-            _until(lambda: not watcher.armed, "the commits to disarm the watch")
-            arms: list[float] = []
-            arm = watcher._arm
+    with _follower(db_path) as (w, r, sub, watcher):
+        _commit_until_polling(w, sub, watcher)
+        arms: list[float] = []
+        arm = watcher._arm
 
-            def counted_arm() -> None:
-                arms.append(time.monotonic())
-                arm()
+        def counted_arm() -> None:
+            arms.append(time.monotonic())
+            arm()
 
-            watcher._arm = counted_arm  # type: ignore[method-assign]
-            end = time.monotonic() + 2.0  # two idle delays of commits
-            while time.monotonic() < end:
-                w.send("append", "s", "e", "busy")
-                r.refresh()
-                time.sleep(0.01)
-            assert arms == []  # the watcher never took the busy log for a quiet one
-    finally:
-        w.close()
+        watcher._arm = counted_arm  # type: ignore[method-assign]
+        end = time.monotonic() + 2.0  # two idle delays of commits
+        while time.monotonic() < end:
+            w.send("append", "s", "e", "busy")
+            r.refresh()
+            time.sleep(0.01)
+        assert arms == []  # the watcher never took the busy log for a quiet one
 
 
 def test_every_commit_reaches_an_armed_watcher_without_the_safety_net(db_path, monkeypatch):
@@ -442,18 +444,14 @@ def test_every_commit_reaches_an_armed_watcher_without_the_safety_net(db_path, m
     monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                for _ in range(2)]
-    w = Writer(db_path)
     try:
-        w.send("append", "s", "e", "first")
-        with engine.open(db_path, readonly=True) as r, \
-                r.subscribe(after_position=r.last_position) as sub:
+        with _follower(db_path) as (w, _r, sub, watcher):
             for i in range(int(os.environ.get("ENGINE_WATCH_COMMITS", "300"))):
                 w.send("append", "s", "e", f"x{i}")
                 ev = sub.next_event(timeout=WAIT)
                 assert ev is not None and ev.data == f"x{i}".encode()
-                assert r._watcher is not None and r._watcher.armed
+                assert watcher.armed
     finally:
-        w.close()
         for b in burners:
             b.kill()
             b.wait()
