@@ -69,7 +69,7 @@ log = logging.getLogger("engine")
 
 SAFETY_NET_SECONDS = 1.0
 POLL_SECONDS = 0.002  # while polling: how often the log is asked
-BUSY_GAP_SECONDS = 0.001  # two commits closer than this: drop the watch and poll
+BUSY_GAP_SECONDS = 0.001  # a new tx per this long or faster: drop the watch and poll
 IDLE_AFTER_SECONDS = 0.005  # polling this long without a commit: watch again
 YIELD_SECONDS = 0.0002  # a pause that hands the GIL to the subscribers just woken
 _EVENTS = flags.MODIFY | flags.DELETE_SELF | flags.MOVE_SELF
