@@ -108,6 +108,21 @@ def _polling(log: FakeLog, w: LogWatcher) -> int:
     return n
 
 
+def _started_polling(fake: tuple[FakeLog, Callable[[], LogWatcher]], monkeypatch: Any,
+                     *, safety_net: float | None = HOUR) -> tuple[FakeLog, LogWatcher, int]:
+    """The fake log's watcher made with the idle delay and the busy gap at an hour (so
+    it polls after two commits and stays polling) and the safety net at
+    ``safety_net`` (None: left as it is), then brought to polling: (log, watcher,
+    commits made)."""
+    log, make = fake
+    if safety_net is not None:
+        monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", safety_net)
+    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
+    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
+    w = make()
+    return log, w, _polling(log, w)
+
+
 def _asleep(log: FakeLog, w: LogWatcher) -> None:
     """Wait until the watch is on and the watcher has stopped looking (the look after
     arming and its recheck are done): only an event can wake it now."""
@@ -148,11 +163,7 @@ def test_commits_far_apart_keep_the_watch(fake, monkeypatch):
 
 
 def test_while_commits_keep_coming_no_watch_exists(fake, monkeypatch):
-    log, make = fake
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)  # never quiet long enough
-    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = make()
-    n = _polling(log, w)
+    log, w, n = _started_polling(fake, monkeypatch, safety_net=None)
     assert _kernel_watches(w) == 0
     for i in range(n + 1, n + 11):
         log.commit()  # seen by polling: no watch raises an event for it
@@ -161,12 +172,7 @@ def test_while_commits_keep_coming_no_watch_exists(fake, monkeypatch):
 
 
 def test_a_log_quiet_again_is_watched_again(fake, monkeypatch):
-    log, make = fake
-    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = make()
-    n = _polling(log, w)
+    log, w, n = _started_polling(fake, monkeypatch)
     monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", 0.0)
     _asleep(log, w)
     assert _kernel_watches(w) == 1
@@ -179,12 +185,7 @@ def test_a_writer_slower_than_the_busy_rate_gets_the_watch_back(fake, monkeypatc
     brought since the look before puts the watch back, even though commits keep
     coming (the idle delay is an hour here): a writer of a few hundred commits a
     second is not worth a reader's wake-ups every POLL_SECONDS."""
-    log, make = fake
-    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = make()
-    n = _polling(log, w)
+    log, w, n = _started_polling(fake, monkeypatch)
     monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", 0.001)
     log.commit()  # one tx in a poll of 2 ms: under 1000/s
     _asleep(log, w)
@@ -238,12 +239,7 @@ def test_a_commit_between_the_last_look_and_the_watch_is_not_missed(fake, monkey
     leave a commit landing between the two unseen until the safety net, set to an hour
     here). Both halves: the order of the two steps, and a commit landing inside the
     last look, after its read."""
-    log, make = fake
-    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = make()
-    n = _polling(log, w)
+    log, w, n = _started_polling(fake, monkeypatch)
     steps: list[str] = []
     arm = w._arm
 
@@ -273,12 +269,7 @@ def test_a_failed_look_after_arming_goes_back_to_polling(fake, monkeypatch, capl
     """If the last look (after the watch went on) fails, a commit that landed just
     before the watch existed raised no event and was not seen: the watcher must poll
     again, not sleep on the watch until the safety net (an hour here)."""
-    log, make = fake
-    monkeypatch.setattr(watch, "SAFETY_NET_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = make()
-    n = _polling(log, w)
+    log, w, n = _started_polling(fake, monkeypatch)
     committed, failed = threading.Event(), threading.Event()
     arm, real = w._arm, log.on_change
 
@@ -335,11 +326,7 @@ def test_a_replaced_or_removed_log_ends_the_watcher(fake, monkeypatch, caplog, h
 def test_a_watch_that_cannot_be_added_again_keeps_polling(fake, monkeypatch, caplog):
     """The watch limit reached after subscribe (or the file gone between two looks):
     re-arming fails, the watcher keeps polling, and commits are still seen."""
-    log, make = fake
-    monkeypatch.setattr(watch, "IDLE_AFTER_SECONDS", HOUR)
-    monkeypatch.setattr(watch, "BUSY_GAP_SECONDS", HOUR)
-    w = make()
-    n = _polling(log, w)
+    log, w, n = _started_polling(fake, monkeypatch, safety_net=None)
 
     def refuse(path: str, mask: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device (watch limit)")
