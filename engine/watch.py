@@ -236,7 +236,7 @@ class LogWatcher:
 
     @property
     def armed(self) -> bool:
-        """Whether the watch is in place now (for tests and status: module doc)."""
+        """Whether the watch is in place now (read by tests; module doc)."""
         return self._wd is not None
 
     def close(self) -> None:
